@@ -1,0 +1,41 @@
+"""Architectures and search spaces, framework-free: no torch, Dask or fsspec here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from morphml_dask.exceptions import SearchSpaceError
+from morphml_dask.space._base import BaseSearchSpace, as_rng
+from morphml_dask.space._cell import NB201_EDGES, NB201_OPS, CellSpace
+from morphml_dask.space._dag import DagSpace
+from morphml_dask.space._graph import ArchGraph, Node
+from morphml_dask.space._ops import OPS
+
+__all__ = [
+    "NB201_EDGES",
+    "NB201_OPS",
+    "OPS",
+    "ArchGraph",
+    "BaseSearchSpace",
+    "CellSpace",
+    "DagSpace",
+    "Node",
+    "as_rng",
+    "space_from_dict",
+]
+
+
+def space_from_dict(data: dict[str, Any]) -> BaseSearchSpace:
+    """Rebuild a search space from its `BaseSearchSpace.to_dict` form."""
+    name = data.get("name") if isinstance(data, dict) else None
+    settings = {k: v for k, v in data.items() if k != "name"} if isinstance(data, dict) else {}
+    if name == CellSpace.name:
+        return CellSpace()
+    if name == DagSpace.name:
+        return DagSpace(**settings)
+    raise SearchSpaceError(
+        "unknown search space",
+        expected=f"a name among {[CellSpace.name, DagSpace.name]}",
+        received=repr(name),
+        fix="use a space's to_dict() output, or one of the built-in names",
+    )
