@@ -1,0 +1,96 @@
+"""PyTorch models for architectures, with their size and compute.
+
+The only package that imports torch at module level: `morphml_dask.space` stays framework-free
+and this package turns its `ArchGraph` values into `torch.nn.Module` objects.
+"""
+
+from __future__ import annotations
+
+from typing import TypeGuard
+
+from torch import nn
+
+from morphml_dask.exceptions import ModelBuildError
+from morphml_dask.models._dag import DagNetwork
+from morphml_dask.models._nb201 import NB201Network
+from morphml_dask.models._profile import count_flops, count_parameters
+from morphml_dask.space import ArchGraph, CellSpace
+
+__all__ = ["build_model", "count_flops", "count_parameters"]
+
+
+def build_model(
+    arch: ArchGraph, num_classes: int = 10, *, in_channels: int | None = None
+) -> nn.Module:
+    """The image classifier for ``arch``, freshly initialised.
+
+    Parameters
+    ----------
+    arch
+        The architecture. A NAS-Bench-201 cell (`morphml_dask.space.CellSpace`) becomes the
+        benchmark's network; any other graph becomes a `DagNetwork` built from
+        ``arch.pruned()``, so dead ends and ``none`` branches get no parameters.
+    num_classes
+        Outputs of the classifier, at least 2.
+    in_channels
+        Image channels, at least 1; ``None`` means 3 (RGB).
+
+    Returns
+    -------
+    torch.nn.Module
+        A module mapping ``(batch, in_channels, height, width)`` images to
+        ``(batch, num_classes)`` logits.
+
+    Raises
+    ------
+    ModelBuildError
+        When ``arch`` is not an `ArchGraph` or ``num_classes`` or ``in_channels`` is invalid.
+
+    Notes
+    -----
+    Cell networks match the benchmark's parameter counts (its ``model_size`` column) for
+    ``in_channels=3``; another value changes only the stem.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from morphml_dask.space import DagSpace
+    >>> arch = DagSpace().sample(np.random.default_rng(0))
+    >>> model = build_model(arch, num_classes=10, in_channels=1)
+    """
+    _check_arguments(arch, num_classes, in_channels)
+    channels = 3 if in_channels is None else in_channels
+    space = CellSpace()
+    if space.contains(arch):
+        return NB201Network(space.to_ops(arch), num_classes, in_channels=channels)
+    return DagNetwork(arch.pruned(), num_classes, in_channels=channels)
+
+
+def _check_arguments(arch: object, num_classes: object, in_channels: object) -> None:
+    if not isinstance(arch, ArchGraph):
+        raise ModelBuildError(
+            "build_model needs an architecture graph",
+            expected="a morphml_dask.space.ArchGraph",
+            received=f"{type(arch).__name__} {arch!r}"[:200],
+            fix="pass a graph from a search space, e.g. CellSpace().from_arch_str(...) or "
+            "DagSpace().sample(rng)",
+        )
+    if not _is_int(num_classes) or num_classes < 2:
+        raise ModelBuildError(
+            "invalid num_classes",
+            expected="an integer >= 2",
+            received=repr(num_classes),
+            fix="pass the number of classes in the dataset, e.g. build_model(arch, num_classes=10)",
+        )
+    if in_channels is not None and (not _is_int(in_channels) or in_channels < 1):
+        raise ModelBuildError(
+            "invalid in_channels",
+            expected="None (meaning 3, RGB) or an integer >= 1",
+            received=repr(in_channels),
+            fix="pass the number of image channels, e.g. in_channels=1 for grayscale images",
+        )
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    # bool is an int subclass, but True classes or channels is a mistake.
+    return isinstance(value, int) and not isinstance(value, bool)
