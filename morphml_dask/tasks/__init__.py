@@ -1,0 +1,19 @@
+"""What a trial does on a worker: datasets, the training recipe, tabular benchmark tasks."""
+
+from __future__ import annotations
+
+from morphml_dask.tasks._base import BaseTask, Evaluation
+from morphml_dask.tasks._data import ImageDataset, load_digits, make_dataset, open_xarray_dataset
+from morphml_dask.tasks._nb201 import NB201TabularTask
+from morphml_dask.tasks._train import TrainingTask
+
+__all__ = [
+    "BaseTask",
+    "Evaluation",
+    "ImageDataset",
+    "NB201TabularTask",
+    "TrainingTask",
+    "load_digits",
+    "make_dataset",
+    "open_xarray_dataset",
+]

@@ -1,0 +1,81 @@
+"""`BaseTask`: what a trial does with an architecture, and the `Evaluation` it returns."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from morphml_dask.space import ArchGraph
+
+__all__ = ["BaseTask", "Evaluation"]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The outcome of evaluating one architecture for one budget.
+
+    Attributes
+    ----------
+    metrics
+        Final scalar metrics. Always holds the task's objective, ``cost_seconds`` (the compute
+        the evaluation costs, real or simulated) and ``wall_time`` (seconds actually spent).
+    curve
+        One dict of metrics per epoch trained (``epoch`` counts from 1 across continuations).
+    weights
+        The model's state dict after training, to continue to a larger budget; None for tasks
+        without a model (tabular benchmarks).
+    """
+
+    metrics: dict[str, float]
+    curve: list[dict[str, float]] = field(default_factory=list)
+    weights: dict[str, torch.Tensor] | None = None
+
+
+class BaseTask(abc.ABC):
+    """A training task: dataset, recipe and objective.
+
+    Attributes
+    ----------
+    objective
+        The metric in `Evaluation.metrics` that search algorithms optimise.
+    direction
+        ``"maximize"`` or ``"minimize"``.
+    """
+
+    objective: str = "val_accuracy"
+    direction: str = "maximize"
+
+    @abc.abstractmethod
+    def evaluate(
+        self,
+        arch: ArchGraph,
+        budget: int,
+        *,
+        device: str = "cpu",
+        weights: dict[str, torch.Tensor] | None = None,
+        trained_epochs: int = 0,
+    ) -> Evaluation:
+        """Train (or look up) ``arch`` up to ``budget`` epochs.
+
+        Parameters
+        ----------
+        arch
+            The architecture.
+        budget
+            Total epochs the model should have been trained for when this returns.
+        device
+            Torch device string, e.g. ``"cpu"`` or ``"cuda:0"``.
+        weights
+            State dict of the same architecture trained for ``trained_epochs`` epochs, to
+            continue from instead of starting over (ASHA promotions).
+        trained_epochs
+            Epochs already behind ``weights``; training runs ``budget - trained_epochs`` more.
+        """
+
+    @abc.abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """The task's settings as JSON."""

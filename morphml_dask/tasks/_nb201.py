@@ -1,0 +1,248 @@
+"""`NB201TabularTask`: NAS-Bench-201 (Dong & Yang, ICLR 2020) looked up instead of trained.
+
+Every one of the 15,625 cells of `morphml_dask.space.CellSpace` was trained by the benchmark's
+authors; the two tables shipped in ``morphml_dask/data/nb201`` hold, per NAS-Bench-201 index,
+the 12-epoch accuracies (the reward of the paper's search protocol) and the 200-epoch
+validation accuracy, training time, size and latency. A search on this task runs in seconds
+with exact, published ground truth, which is what the search-quality benchmarks need.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from morphml_dask.exceptions import TaskError
+from morphml_dask.space import CellSpace
+from morphml_dask.space._cell import NUM_CELLS
+from morphml_dask.tasks._base import BaseTask, Evaluation
+
+if TYPE_CHECKING:
+    import torch
+
+    from morphml_dask.space import ArchGraph
+
+__all__ = ["NB201TabularTask"]
+
+NB201_DATASETS = ("cifar10", "cifar100", "imagenet")
+# The schedule the 200-epoch training times were measured for; cost scales from it.
+_FULL_EPOCHS = 200
+_HP12_TABLE = "nb201_hp12_accuracy.csv"
+_FULL_TABLE = "nb201_200epoch.csv"
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """One dataset's columns, each an array indexed by NAS-Bench-201 index."""
+
+    val_12: FloatArray
+    test_12: FloatArray
+    val_200: FloatArray
+    train_time_200: FloatArray
+    model_size: FloatArray
+    latency: FloatArray
+
+
+@functools.cache
+def _read_table(filename: str) -> dict[str, FloatArray]:
+    """Every numeric column of a shipped table, rows placed at their NAS-Bench-201 index."""
+    source = resources.files("morphml_dask.data.nb201").joinpath(filename)
+    with source.open(encoding="utf-8") as handle:
+        return _parse_table(handle, filename)
+
+
+def _parse_table(handle: Iterable[str], filename: str) -> dict[str, FloatArray]:
+    reader = csv.reader(handle)
+    header = next(reader)
+    rows = list(reader)
+    order = np.array([int(row[0]) for row in rows])
+    # Rows are placed by their index column, so order is free, but a missing or repeated
+    # index would leave uninitialised values that every lookup would trust.
+    if len(rows) != NUM_CELLS or not np.array_equal(np.sort(order), np.arange(NUM_CELLS)):
+        raise TaskError(
+            f"the NAS-Bench-201 table {filename} is incomplete",
+            expected=f"{NUM_CELLS} rows with each index from 0 to {NUM_CELLS - 1} once",
+            received=f"{len(rows)} rows, {len(set(order.tolist()))} distinct indices",
+            fix="reinstall morphml_dask, or regenerate the table (benchmarks/nb201/)",
+        )
+    columns: dict[str, FloatArray] = {}
+    for j, name in enumerate(header):
+        if name in ("index", "arch_str"):
+            continue
+        values = np.empty(NUM_CELLS)
+        values[order] = [float(row[j]) for row in rows]
+        columns[name] = values
+    return columns
+
+
+@functools.cache
+def _columns(dataset: str) -> _Columns:
+    hp12, full = _read_table(_HP12_TABLE), _read_table(_FULL_TABLE)
+    return _Columns(
+        val_12=hp12[f"{dataset}-val"],
+        test_12=hp12[f"{dataset}-test"],
+        val_200=full[f"{dataset}-val200"],
+        train_time_200=full[f"{dataset}-train_time"],
+        model_size=full[f"{dataset}-model_size"],
+        latency=full[f"{dataset}-latency"],
+    )
+
+
+class NB201TabularTask(BaseTask):
+    """NAS-Bench-201 as a task: an evaluation is a table lookup with a simulated cost.
+
+    Parameters
+    ----------
+    dataset
+        ``"cifar10"`` (the ``cifar10-valid`` split), ``"cifar100"`` or ``"imagenet"``
+        (ImageNet16-120).
+
+    Raises
+    ------
+    TaskError
+        When ``dataset`` is not one of the three.
+
+    Notes
+    -----
+    The objective, ``val_accuracy``, is the validation accuracy after the benchmark's
+    12-epoch schedule, averaged over seeds: the reward the paper's search algorithms optimise.
+    The table has one value per architecture, not one per epoch, so the reward does not
+    depend on ``budget``; only ``cost_seconds`` does. Multi-fidelity methods therefore see no
+    fidelity signal here, only the cost of each rung.
+
+    The tables are read once per process, on the first evaluation.
+
+    Examples
+    --------
+    >>> from morphml_dask.space import CellSpace
+    >>> task = NB201TabularTask("cifar10")
+    >>> result = task.evaluate(CellSpace().from_index(0), budget=12)
+    >>> result.metrics["val_accuracy"]
+    63.364
+    """
+
+    objective = "val_accuracy"
+    direction = "maximize"
+    name = "nb201-tabular"
+
+    def __init__(self, dataset: str = "cifar10") -> None:
+        if dataset not in NB201_DATASETS:
+            raise TaskError(
+                "unknown NAS-Bench-201 dataset",
+                expected=f"one of {list(NB201_DATASETS)} (imagenet is ImageNet16-120)",
+                received=repr(dataset),
+                fix='pass e.g. NB201TabularTask(dataset="cifar10")',
+            )
+        self.dataset = dataset
+        self._space = CellSpace()
+
+    def evaluate(
+        self,
+        arch: ArchGraph,
+        budget: int = 12,
+        *,
+        device: str = "cpu",
+        weights: dict[str, torch.Tensor] | None = None,
+        trained_epochs: int = 0,
+    ) -> Evaluation:
+        """Look up ``arch`` and charge the compute of training it to ``budget`` epochs.
+
+        Parameters
+        ----------
+        arch
+            A NAS-Bench-201 cell, as made by `morphml_dask.space.CellSpace`.
+        budget
+            Total epochs the model counts as trained for when this returns; sets the cost.
+        device
+            Ignored: nothing is trained.
+        weights
+            Ignored: a tabular task has no model to continue from.
+        trained_epochs
+            Epochs already paid for by an earlier evaluation of ``arch``; only the
+            ``budget - trained_epochs`` extra epochs are charged.
+
+        Returns
+        -------
+        Evaluation
+            ``metrics``: ``val_accuracy`` and ``test_accuracy`` (12-epoch, %),
+            ``val_accuracy_200`` (200-epoch validation, %), ``train_time_200`` (s),
+            ``params`` (count), ``latency`` (s), ``cost_seconds`` (``train_time_200`` scaled
+            to the epochs charged), ``wall_time`` (s actually spent) and ``index`` (the
+            NAS-Bench-201 index, as a float like every metric). ``curve``: one entry per
+            epoch charged, each with the 12-epoch ``val_accuracy`` because the table has no
+            per-epoch data: the curve is flat by construction, not measured. ``weights``:
+            None.
+
+        Raises
+        ------
+        SearchSpaceError
+            When ``arch`` is not a NAS-Bench-201 cell.
+        TaskError
+            When ``budget`` is not an integer of at least 1 and above ``trained_epochs``.
+        """
+        start = time.perf_counter()
+        _check_epochs(budget, trained_epochs)
+        index = self._space.to_index(arch)
+        table = _columns(self.dataset)
+        val_12 = float(table.val_12[index])
+        train_time = float(table.train_time_200[index])
+        metrics = {
+            "val_accuracy": val_12,
+            "test_accuracy": float(table.test_12[index]),
+            "val_accuracy_200": float(table.val_200[index]),
+            "train_time_200": train_time,
+            # The table stores millions of parameters.
+            "params": float(table.model_size[index]) * 1e6,
+            "latency": float(table.latency[index]),
+            "cost_seconds": train_time * (budget - trained_epochs) / _FULL_EPOCHS,
+            "index": float(index),
+        }
+        curve: list[dict[str, float]] = [
+            {"epoch": epoch, "val_accuracy": val_12}
+            for epoch in range(trained_epochs + 1, budget + 1)
+        ]
+        metrics["wall_time"] = time.perf_counter() - start
+        return Evaluation(metrics=metrics, curve=curve, weights=None)
+
+    def best(self) -> tuple[int, float]:
+        """The index of the architecture with the best 200-epoch validation accuracy, and it."""
+        val_200 = _columns(self.dataset).val_200
+        index = int(np.argmax(val_200))
+        return index, float(val_200[index])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dataset": self.dataset}
+
+    def __repr__(self) -> str:
+        return f"NB201TabularTask(dataset={self.dataset!r})"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_epochs(budget: int, trained_epochs: int) -> None:
+    if not _is_int(trained_epochs) or trained_epochs < 0:
+        raise TaskError(
+            "trained_epochs must be a non-negative integer",
+            expected="an int >= 0 (the epochs an earlier evaluation already paid for)",
+            received=repr(trained_epochs),
+            fix="pass trained_epochs=0 for a fresh evaluation",
+        )
+    if not _is_int(budget) or budget <= trained_epochs or budget < 1:
+        raise TaskError(
+            "budget must be an integer number of epochs above trained_epochs",
+            expected=f"an int >= {trained_epochs + 1} (at least 1, and more than"
+            f" trained_epochs={trained_epochs})",
+            received=f"budget={budget!r}",
+            fix="pass e.g. budget=12 (the paper's protocol), or a budget above trained_epochs",
+        )
