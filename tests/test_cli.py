@@ -15,8 +15,16 @@ def test_train_runs_end_to_end_and_writes_json(tmp_path: Path) -> None:
     (tmp_path / "arch.json").write_text(json.dumps(arch.to_dict()))
     out = tmp_path / "runs" / "result.json"
     done = subprocess.run(
-        [*MORPHML, "train", "--arch", str(tmp_path / "arch.json"), "--epochs", "2"]
-        + ["--output", str(out)],
+        [
+            *MORPHML,
+            "train",
+            "--arch",
+            str(tmp_path / "arch.json"),
+            "--epochs",
+            "2",
+            "--output",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         check=True,
