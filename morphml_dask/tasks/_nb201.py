@@ -34,6 +34,7 @@ __all__ = ["NB201TabularTask"]
 NB201_DATASETS = ("cifar10", "cifar100", "imagenet")
 # The schedule the 200-epoch training times were measured for; cost scales from it.
 _FULL_EPOCHS = 200
+_SHORT_EPOCHS = 12
 _HP12_TABLE = "nb201_hp12_accuracy.csv"
 _FULL_TABLE = "nb201_200epoch.csv"
 
@@ -115,9 +116,10 @@ class NB201TabularTask(BaseTask):
     -----
     The objective, ``val_accuracy``, is the validation accuracy after the benchmark's
     12-epoch schedule, averaged over seeds: the reward the paper's search algorithms optimise.
-    The table has one value per architecture, not one per epoch, so the reward does not
-    depend on ``budget``; only ``cost_seconds`` does. Multi-fidelity methods therefore see no
-    fidelity signal here, only the cost of each rung.
+    The tables know two fidelities: a budget below 200 epochs reports the 12-epoch accuracy,
+    a budget of 200 or more the 200-epoch accuracy. ``cost_seconds`` scales with the epochs
+    charged, so multi-fidelity methods (ASHA with ``budgets=(12, 200)``) see both the signal
+    and the price of each rung.
 
     The tables are read once per process, on the first evaluation.
 
@@ -173,14 +175,14 @@ class NB201TabularTask(BaseTask):
         Returns
         -------
         Evaluation
-            ``metrics``: ``val_accuracy`` and ``test_accuracy`` (12-epoch, %),
+            ``metrics``: ``val_accuracy`` (12-epoch below a budget of 200, 200-epoch from
+            200 on, %), ``test_accuracy`` (12-epoch, %),
             ``val_accuracy_200`` (200-epoch validation, %), ``train_time_200`` (s),
             ``params`` (count), ``latency`` (s), ``cost_seconds`` (``train_time_200`` scaled
             to the epochs charged), ``wall_time`` (s actually spent) and ``index`` (the
-            NAS-Bench-201 index, as a float like every metric). ``curve``: one entry per
-            epoch charged, each with the 12-epoch ``val_accuracy`` because the table has no
-            per-epoch data: the curve is flat by construction, not measured. ``weights``:
-            None.
+            NAS-Bench-201 index, as a float like every metric). ``curve``: the epochs the
+            tables know (12 and 200) that fall among the epochs charged, with their
+            validation accuracy; the tables hold no other epochs. ``weights``: None.
 
         Raises
         ------
@@ -194,11 +196,12 @@ class NB201TabularTask(BaseTask):
         index = self._space.to_index(arch)
         table = _columns(self.dataset)
         val_12 = float(table.val_12[index])
+        val_200 = float(table.val_200[index])
         train_time = float(table.train_time_200[index])
         metrics = {
-            "val_accuracy": val_12,
+            "val_accuracy": val_200 if budget >= _FULL_EPOCHS else val_12,
             "test_accuracy": float(table.test_12[index]),
-            "val_accuracy_200": float(table.val_200[index]),
+            "val_accuracy_200": val_200,
             "train_time_200": train_time,
             # The table stores millions of parameters.
             "params": float(table.model_size[index]) * 1e6,
@@ -206,9 +209,11 @@ class NB201TabularTask(BaseTask):
             "cost_seconds": train_time * (budget - trained_epochs) / _FULL_EPOCHS,
             "index": float(index),
         }
+        known = {_SHORT_EPOCHS: val_12, _FULL_EPOCHS: val_200}
         curve: list[dict[str, float]] = [
-            {"epoch": epoch, "val_accuracy": val_12}
-            for epoch in range(trained_epochs + 1, budget + 1)
+            {"epoch": float(epoch), "val_accuracy": value}
+            for epoch, value in known.items()
+            if trained_epochs < epoch <= budget
         ]
         metrics["wall_time"] = time.perf_counter() - start
         return Evaluation(metrics=metrics, curve=curve, weights=None)
