@@ -11,8 +11,10 @@ __all__ = [
     "InvalidArchitectureError",
     "ModelBuildError",
     "MorphMLError",
+    "OptimizerError",
     "SearchSpaceError",
     "TaskError",
+    "TrainingDivergedError",
 ]
 
 
@@ -67,6 +69,10 @@ class TaskError(MorphMLError):
 
 class ModelBuildError(MorphMLError):
     """A model cannot be built or profiled with the arguments given."""
+
+
+class OptimizerError(MorphMLError):
+    """An optimizer was configured or driven wrongly (bad settings, unknown trial ids)."""
 
 
 class TrainingDivergedError(RuntimeError):

@@ -1,0 +1,180 @@
+"""Contract suites that every implementation of an extension point passes.
+
+Use them from your own tests when you write an optimizer::
+
+    from morphml_dask.testing import check_optimizer
+
+    def test_my_optimizer_keeps_the_contract():
+        check_optimizer(lambda seed: MyOptimizer(CellSpace(), max_trials=40, seed=seed))
+
+The factory takes a seed and returns a fresh optimizer with a finite ``max_trials``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from morphml_dask.exceptions import OptimizerError
+from morphml_dask.optim._base import BaseOptimizer
+from morphml_dask.trial import Trial, TrialResult
+
+__all__ = [
+    "check_optimizer",
+    "check_out_of_order_and_failures",
+    "check_repeated_and_unknown_tells",
+    "check_same_seed_same_sequence",
+    "check_state_dict_round_trip",
+    "run_optimizer",
+    "synthetic_result",
+]
+
+OptimizerFactory = Callable[[int], BaseOptimizer]
+Evaluator = Callable[[Trial], TrialResult]
+
+
+def synthetic_result(trial: Trial, *, fail_rate: float = 0.0) -> TrialResult:
+    """A deterministic stand-in for training: metrics derived from the fingerprint.
+
+    ``val_accuracy`` grows with the budget like a learning curve; ``params`` is a second,
+    conflicting objective. A ``fail_rate`` share of architectures fail, always the same ones.
+    """
+    digest = hashlib.sha256(f"{trial.arch.fingerprint}".encode()).digest()
+    quality, size, fate = (int.from_bytes(digest[i : i + 4], "big") / 2**32 for i in (0, 4, 8))
+    if fate < fail_rate:
+        return TrialResult.failed(trial.id, "synthetic failure", kind="error")
+    accuracy = 100.0 * quality * (1.0 - 0.5 / (1.0 + math.log1p(trial.budget)))
+    params = 1e5 * (0.2 + quality * 0.5 + size * 0.3)
+    return TrialResult.complete(trial.id, {"val_accuracy": accuracy, "params": params})
+
+
+def run_optimizer(
+    optimizer: BaseOptimizer,
+    evaluate: Evaluator = synthetic_result,
+    *,
+    workers: int = 4,
+    order_seed: int = 0,
+    max_steps: int = 100_000,
+    record: list[Trial] | None = None,
+    pending: list[Trial] | None = None,
+    stop_after: int | None = None,
+) -> list[tuple[Trial, TrialResult]]:
+    """Drive ``optimizer`` like an asynchronous cluster of ``workers`` slots.
+
+    Each step fills free slots with `BaseOptimizer.ask`, then finishes one running trial
+    chosen at random (so results arrive out of order) and tells its result. Returns the told
+    (trial, result) pairs. ``record`` collects every asked trial, ``pending`` carries running
+    trials across calls, ``stop_after`` stops after that many tells.
+
+    Raises
+    ------
+    AssertionError
+        When the optimizer stalls: nothing running, nothing to ask, and not finished.
+    """
+    order = np.random.default_rng(order_seed)
+    running = pending if pending is not None else []
+    told: list[tuple[Trial, TrialResult]] = []
+    for _ in range(max_steps):
+        if len(running) < workers:
+            new = optimizer.ask(workers - len(running))
+            running.extend(new)
+            if record is not None:
+                record.extend(new)
+        if not running:
+            assert optimizer.finished, f"{type(optimizer).__name__} stalled: nothing to ask"
+            return told
+        trial = running.pop(int(order.integers(len(running))))
+        result = evaluate(trial)
+        optimizer.tell(result)
+        told.append((trial, result))
+        if stop_after is not None and len(told) >= stop_after:
+            return told
+    raise AssertionError(f"{type(optimizer).__name__} did not finish in {max_steps} steps")
+
+
+def _signature(trials: list[Trial]) -> list[tuple[Any, ...]]:
+    return [(t.id, t.arch.fingerprint, t.arch, t.budget, t.rung, t.parent) for t in trials]
+
+
+def check_same_seed_same_sequence(make: OptimizerFactory) -> None:
+    """Same seed and same results give the same trials; another seed gives others."""
+    runs = []
+    for seed in (0, 0, 1):
+        asked: list[Trial] = []
+        run_optimizer(make(seed), record=asked)
+        runs.append(_signature(asked))
+    assert runs[0] == runs[1], "the same seed gave different trials"
+    assert runs[0] != runs[2], "different seeds gave identical trials"
+
+
+def check_state_dict_round_trip(make: OptimizerFactory) -> None:
+    """A resumed optimizer (state through JSON) asks exactly what the original would."""
+    for stop_after in (1, 7, 19):
+        original = make(3)
+        running: list[Trial] = []
+        run_optimizer(original, pending=running, stop_after=stop_after)
+        state = json.loads(json.dumps(original.state_dict()))
+        resumed = make(99)  # the checkpoint, not the constructor, decides what follows
+        resumed.load_state_dict(state)
+        assert resumed.state_dict() == state
+        assert [t.id for t in resumed.pending] == [t.id for t in original.pending]
+        tails = []
+        for opt in (original, resumed):
+            asked: list[Trial] = []
+            run_optimizer(opt, pending=list(running), record=asked, order_seed=5)
+            tails.append(_signature(asked))
+            assert opt.finished
+        assert tails[0] == tails[1], f"resume after {stop_after} tells diverged"
+
+
+def check_out_of_order_and_failures(make: OptimizerFactory) -> None:
+    """Results in any order, a third of them failures, never break the search."""
+    for workers, order_seed in ((1, 0), (3, 1), (16, 2)):
+        optimizer = make(order_seed)
+        told = run_optimizer(
+            optimizer,
+            lambda t: synthetic_result(t, fail_rate=0.34),
+            workers=workers,
+            order_seed=order_seed,
+        )
+        assert optimizer.finished
+        assert optimizer.ask(4) == []
+        assert any(not r.ok for _, r in told), "no failure was exercised"
+        ids = [t.id for t, _ in told]
+        assert len(ids) == len(set(ids)), "a trial was asked twice"
+        best = optimizer.best_trial
+        scores = {t.id: optimizer.objective.score(r) for t, r in told if r.ok}
+        assert best is not None, "no best trial despite completed trials"
+        assert scores[best.id] == max(scores.values()), "best_trial is not the best"
+
+
+def check_repeated_and_unknown_tells(make: OptimizerFactory) -> None:
+    """Telling a result twice is ignored; a result for an unknown id is an error."""
+    optimizer = make(0)
+    trials = optimizer.ask(2)
+    assert trials, "the optimizer asked for nothing at the start"
+    first = synthetic_result(trials[0])
+    optimizer.tell(first)
+    state = optimizer.state_dict()
+    optimizer.tell(first)
+    assert optimizer.state_dict() == state, "a repeated tell changed the optimizer"
+    try:
+        optimizer.tell(TrialResult.complete("not-a-trial", {"val_accuracy": 1.0}))
+    except OptimizerError as error:
+        message = str(error)
+    else:
+        raise AssertionError("a result for an unknown trial was accepted")
+    assert "never asked for" in message
+
+
+def check_optimizer(make: OptimizerFactory) -> None:
+    """Run the whole optimizer contract."""
+    check_same_seed_same_sequence(make)
+    check_state_dict_round_trip(make)
+    check_out_of_order_and_failures(make)
+    check_repeated_and_unknown_tells(make)

@@ -1,0 +1,160 @@
+"""The records that cross between optimizer, driver, workers and storage.
+
+`Trial` is what an optimizer asks to be evaluated; `TrialResult` is what comes back. Both are
+frozen and have versioned, JSON-ready `to_dict` / `from_dict`, because they travel to Dask
+workers and into the store.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from morphml_dask.exceptions import MorphMLError
+from morphml_dask.space import ArchGraph
+
+__all__ = ["Trial", "TrialResult", "TrialState"]
+
+_TRIAL_FORMAT = "morphml.trial"
+_RESULT_FORMAT = "morphml.result"
+_VERSION = 1
+
+
+class TrialState(str, enum.Enum):
+    """Where a trial stands. Results are `COMPLETE` or `FAIL`."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One evaluation an optimizer asks for.
+
+    Attributes
+    ----------
+    id
+        Unique within a search; the driver uses it as the Dask key.
+    arch
+        The architecture to evaluate.
+    budget
+        Fidelity to train to, e.g. epochs.
+    rung
+        Multi-fidelity level (ASHA), 0 for single-fidelity optimizers.
+    parent
+        Id of the trial whose saved weights this one continues from, or None.
+    parent_budget
+        The budget ``parent`` was trained to (0 without a parent): training runs
+        ``budget - parent_budget`` more epochs.
+    info
+        Optimizer-specific JSON values, e.g. the Hyperband bracket.
+    """
+
+    id: str
+    arch: ArchGraph
+    budget: int
+    rung: int = 0
+    parent: str | None = None
+    parent_budget: int = 0
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": _TRIAL_FORMAT,
+            "version": _VERSION,
+            "id": self.id,
+            "arch": self.arch.to_dict(),
+            "budget": self.budget,
+            "rung": self.rung,
+            "parent": self.parent,
+            "parent_budget": self.parent_budget,
+            "info": dict(self.info),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Trial:
+        _check_document(data, _TRIAL_FORMAT, "Trial")
+        return cls(
+            id=str(data["id"]),
+            arch=ArchGraph.from_dict(data["arch"]),
+            budget=int(data["budget"]),
+            rung=int(data.get("rung", 0)),
+            parent=data.get("parent"),
+            parent_budget=int(data.get("parent_budget", 0)),
+            info=dict(data.get("info", {})),
+        )
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """The outcome of a trial: metrics when it completed, the error when it failed.
+
+    Build them with `TrialResult.complete` and `TrialResult.failed`.
+    """
+
+    trial_id: str
+    state: TrialState
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    error: str | None = None
+    error_kind: str | None = None
+
+    @classmethod
+    def complete(cls, trial_id: str, metrics: Mapping[str, float]) -> TrialResult:
+        return cls(trial_id, TrialState.COMPLETE, {k: float(v) for k, v in metrics.items()})
+
+    @classmethod
+    def failed(cls, trial_id: str, error: str, kind: str = "error") -> TrialResult:
+        return cls(trial_id, TrialState.FAIL, {}, error=error, error_kind=kind)
+
+    @property
+    def ok(self) -> bool:
+        return self.state is TrialState.COMPLETE
+
+    def value(self, metric: str) -> float:
+        """The metric, or NaN when the trial failed or did not report it."""
+        return float(self.metrics.get(metric, math.nan)) if self.ok else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": _RESULT_FORMAT,
+            "version": _VERSION,
+            "trial_id": self.trial_id,
+            "state": self.state.value,
+            "metrics": dict(self.metrics),
+            "error": self.error,
+            "error_kind": self.error_kind,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialResult:
+        _check_document(data, _RESULT_FORMAT, "TrialResult")
+        return cls(
+            trial_id=str(data["trial_id"]),
+            state=TrialState(data["state"]),
+            metrics={k: float(v) for k, v in data.get("metrics", {}).items()},
+            error=data.get("error"),
+            error_kind=data.get("error_kind"),
+        )
+
+
+def _check_document(data: Mapping[str, Any], fmt: str, name: str) -> None:
+    if not isinstance(data, Mapping) or data.get("format") != fmt:
+        received = data.get("format") if isinstance(data, Mapping) else type(data).__name__
+        raise MorphMLError(
+            f"not a {name} document",
+            expected=f'a mapping with "format": "{fmt}"',
+            received=repr(received),
+            fix=f"pass the dict produced by {name}.to_dict()",
+        )
+    if data.get("version") != _VERSION:
+        raise MorphMLError(
+            f"unsupported {name} document version",
+            expected=f"version {_VERSION}",
+            received=repr(data.get("version")),
+            fix="upgrade morphml_dask to read documents written by a newer release",
+        )
