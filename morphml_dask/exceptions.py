@@ -13,6 +13,7 @@ __all__ = [
     "MorphMLError",
     "OptimizerError",
     "SearchSpaceError",
+    "StorageError",
     "TaskError",
     "TrainingDivergedError",
 ]
@@ -73,6 +74,10 @@ class ModelBuildError(MorphMLError):
 
 class OptimizerError(MorphMLError):
     """An optimizer was configured or driven wrongly (bad settings, unknown trial ids)."""
+
+
+class StorageError(MorphMLError):
+    """An experiment store cannot be opened, read or written as asked."""
 
 
 class TrainingDivergedError(RuntimeError):
