@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,12 +24,16 @@ from morphml_dask.exceptions import OptimizerError
 from morphml_dask.optim._base import BaseOptimizer
 from morphml_dask.trial import Trial, TrialResult
 
+if TYPE_CHECKING:
+    from morphml_dask.storage import BaseStore
+
 __all__ = [
     "check_optimizer",
     "check_out_of_order_and_failures",
     "check_repeated_and_unknown_tells",
     "check_same_seed_same_sequence",
     "check_state_dict_round_trip",
+    "check_store",
     "run_optimizer",
     "synthetic_result",
 ]
@@ -178,3 +182,70 @@ def check_optimizer(make: OptimizerFactory) -> None:
     check_state_dict_round_trip(make)
     check_out_of_order_and_failures(make)
     check_repeated_and_unknown_tells(make)
+
+
+StoreFactory = Callable[[], "BaseStore"]
+
+
+def _finished_trials(count: int, seed: int = 0) -> list[tuple[Trial, TrialResult]]:
+    from morphml_dask.optim._random import RandomSearch
+    from morphml_dask.space import CellSpace
+
+    optimizer = RandomSearch(CellSpace(), seed=seed)
+    trials = optimizer.ask(count)
+    return [(t, synthetic_result(t, fail_rate=0.2)) for t in trials]
+
+
+def check_store(make: StoreFactory) -> None:
+    """The store contract: what goes in comes out once, whatever is appended twice.
+
+    ``make()`` returns a store over a fresh, empty location.
+    """
+    from morphml_dask.storage import Checkpoint, trial_row
+
+    store = make()
+    assert len(store.trials()) == 0
+    assert store.load_checkpoint() is None
+    finished = _finished_trials(30)
+    rows = [trial_row(t, r, worker="w1", attempt=1) for t, r in finished]
+    assert store.append(rows[:20]) == 20
+    assert store.append(rows[10:]) == 10, "ids already stored were appended again"
+    assert store.append(rows) == 0
+    table = store.trials()
+    assert sorted(table["trial_id"]) == sorted(t.id for t, _ in finished)
+    by_id = table.set_index("trial_id")
+    for trial, result in finished:
+        assert by_id.loc[trial.id, "state"] == result.state.value
+        assert by_id.loc[trial.id, "fingerprint"] == trial.arch.fingerprint
+        if result.ok:
+            assert by_id.loc[trial.id, "val_accuracy"] == result.metrics["val_accuracy"]
+        else:
+            assert by_id.loc[trial.id, "error"] == result.error
+
+    curves = {
+        t.id: [{"epoch": e, "val_accuracy": float(e) + i} for e in range(1, 2 + i % 4)]
+        for i, (t, _) in enumerate(finished)
+    }
+    assert store.append_curves(dict(list(curves.items())[:12])) == 12
+    assert store.append_curves(curves) == len(curves) - 12
+    data = store.curves()
+    assert sorted(map(str, data["trial"].values)) == sorted(curves)
+    first = finished[3][0].id
+    values = data["val_accuracy"].sel(trial=first).dropna("epoch")
+    assert values.values.tolist() == [p["val_accuracy"] for p in curves[first]]
+
+    optimizer_state = {"format": "anything-json", "values": [1, 2.5, "x"], "nested": {"a": None}}
+    in_flight = [t for t, _ in finished[:2]]
+    store.save_checkpoint(Checkpoint(optimizer_state, {"seed": 3}, in_flight))
+    loaded = store.load_checkpoint()
+    assert loaded is not None
+    assert loaded.optimizer == optimizer_state
+    assert loaded.config == {"seed": 3}
+    assert [t.id for t in loaded.in_flight] == [t.id for t in in_flight]
+
+    before = store.trials().sort_values("trial_id").reset_index(drop=True)
+    store.compact()
+    after = store.trials().sort_values("trial_id").reset_index(drop=True)
+    assert before.equals(after), "compaction changed the trials table"
+    assert sorted(map(str, store.curves()["trial"].values)) == sorted(curves)
+    assert store.append(rows) == 0, "compaction forgot which ids are stored"
