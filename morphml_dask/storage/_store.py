@@ -183,8 +183,6 @@ class ExperimentStore(BaseStore):
         return model.eval()
 
 
-
-
 def open_store(
     url: str = "./runs/search", storage_options: dict[str, Any] | None = None
 ) -> ExperimentStore:
