@@ -54,6 +54,10 @@ class Node:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Node is immutable")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Dask ships trials to workers by pickling; rebuild through the validating constructor.
+        return (_node, (self.op, dict(self.params)))
+
     @property
     def label(self) -> str:
         """The op with its parameters, e.g. ``conv(channels=16,kernel=3)``."""
@@ -147,6 +151,9 @@ class ArchGraph:
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("ArchGraph is immutable")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ArchGraph, (self.nodes, self.edges))
 
     # -- structure -------------------------------------------------------------------------
 
@@ -300,6 +307,10 @@ class ArchGraph:
             )
         parsed = [Node(n["op"], **{k: v for k, v in n.items() if k != "op"}) for n in nodes]
         return cls(parsed, data.get("edges", []))
+
+
+def _node(op: str, params: dict[str, ParamValue]) -> Node:
+    return Node(op, **params)
 
 
 def _check_edges(edges: Iterable[Sequence[int]], n: int) -> tuple[tuple[int, int], ...]:

@@ -190,3 +190,13 @@ def test_identity_nodes_do_not_change_the_fingerprint_but_multiplicity_does() ->
         ["input", conv, "identity", "output"], [(0, 1), (1, 3), (0, 2), (2, 3), (0, 3)]
     )
     assert len({direct.fingerprint, residual.fingerprint, double.fingerprint}) == 3
+
+
+def test_graphs_pickle_for_dask_transport() -> None:
+    import pickle
+
+    g = chain(Node("conv", kernel=3, channels=8), "identity")
+    again = pickle.loads(pickle.dumps(g))
+    assert again == g
+    assert again.fingerprint == g.fingerprint
+    assert pickle.loads(pickle.dumps(g.nodes[1])) == g.nodes[1]
