@@ -106,6 +106,10 @@ class NB201TabularTask(BaseTask):
     dataset
         ``"cifar10"`` (the ``cifar10-valid`` split), ``"cifar100"`` or ``"imagenet"``
         (ImageNet16-120).
+    time_scale
+        When positive, `evaluate` sleeps ``cost_seconds * time_scale`` seconds, so a Dask
+        cluster sees realistic, heterogeneous trial durations without a GPU (0.001 turns a
+        2,000 s training into 2 s).
 
     Raises
     ------
@@ -136,7 +140,7 @@ class NB201TabularTask(BaseTask):
     direction = "maximize"
     name = "nb201-tabular"
 
-    def __init__(self, dataset: str = "cifar10") -> None:
+    def __init__(self, dataset: str = "cifar10", *, time_scale: float = 0.0) -> None:
         if dataset not in NB201_DATASETS:
             raise TaskError(
                 "unknown NAS-Bench-201 dataset",
@@ -144,7 +148,15 @@ class NB201TabularTask(BaseTask):
                 received=repr(dataset),
                 fix='pass e.g. NB201TabularTask(dataset="cifar10")',
             )
+        if not (isinstance(time_scale, int | float) and 0.0 <= time_scale < float("inf")):
+            raise TaskError(
+                "invalid time_scale",
+                expected="a finite number of seconds slept per simulated second, 0 or more",
+                received=repr(time_scale),
+                fix="pass e.g. time_scale=0.001, or 0 for no sleeping",
+            )
         self.dataset = dataset
+        self.time_scale = float(time_scale)
         self._space = CellSpace()
 
     def evaluate(
@@ -215,6 +227,8 @@ class NB201TabularTask(BaseTask):
             for epoch, value in known.items()
             if trained_epochs < epoch <= budget
         ]
+        if self.time_scale > 0:
+            time.sleep(metrics["cost_seconds"] * self.time_scale)
         metrics["wall_time"] = time.perf_counter() - start
         return Evaluation(metrics=metrics, curve=curve, weights=None)
 
@@ -225,10 +239,10 @@ class NB201TabularTask(BaseTask):
         return index, float(val_200[index])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dataset": self.dataset}
+        return {"name": self.name, "dataset": self.dataset, "time_scale": self.time_scale}
 
     def __repr__(self) -> str:
-        return f"NB201TabularTask(dataset={self.dataset!r})"
+        return f"NB201TabularTask(dataset={self.dataset!r}, time_scale={self.time_scale!r})"
 
 
 def _is_int(value: object) -> bool:

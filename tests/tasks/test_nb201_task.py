@@ -38,7 +38,7 @@ def test_is_a_task() -> None:
     assert isinstance(task, BaseTask)
     assert task.dataset == "cifar10"
     assert (task.objective, task.direction) == ("val_accuracy", "maximize")
-    assert task.to_dict() == {"name": "nb201-tabular", "dataset": "cifar10"}
+    assert task.to_dict() == {"name": "nb201-tabular", "dataset": "cifar10", "time_scale": 0.0}
 
 
 def test_index_0_cifar10_literal() -> None:
@@ -200,3 +200,17 @@ def test_rejects_non_cell_arch() -> None:
     arch = DagSpace().sample(np.random.default_rng(0))
     with pytest.raises(SearchSpaceError, match="not a NAS-Bench-201 cell"):
         NB201TabularTask().evaluate(arch)
+
+
+def test_time_scale_sleeps_the_simulated_cost() -> None:
+    import time
+
+    task = NB201TabularTask(time_scale=0.0005)
+    arch = SPACE.from_index(1)
+    started = time.perf_counter()
+    result = task.evaluate(arch, budget=12)
+    slept = time.perf_counter() - started
+    assert slept >= result.metrics["cost_seconds"] * 0.0005
+    assert result.metrics["wall_time"] >= result.metrics["cost_seconds"] * 0.0005
+    with pytest.raises(TaskError, match=r"(?s)invalid time_scale.*received: -1"):
+        NB201TabularTask(time_scale=-1)
