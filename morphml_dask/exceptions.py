@@ -8,14 +8,17 @@ from __future__ import annotations
 
 __all__ = [
     "DatasetError",
+    "ExperimentError",
     "InvalidArchitectureError",
     "ModelBuildError",
     "MorphMLError",
     "OptimizerError",
     "SearchSpaceError",
+    "SearchStalledError",
     "StorageError",
     "TaskError",
     "TrainingDivergedError",
+    "UnschedulableError",
 ]
 
 
@@ -52,6 +55,10 @@ def _rebuild(
     return cls(problem, expected=expected, received=received, fix=fix)
 
 
+class ExperimentError(MorphMLError):
+    """An experiment document (YAML or mapping) is malformed; the message names the key."""
+
+
 class InvalidArchitectureError(MorphMLError):
     """An architecture graph or its JSON form is malformed."""
 
@@ -78,6 +85,14 @@ class OptimizerError(MorphMLError):
 
 class StorageError(MorphMLError):
     """An experiment store cannot be opened, read or written as asked."""
+
+
+class SearchStalledError(MorphMLError):
+    """The search cannot go on: nothing is running, nothing can be asked, it is not finished."""
+
+
+class UnschedulableError(MorphMLError):
+    """No worker of the cluster can run the trials as asked (e.g. GPUs wanted, none offered)."""
 
 
 class TrainingDivergedError(RuntimeError):
