@@ -1,0 +1,18 @@
+"""The Dask driver: the search loop, the worker-side trial runner, the cluster helpers."""
+
+from __future__ import annotations
+
+from morphml_dask.driver._cluster import default_client, slots_of
+from morphml_dask.driver._run import resume, search_from_experiment
+from morphml_dask.driver._search import Search
+from morphml_dask.driver._worker import GPUPlugin, run_trial
+
+__all__ = [
+    "GPUPlugin",
+    "Search",
+    "default_client",
+    "resume",
+    "run_trial",
+    "search_from_experiment",
+    "slots_of",
+]

@@ -1,0 +1,76 @@
+"""The cluster a search runs on: the current client, or a LocalCluster made for it."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from morphml_dask.exceptions import UnschedulableError
+
+if TYPE_CHECKING:
+    from distributed import Client, LocalCluster
+
+__all__ = ["default_client", "slots_of"]
+
+
+def default_client(gpus_per_trial: int = 0) -> tuple[Client, LocalCluster | None]:
+    """The default client if one exists, else a new LocalCluster of worker processes.
+
+    With GPUs: one worker per GPU, each with ``resources={"GPU": 1}``. Without: workers
+    sized to the cores. Returns the client and the cluster to close (None if not ours).
+    """
+    from distributed import Client, LocalCluster, default_client
+
+    try:
+        return default_client(), None
+    except ValueError:
+        pass
+    gpus = _gpu_count()
+    cores = os.cpu_count() or 1
+    options: dict[str, Any] = {"processes": True, "dashboard_address": "127.0.0.1:0"}
+    if gpus:
+        options.update(n_workers=gpus, threads_per_worker=1, resources={"GPU": 1})
+    else:
+        options.update(n_workers=max(1, min(cores, 4)), threads_per_worker=1)
+    cluster = LocalCluster(**options)
+    return Client(cluster), cluster
+
+
+def slots_of(client: Client, gpus_per_trial: int, wait: float = 10.0) -> int:
+    """How many trials the cluster runs at once; raises if none can ever run.
+
+    Waits up to ``wait`` seconds for workers (clusters that are still starting).
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        if gpus_per_trial:
+            slots = sum(
+                int(w.get("resources", {}).get("GPU", 0)) // gpus_per_trial for w in workers
+            )
+        else:
+            slots = sum(int(w.get("nthreads", 1)) for w in workers)
+        if slots > 0:
+            return slots
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    need = f"{gpus_per_trial} GPU resource(s)" if gpus_per_trial else "a thread"
+    seen = [dict(w.get("resources", {})) for w in workers]
+    raise UnschedulableError(
+        "no worker can run the trials",
+        expected=f"a worker offering {need} per trial",
+        received=f"{len(seen)} worker(s) with resources {seen}",
+        fix="start workers with `--resources GPU=1` (dask worker) or resources={'GPU': 1} "
+        "(LocalCluster), or set gpus_per_trial=0 to train on CPUs",
+    )
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return int(torch.cuda.device_count())
+    except Exception:
+        return 0

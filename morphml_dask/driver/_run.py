@@ -1,0 +1,77 @@
+"""Searches from experiment documents, and resuming one from its store alone."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from morphml_dask.driver._search import Search
+from morphml_dask.exceptions import StorageError
+from morphml_dask.storage import open_store
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from morphml_dask.experiment import Experiment
+
+__all__ = ["resume", "search_from_experiment"]
+
+
+def search_from_experiment(
+    experiment: Experiment,
+    *,
+    store: str | None = None,
+    client: Client | None = None,
+    **options: Any,
+) -> Search:
+    """A `Search` for an experiment; ``store`` overrides the document's store URL."""
+    document = experiment.to_dict()
+    if store is not None:
+        document["store"] = store
+    return Search(
+        experiment.make_optimizer(),
+        experiment.task,
+        store=open_store(store or experiment.store_url, experiment.storage_options),
+        client=client,
+        gpus_per_trial=int(experiment.gpus_per_trial),
+        name=experiment.name,
+        config=document,
+        **options,
+    )
+
+
+def resume(
+    url: str,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    client: Client | None = None,
+    **options: Any,
+) -> Search:
+    """The search stored at ``url``, ready to go on from its last checkpoint.
+
+    The optimizer continues from its saved state; trials that were in flight run again under
+    the same ids unless their results reached the store, which are told instead.
+    """
+    from morphml_dask.experiment import load_experiment
+
+    store = open_store(url, storage_options)
+    checkpoint = store.load_checkpoint()
+    if checkpoint is None or not checkpoint.config:
+        raise StorageError(
+            f"nothing to resume at {url!r}",
+            expected="the store of a search started with `morphml run` (it holds checkpoint.json)",
+            received="no checkpoint" if checkpoint is None else "a checkpoint without experiment",
+            fix="check the URL (and storage options), or start the search with `morphml run`",
+        )
+    experiment = load_experiment(checkpoint.config)
+    optimizer = experiment.make_optimizer()
+    optimizer.load_state_dict(checkpoint.optimizer)
+    return Search(
+        optimizer,
+        experiment.task,
+        store=store,
+        client=client,
+        gpus_per_trial=int(experiment.gpus_per_trial),
+        name=experiment.name,
+        config=checkpoint.config,
+        **options,
+    )

@@ -1,0 +1,308 @@
+"""`Search`: the only code that holds futures.
+
+One trial is one ``Client.submit(run_trial, trial, key=..., pure=False, resources=...,
+priority=trial.rung, retries=...)``; ``as_completed`` hands back whichever trial finishes
+first, its result is persisted and told to the optimizer, and the next trial is submitted at
+once, so no worker waits for a straggler. A few trials wait queued ahead of the free slots so
+that a slot never waits for the driver either.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from morphml_dask.config import config_value
+from morphml_dask.driver._cluster import default_client, slots_of
+from morphml_dask.driver._worker import GPUPlugin, run_trial
+from morphml_dask.exceptions import SearchStalledError
+from morphml_dask.storage import Checkpoint, ExperimentStore, open_store, trial_row
+from morphml_dask.trial import Trial, TrialResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from distributed import Client, Future
+
+    from morphml_dask.optim import BaseOptimizer
+    from morphml_dask.tasks import BaseTask
+
+__all__ = ["Search"]
+
+
+class Search:
+    """A search on a Dask cluster: an optimizer, a task and a store.
+
+    Parameters
+    ----------
+    optimizer
+        The ask/tell algorithm, with a finite ``max_trials`` (or one that finishes itself).
+    task
+        What each trial does on a worker.
+    store
+        An `ExperimentStore` or its URL (config ``morphml.store``, ``./runs/search``).
+    storage_options
+        For the store's filesystem when ``store`` is a URL.
+    client
+        A `distributed.Client`; by default the current one, else a new `LocalCluster` of
+        worker processes (closed again at the end; a client you pass is never closed).
+    gpus_per_trial
+        GPUs each trial needs; above 0 the trials ask Dask for that many ``GPU`` resources
+        (config ``morphml.gpus-per-trial``, 0).
+    max_retries
+        How often Dask re-runs a trial whose worker died (``morphml.max-retries``, 2).
+    lookahead
+        Trials queued beyond the free slots (``morphml.lookahead``, 2).
+    persist_batch
+        Results persisted per store append and checkpoint (``morphml.persist-batch``, 16).
+    name
+        Prefix of the Dask keys (``<name>/<trial id>``).
+    config
+        The experiment document, saved in checkpoints so that `resume` can rebuild it.
+    worker_wait
+        Seconds to wait at the start for a worker that can run the trials before raising
+        `UnschedulableError`.
+    """
+
+    def __init__(
+        self,
+        optimizer: BaseOptimizer,
+        task: BaseTask,
+        *,
+        store: ExperimentStore | str | None = None,
+        storage_options: dict[str, Any] | None = None,
+        client: Client | None = None,
+        gpus_per_trial: int | None = None,
+        max_retries: int | None = None,
+        lookahead: int | None = None,
+        persist_batch: int | None = None,
+        name: str = "search",
+        config: Mapping[str, Any] | None = None,
+        worker_wait: float = 10.0,
+    ) -> None:
+        if not isinstance(store, ExperimentStore):
+            store = open_store(config_value("store", store), storage_options)
+        self.optimizer = optimizer
+        self.task = task
+        self.store = store
+        self.client = client
+        self.gpus_per_trial = int(config_value("gpus-per-trial", gpus_per_trial))
+        self.max_retries = int(config_value("max-retries", max_retries))
+        self.lookahead = int(config_value("lookahead", lookahead))
+        self.persist_batch = int(config_value("persist-batch", persist_batch))
+        self.name = name
+        self.config = dict(config or {})
+        self.worker_wait = worker_wait
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._in_flight: dict[str, tuple[Trial, Future[Any]]] = {}
+        self._rows: list[dict[str, Any]] = []
+        self._curves: dict[str, list[dict[str, float]]] = {}
+        self._evaluated: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
+        self._stored: dict[str, TrialResult] = {}
+        self.counts = {"done": 0, "failed": 0, "reused": 0}
+        self.started_at: float | None = None
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self) -> pd.DataFrame:
+        """Run to the end (blocking) and return the trials table."""
+        self._loop()
+        return self.store.trials()
+
+    def start(self) -> Search:
+        """Run in a background thread (for notebooks); see `status`, `stop`, `wait`."""
+        self._thread = threading.Thread(target=self._run_in_thread, name="morphml-search")
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def _run_in_thread(self) -> None:
+        try:
+            self._loop()
+        except BaseException as error:  # re-raised by wait()
+            self._error = error
+
+    @property
+    def running(self) -> bool:
+        """Whether a search started with `start` is still going."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop submitting; running trials are cancelled and stay in the checkpoint."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> pd.DataFrame:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._error is not None:
+            raise self._error
+        return self.store.trials()
+
+    def status(self) -> dict[str, Any]:
+        best = self.optimizer.best_trial
+        return {
+            **self.counts,
+            "running": len(self._in_flight),
+            "best_trial": None if best is None else best.id,
+            "elapsed": 0.0 if self.started_at is None else time.time() - self.started_at,
+            "finished": self.optimizer.finished,
+        }
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        from distributed import as_completed
+
+        self.started_at = time.time()
+        client, owned = (
+            (self.client, None) if self.client is not None else default_client(self.gpus_per_trial)
+        )
+        try:
+            client.register_plugin(GPUPlugin())
+            slots = slots_of(client, self.gpus_per_trial, wait=self.worker_wait)
+            task = client.scatter(self.task, broadcast=True, hash=False)
+            self._remember_stored_results()
+            completed = as_completed()
+            for trial in self._resume_pending():
+                completed.add(self._submit(client, task, trial))
+            while not self._stop.is_set():
+                asked = self.optimizer.ask(slots + self.lookahead - len(self._in_flight))
+                for trial in asked:
+                    if not self._reuse(trial):
+                        completed.add(self._submit(client, task, trial))
+                if not self._in_flight:
+                    if self.optimizer.finished:
+                        break
+                    if asked:
+                        continue  # every trial asked was answered from the store
+                    raise SearchStalledError(
+                        f"{type(self.optimizer).__name__} stalled",
+                        expected="an optimizer that asks for trials until it is finished",
+                        received="nothing running, nothing asked, not finished",
+                        fix="check the optimizer's settings (max_trials, population, rungs)",
+                    )
+                self._collect(next(completed))
+            self._flush()
+        finally:
+            for _, future in self._in_flight.values():
+                future.cancel()
+            self._in_flight.clear()
+            if owned is not None:
+                client.close()
+                owned.close()
+
+    def _submit(self, client: Client, task: Future[Any], trial: Trial) -> Future[Any]:
+        future = client.submit(
+            run_trial,
+            trial,
+            task,
+            self.store.url,
+            self.store.location.storage_options,
+            self.gpus_per_trial,
+            key=f"{self.name}/{trial.id}",
+            pure=False,
+            resources={"GPU": self.gpus_per_trial} if self.gpus_per_trial else None,
+            priority=trial.rung,
+            retries=self.max_retries,
+        )
+        self._in_flight[str(future.key)] = (trial, future)
+        return future
+
+    def _collect(self, future: Future[Any]) -> None:
+        trial, _ = self._in_flight.pop(str(future.key))
+        if future.status == "error":
+            error = future.exception()
+            outcome = {"result": TrialResult.failed(trial.id, repr(error), kind="lost").to_dict()}
+        else:
+            outcome = future.result()
+        future.release()
+        result = TrialResult.from_dict(outcome["result"])
+        self._record(trial, result, outcome)
+
+    def _record(
+        self, trial: Trial, result: TrialResult, outcome: Mapping[str, Any], reused: bool = False
+    ) -> None:
+        self._rows.append(
+            trial_row(
+                trial,
+                result,
+                worker=outcome.get("worker"),
+                device=outcome.get("device"),
+                start_time=outcome.get("start_time"),
+                end_time=outcome.get("end_time"),
+                reused=reused,
+            )
+        )
+        if outcome.get("curve"):
+            self._curves[trial.id] = list(outcome["curve"])
+        self.optimizer.tell(result)
+        self.counts["done"] += 1
+        self.counts["failed"] += not result.ok
+        self.counts["reused"] += reused
+        if result.ok:
+            self._evaluated[(trial.arch.fingerprint, trial.budget)] = (
+                trial.id,
+                dict(result.metrics),
+            )
+        if len(self._rows) >= self.persist_batch or not self._in_flight:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Persist buffered results, then checkpoint: a checkpoint never claims more."""
+        if self._curves:
+            self.store.append_curves(self._curves)
+        if self._rows:
+            self.store.append(self._rows)
+        self._rows, self._curves = [], {}
+        self.store.save_checkpoint(
+            Checkpoint(self.optimizer.state_dict(), self.config, self.optimizer.pending)
+        )
+
+    def _reuse(self, trial: Trial) -> bool:
+        """Tell a stored result instead of training an architecture evaluated before."""
+        if trial.id in self._stored:
+            # Persisted before a crash that lost the checkpoint after it: tell, don't re-run.
+            self.optimizer.tell(self._stored.pop(trial.id))
+            return True
+        stored = self._evaluated.get((trial.arch.fingerprint, trial.budget))
+        if stored is None:
+            return False
+        _, metrics = stored
+        self._record(
+            trial,
+            TrialResult.complete(trial.id, metrics),
+            {"worker": None, "device": None},
+            reused=True,
+        )
+        return True
+
+    def _remember_stored_results(self) -> None:
+        """Index what the store already holds: results by id, and by architecture and budget
+        for deduplication."""
+        from morphml_dask.storage._trials import decode_metrics
+
+        table = self.store.trials()
+        for row in table.itertuples(index=False):
+            trial_id = str(row.trial_id)
+            if row.state == "complete":
+                result = TrialResult.complete(trial_id, decode_metrics(str(row.metrics)))
+                key = (str(row.fingerprint), int(str(row.budget)))
+                self._evaluated.setdefault(key, (trial_id, dict(result.metrics)))
+            else:
+                result = TrialResult.failed(trial_id, str(row.error), kind=str(row.error_kind))
+            self._stored[trial_id] = result
+
+    def _resume_pending(self) -> list[Trial]:
+        """Trials the optimizer was waiting for (after `resume`): stored ones are told from
+        the store, the others are submitted again under the same ids."""
+        again = []
+        for trial in self.optimizer.pending:
+            stored = self._stored.pop(trial.id, None)
+            if stored is not None:
+                self.optimizer.tell(stored)
+            else:
+                again.append(trial)
+        return again

@@ -1,0 +1,180 @@
+"""What runs on a Dask worker: pick a device, evaluate the trial, save weights, report.
+
+A trial that raises or diverges is a failed trial (data returned to the driver), never a
+crashed task: only a lost worker makes Dask retry.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from morphml_dask.exceptions import TrainingDivergedError
+from morphml_dask.tasks import BaseTask, TrainingTask
+from morphml_dask.trial import Trial, TrialResult
+
+__all__ = ["GPUPlugin", "run_trial"]
+
+
+class GPUPlugin(WorkerPlugin):
+    """A worker plugin that finds the worker's GPUs and lends one to each running trial.
+
+    Register it with ``client.register_plugin(GPUPlugin())``. On a machine without CUDA the
+    pool is empty and trials run on the CPU.
+    """
+
+    name = "morphml-gpus"
+
+    def setup(self, worker: Any) -> None:
+        worker.morphml_devices = DevicePool(_visible_gpus())
+
+
+class DevicePool:
+    """Devices of one worker process; each concurrently running trial borrows its own."""
+
+    def __init__(self, devices: list[str]) -> None:
+        self._free = list(devices)
+        self._lock = threading.Lock()
+        self.size = len(devices)
+
+    @contextmanager
+    def borrow(self, count: int) -> Iterator[str]:
+        """``count`` devices (the first one is returned), or "cpu" when ``count`` is 0."""
+        if count == 0 or self.size == 0:
+            yield "cpu"
+            return
+        with self._lock:
+            if len(self._free) < count:
+                raise RuntimeError(
+                    f"trial asked for {count} GPU(s) but only {len(self._free)} of this "
+                    f"worker's {self.size} are free; start workers with --resources GPU={self.size}"
+                )
+            taken = [self._free.pop(0) for _ in range(count)]
+        try:
+            yield taken[0]
+        finally:
+            with self._lock:
+                self._free.extend(taken)
+
+
+def _visible_gpus() -> list[str]:
+    try:
+        import torch
+
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    except Exception:  # a broken CUDA install means no GPU, not a dead worker
+        return []
+
+
+def _device_pool() -> DevicePool:
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except ValueError:  # not on a Dask worker (tests, local runs)
+        return _LOCAL_POOL
+    pool = getattr(worker, "morphml_devices", None)
+    if pool is None:
+        pool = DevicePool(_visible_gpus())
+        setattr(worker, "morphml_devices", pool)  # noqa: B010 (a plugin-owned attribute)
+    return pool
+
+
+_LOCAL_POOL = DevicePool([])
+
+
+def run_trial(
+    trial: Trial,
+    task: BaseTask,
+    store_url: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    gpus: int = 0,
+) -> dict[str, Any]:
+    """Evaluate ``trial`` with ``task`` on this worker and describe the outcome.
+
+    Returns a JSON-ready dict: ``result`` (`TrialResult.to_dict`), ``curve``, ``worker``,
+    ``device``, ``start_time`` and ``end_time``. Weights go to the store under the trial id
+    and rung, so that a promotion (a trial with a ``parent``) continues from them.
+    """
+    start = time.time()
+    worker = _worker_address()
+    with _device_pool().borrow(gpus) as device:
+        try:
+            result, curve = _evaluate(trial, task, store_url, storage_options, device)
+        except Exception as error:  # the trial failed; the search goes on
+            kind = _failure_kind(error)
+            text = "".join(traceback.format_exception_only(type(error), error)).strip()
+            result, curve = TrialResult.failed(trial.id, text, kind=kind), []
+    return {
+        "result": result.to_dict(),
+        "curve": curve,
+        "worker": worker,
+        "device": device,
+        "start_time": start,
+        "end_time": time.time(),
+    }
+
+
+def _evaluate(
+    trial: Trial,
+    task: BaseTask,
+    store_url: str | None,
+    storage_options: dict[str, Any] | None,
+    device: str,
+) -> tuple[TrialResult, list[dict[str, float]]]:
+    store = None
+    if store_url is not None and isinstance(task, TrainingTask):
+        from morphml_dask.storage import open_store
+
+        store = open_store(store_url, storage_options)
+    weights = None
+    if trial.parent is not None and store is not None:
+        weights = store.load_weights(trial.parent)
+    evaluation = task.evaluate(
+        trial.arch,
+        trial.budget,
+        device=device,
+        weights=weights,
+        trained_epochs=trial.parent_budget if weights is not None else 0,
+    )
+    objective = evaluation.metrics.get(task.objective, math.nan)
+    if not math.isfinite(objective):
+        raise TrainingDivergedError(f"the objective {task.objective} came out {objective}")
+    if store is not None and evaluation.weights is not None and isinstance(task, TrainingTask):
+        store.save_weights(
+            trial.id,
+            trial.rung,
+            evaluation.weights,
+            num_classes=task.dataset.num_classes,
+            in_channels=task.dataset.input_shape[0],
+        )
+    return TrialResult.complete(trial.id, evaluation.metrics), evaluation.curve
+
+
+def _failure_kind(error: BaseException) -> str:
+    text = str(error).lower()
+    if isinstance(error, TrainingDivergedError):
+        return "diverged"
+    if isinstance(error, MemoryError) or "out of memory" in text:
+        return "oom"
+    if "cuda" in text:
+        return "cuda"
+    if isinstance(error, ImportError):
+        return "import"
+    return "error"
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except ValueError:
+        return "local"

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from distributed import Client, LocalCluster
+from distributed.utils_test import gen_cluster
+
+from morphml_dask.driver import Search
+from morphml_dask.exceptions import SearchStalledError, UnschedulableError
+from morphml_dask.optim import ASHA, BaseOptimizer, RandomSearch, RegularizedEvolution
+from morphml_dask.space import CellSpace, DagSpace
+from morphml_dask.storage import open_store
+from morphml_dask.tasks import NB201TabularTask, TrainingTask
+from morphml_dask.trial import Trial, TrialResult
+
+
+def _memory_url() -> str:
+    return f"memory://search-{uuid.uuid4().hex}"
+
+
+def _search_on(address: str, **kwargs: Any) -> Search:
+    with Client(address) as client:
+        search = Search(client=client, **kwargs)
+        search.run()
+        return search
+
+
+@gen_cluster(
+    client=False,
+    nthreads=[("127.0.0.1", 2), ("127.0.0.1", 2)],
+    worker_kwargs={"resources": {"GPU": 1}},
+    timeout=60,
+    # zarr keeps an I/O thread for the life of the process; it is not a leak of ours.
+    clean_kwargs={"threads": False},
+)
+async def test_one_trial_per_gpu_at_a_time(scheduler: Any, *workers: Any) -> None:
+    store = _memory_url()
+    search = await asyncio.to_thread(
+        _search_on,
+        scheduler.address,
+        optimizer=RandomSearch(CellSpace(), max_trials=16, seed=0),
+        task=NB201TabularTask(time_scale=0.00002),
+        store=store,
+        gpus_per_trial=1,
+    )
+    table = open_store(store).trials()
+    assert len(table) == 16 and table["trial_id"].is_unique
+    assert (table["state"] == "complete").all()
+    for _, runs in table.groupby("worker"):
+        spans = sorted(zip(runs["start_time"], runs["end_time"], strict=True))
+        assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans))
+    assert table["worker"].nunique() == 2
+    assert search.status()["running"] == 0
+    assert not scheduler.tasks, "tasks were left on the scheduler"
+
+
+@pytest.fixture(scope="module")
+def client() -> Any:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def test_evolution_on_a_process_cluster_reuses_known_architectures(client: Client) -> None:
+    store = _memory_url()
+    search = Search(
+        RegularizedEvolution(CellSpace(), population_size=5, max_trials=60, seed=0),
+        NB201TabularTask(time_scale=0.00001),
+        store=store,
+        client=client,
+    )
+    table = search.run()
+    assert len(table) == 60 and table["trial_id"].is_unique
+    reused = table[table["reused"]]
+    assert search.counts["reused"] == len(reused) > 0
+    # A reused row carries the metrics of the earlier trial with the same architecture.
+    first = table[~table["reused"]].drop_duplicates("fingerprint").set_index("fingerprint")
+    for _, row in reused.iterrows():
+        assert row["val_accuracy"] == first.loc[row["fingerprint"], "val_accuracy"]
+    checkpoint = open_store(store).load_checkpoint()
+    assert checkpoint is not None and checkpoint.in_flight == []
+    assert not client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.tasks))
+
+
+def test_asha_promotions_continue_from_the_parents_weights(client: Client, tmp_path: Any) -> None:
+    store = str(tmp_path / "asha")
+    optimizer = ASHA(
+        DagSpace(max_nodes=2, widths=(8,)), budgets=[1, 3], eta=2, max_trials=12, seed=1
+    )
+    Search(optimizer, TrainingTask(max_epochs=3), store=store, client=client, lookahead=0).run()
+    table = open_store(store).trials().set_index("trial_id")
+    promoted = table[table["parent"].notna()]
+    assert len(promoted) > 0
+    curves = open_store(store).curves()
+    for trial_id, row in promoted.iterrows():
+        parent = table.loc[row["parent"]]
+        assert row["fingerprint"] == parent["fingerprint"] and row["budget"] == 3
+        epochs = curves["val_accuracy"].sel(trial=trial_id).dropna("epoch")["epoch"].values
+        assert epochs.tolist() == [2, 3], "a promotion trained from scratch"
+    # Promotions were asked with a higher priority than new trials.
+    assert (promoted["rung"] == 1).all()
+
+
+class _Silent(BaseOptimizer):
+    name = "silent"
+
+    def _suggest(self, n: int) -> list[Trial]:
+        return []
+
+    def _observe(self, trial: Trial, result: TrialResult, score: float) -> None:
+        pass
+
+
+def test_a_stalled_optimizer_is_named(client: Client) -> None:
+    search = Search(_Silent(CellSpace()), NB201TabularTask(), store=_memory_url(), client=client)
+    with pytest.raises(
+        SearchStalledError, match=r"(?s)_Silent stalled.*nothing running, nothing asked"
+    ):
+        search.run()
+
+
+def test_gpu_trials_without_gpu_workers_fail_fast(client: Client) -> None:
+    search = Search(
+        RandomSearch(CellSpace(), max_trials=2),
+        NB201TabularTask(),
+        store=_memory_url(),
+        client=client,
+        gpus_per_trial=1,
+        worker_wait=0.5,
+    )
+    started = time.monotonic()
+    with pytest.raises(
+        UnschedulableError, match=r"(?s)no worker can run the trials.*1 GPU.*--resources GPU=1"
+    ):
+        search.run()
+    assert time.monotonic() - started < 5
+
+
+def test_a_failing_trial_is_data_not_a_crash(client: Client) -> None:
+    class Flaky(NB201TabularTask):
+        def evaluate(self, arch: Any, budget: int = 12, **kwargs: Any) -> Any:
+            if CellSpace().to_index(arch) % 3 == 0:
+                raise RuntimeError("CUDA error: device-side assert triggered")
+            return super().evaluate(arch, budget, **kwargs)
+
+    store = _memory_url()
+    Search(
+        RandomSearch(CellSpace(), max_trials=30, seed=2), Flaky(), store=store, client=client
+    ).run()
+    table = open_store(store).trials()
+    failed = table[table["state"] == "fail"]
+    assert len(table) == 30 and len(failed) > 0
+    assert failed["error"].str.contains("device-side assert").all()
+    assert (failed["error_kind"] == "cuda").all()
+
+
+def test_start_status_stop_and_wait(client: Client) -> None:
+    search = Search(
+        RandomSearch(CellSpace(), max_trials=10_000, seed=0),
+        NB201TabularTask(time_scale=0.0001),
+        store=_memory_url(),
+        client=client,
+    ).start()
+    deadline = time.monotonic() + 30
+    while search.status()["done"] < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    search.stop()
+    table = search.wait(timeout=30)
+    status: Mapping[str, Any] = search.status()
+    assert 10 <= status["done"] < 10_000 and status["running"] == 0
+    assert len(table) == status["done"]
