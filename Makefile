@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/morphml train --epochs 5 --seed 0 --output runs/train-one/result.json
+	$(BIN)/morphml run examples/digits.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

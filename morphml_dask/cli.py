@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,28 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     train.add_argument("--output", type=Path, help="write the metrics and curve as JSON here")
     train.set_defaults(command=_train)
+
+    run = commands.add_parser(
+        "run",
+        help="run a search described by an experiment YAML on a Dask cluster",
+        description="Run the search an experiment YAML describes (space, task, optimizer, "
+        "budget, store). Without --scheduler it uses a local cluster of worker processes. "
+        "Ctrl-C stops it; `morphml resume URL` continues it.",
+    )
+    run.add_argument("experiment", type=Path, help="the experiment YAML, e.g. examples/digits.yaml")
+    run.add_argument("--store", help="store URL, overriding the experiment's")
+    run.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT)")
+    run.set_defaults(command=_run)
+
+    resume = commands.add_parser(
+        "resume",
+        help="continue a stopped or crashed search from its store",
+        description="Continue the search stored at URL from its last checkpoint: trials that "
+        "were running are run again under the same ids, stored results are kept.",
+    )
+    resume.add_argument("url", help="the search's store URL")
+    resume.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT)")
+    resume.set_defaults(command=_resume)
     return parser
 
 
@@ -82,6 +105,104 @@ def _train(args: argparse.Namespace) -> int:
         args.output.write_text(json.dumps(document, indent=2), encoding="utf-8")
         print(f"wrote {args.output}")
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from morphml_dask.driver import search_from_experiment
+    from morphml_dask.experiment import load_experiment
+
+    experiment = load_experiment(args.experiment)
+    with _ClientFor(args.scheduler) as client:
+        search = search_from_experiment(experiment, store=args.store, client=client)
+        return _drive(search, experiment.max_trials)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from morphml_dask.driver import resume
+
+    with _ClientFor(args.scheduler) as client:
+        search = resume(args.url, client=client)
+        return _drive(search, search.optimizer.max_trials)
+
+
+class _ClientFor:
+    """A client for --scheduler, or the local cluster a search makes for itself."""
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address
+        self.client: Any = None
+
+    def __enter__(self) -> Any:
+        if self.address is not None:
+            from distributed import Client
+
+            self.client = Client(self.address)  # type: ignore[no-untyped-call]
+        return self.client
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+def _drive(search: Any, total: int | None) -> int:
+    """Run ``search`` with a live progress display; Ctrl-C stops it cleanly."""
+    import time
+
+    progress = _Progress(search, total)
+    search.start()
+    try:
+        while search.running:
+            progress.show()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nstopping: running trials are cancelled and kept for resume ...", flush=True)
+        search.stop()
+        search.wait()
+        print(f"stopped. Continue with: morphml resume {search.store.url}")
+        return 130
+    table = search.wait()
+    progress.show(final=True)
+    done = table[table["state"] == "complete"]
+    print(f"{len(table)} trials, {len(table) - len(done)} failed; results in {search.store.url}")
+    objective = search.task.objective
+    best = search.store.best(3, objective, search.task.direction)
+    for row in best.itertuples(index=False):
+        print(
+            f"  {row.trial_id}  {objective}={getattr(row, objective):.4g}  {row.fingerprint[:12]}"
+        )
+    if not best.empty:
+        from morphml_dask.space import ArchGraph
+
+        arch = ArchGraph.from_dict(json.loads(best["arch"].iloc[0]))
+        print(f"best architecture: {arch!r}")
+    return 0
+
+
+class _Progress:
+    """One rewritten status line on a terminal; a line per 10 trials in logs and CI."""
+
+    def __init__(self, search: Any, total: int | None) -> None:
+        self.search = search
+        self.total = total
+        self.interactive = sys.stdout.isatty()
+        self.shown = -1
+
+    def show(self, final: bool = False) -> None:
+        status = self.search.status()
+        if not (self.interactive or final) and status["done"] // 10 == self.shown:
+            return
+        self.shown = status["done"] // 10
+        best = self.search.optimizer.best_trial
+        of = f"/{self.total}" if self.total else ""
+        line = (
+            f"trials {status['done']}{of} done, {status['running']} running, "
+            f"{status['failed']} failed, {status['reused']} reused; "
+            f"best {'-' if best is None else best.id}; {status['elapsed']:.0f}s"
+        )
+        if self.interactive:
+            print(f"\r{line}", end="\n" if final else "", flush=True)
+        else:
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
