@@ -103,6 +103,9 @@ class Search:
         self._evaluated: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
         self._stored: dict[str, TrialResult] = {}
         self.counts = {"done": 0, "failed": 0, "reused": 0}
+        # The optimizer's inputs in order: ("ask", n, ids) and ("tell", id). Replaying them on
+        # a fresh optimizer reproduces the search exactly (what the tests check).
+        self.events: list[tuple[Any, ...]] = []
         self.started_at: float | None = None
 
     # -- running ---------------------------------------------------------------------------
@@ -169,7 +172,10 @@ class Search:
             for trial in self._resume_pending():
                 completed.add(self._submit(client, task, trial))
             while not self._stop.is_set():
-                asked = self.optimizer.ask(slots + self.lookahead - len(self._in_flight))
+                want = slots + self.lookahead - len(self._in_flight)
+                asked = self.optimizer.ask(want)
+                if want > 0:
+                    self.events.append(("ask", want, [t.id for t in asked]))
                 for trial in asked:
                     if not self._reuse(trial):
                         completed.add(self._submit(client, task, trial))
@@ -238,17 +244,19 @@ class Search:
         )
         if outcome.get("curve"):
             self._curves[trial.id] = list(outcome["curve"])
-        self.optimizer.tell(result)
+        self._tell(result)
         self.counts["done"] += 1
         self.counts["failed"] += not result.ok
         self.counts["reused"] += reused
-        if result.ok:
-            self._evaluated[(trial.arch.fingerprint, trial.budget)] = (
-                trial.id,
-                dict(result.metrics),
-            )
+        if result.ok:  # the first result of an architecture is the one reused
+            key = (trial.arch.fingerprint, trial.budget)
+            self._evaluated.setdefault(key, (trial.id, dict(result.metrics)))
         if len(self._rows) >= self.persist_batch or not self._in_flight:
             self._flush()
+
+    def _tell(self, result: TrialResult) -> None:
+        self.optimizer.tell(result)
+        self.events.append(("tell", result.trial_id))
 
     def _flush(self) -> None:
         """Persist buffered results, then checkpoint: a checkpoint never claims more."""
@@ -265,7 +273,7 @@ class Search:
         """Tell a stored result instead of training an architecture evaluated before."""
         if trial.id in self._stored:
             # Persisted before a crash that lost the checkpoint after it: tell, don't re-run.
-            self.optimizer.tell(self._stored.pop(trial.id))
+            self._tell(self._stored.pop(trial.id))
             return True
         stored = self._evaluated.get((trial.arch.fingerprint, trial.budget))
         if stored is None:
@@ -302,7 +310,7 @@ class Search:
         for trial in self.optimizer.pending:
             stored = self._stored.pop(trial.id, None)
             if stored is not None:
-                self.optimizer.tell(stored)
+                self._tell(stored)
             else:
                 again.append(trial)
         return again

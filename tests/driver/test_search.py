@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
 import pytest
 from distributed import Client, LocalCluster
 from distributed.utils_test import gen_cluster
@@ -179,3 +180,67 @@ def test_start_status_stop_and_wait(client: Client) -> None:
     status: Mapping[str, Any] = search.status()
     assert 10 <= status["done"] < 10_000 and status["running"] == 0
     assert len(table) == status["done"]
+
+
+def _record_priorities(dask_scheduler: Any) -> None:
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class Log(SchedulerPlugin):
+        name = "morphml-priorities"
+
+        def __init__(self, scheduler: Any) -> None:
+            self.scheduler = scheduler
+            self.seen: dict[str, Any] = {}
+
+        def transition(self, key: Any, start: str, finish: str, *args: Any, **kw: Any) -> None:
+            ts = self.scheduler.tasks.get(key)
+            if ts is not None and isinstance(key, str) and "/t" in key:
+                self.seen.setdefault(key, ts.priority)
+
+    dask_scheduler.add_plugin(Log(dask_scheduler))
+
+
+def _priorities(dask_scheduler: Any) -> dict[str, Any]:
+    return dict(dask_scheduler.plugins["morphml-priorities"].seen)
+
+
+def test_asha_on_a_process_cluster_matches_a_replay_of_its_inputs(client: Client) -> None:
+    """Predicted equals actual: the decisions ASHA made on the cluster are exactly what a
+    fresh ASHA decides when fed the same asks and results in the same order (and
+    `tests/optim/test_asha.py` checks that against the paper's algorithm)."""
+    client.run_on_scheduler(_record_priorities)
+    store = _memory_url()
+
+    def make() -> ASHA:
+        return ASHA(CellSpace(), budgets=[12, 200], eta=3, max_trials=90, seed=4)
+
+    search = Search(
+        make(), NB201TabularTask(time_scale=0.00002), store=store, client=client, name="asha"
+    )
+    table = search.run().set_index("trial_id")
+    promoted = table[table["parent"].notna()]
+    assert len(table) == 90 and len(promoted) > 5
+
+    replay = make()
+    asked: dict[str, Trial] = {}
+    for event in search.events:
+        if event[0] == "ask":
+            trials = replay.ask(event[1])
+            assert [t.id for t in trials] == event[2]
+            asked.update((t.id, t) for t in trials)
+        else:
+            row = table.loc[event[1]]
+            trial = asked[event[1]]
+            assert trial.arch.fingerprint == row["fingerprint"]
+            parent = None if pd.isna(row["parent"]) else row["parent"]
+            assert (trial.rung, trial.parent) == (row["rung"], parent)
+            replay.tell(TrialResult.complete(event[1], {"val_accuracy": row["val_accuracy"]}))
+    assert replay.finished
+
+    # The scheduler saw promotions with a higher priority than new trials (reused results
+    # never reached it).
+    seen = client.run_on_scheduler(_priorities)
+    submitted = table[~table["reused"]]
+    assert (submitted["rung"] == 1).any()
+    for trial_id, row in submitted.iterrows():
+        assert seen[f"asha/{trial_id}"][0] == -row["rung"]
