@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from morphml_dask.config import config_value
 from morphml_dask.driver._cluster import default_client, slots_of
 from morphml_dask.driver._worker import GPUPlugin, run_trial
+from morphml_dask.driver._writer import StoreWriter
 from morphml_dask.exceptions import SearchStalledError
 from morphml_dask.storage import Checkpoint, ExperimentStore, open_store, trial_row
 from morphml_dask.trial import Trial, TrialResult
@@ -102,6 +103,7 @@ class Search:
         self._curves: dict[str, list[dict[str, float]]] = {}
         self._evaluated: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
         self._stored: dict[str, TrialResult] = {}
+        self._writer: StoreWriter | None = None
         self.counts = {"done": 0, "failed": 0, "reused": 0}
         # The optimizer's inputs in order: ("ask", n, ids) and ("tell", id). Replaying them on
         # a fresh optimizer reproduces the search exactly (what the tests check).
@@ -168,7 +170,9 @@ class Search:
             slots = slots_of(client, self.gpus_per_trial, wait=self.worker_wait)
             task = client.scatter(self.task, broadcast=True, hash=False)
             self._remember_stored_results()
-            completed = as_completed()
+            self._writer = StoreWriter(self.store)
+            # Results travel with the completions, in batches: no round trip per trial.
+            completed = as_completed(with_results=True, raise_errors=False)
             for trial in self._resume_pending():
                 completed.add(self._submit(client, task, trial))
             while not self._stop.is_set():
@@ -190,9 +194,13 @@ class Search:
                         received="nothing running, nothing asked, not finished",
                         fix="check the optimizer's settings (max_trials, population, rungs)",
                     )
-                self._collect(next(completed))
+                for future, outcome in completed.next_batch(block=True):
+                    self._collect(future, outcome)
             self._flush()
+            self._writer.close()
         finally:
+            if self._writer is not None:
+                self._writer.stop()  # on errors too: what was handed over gets written
             for _, future in self._in_flight.values():
                 future.cancel()
             self._in_flight.clear()
@@ -217,13 +225,10 @@ class Search:
         self._in_flight[str(future.key)] = (trial, future)
         return future
 
-    def _collect(self, future: Future[Any]) -> None:
+    def _collect(self, future: Future[Any], outcome: Any) -> None:
         trial, _ = self._in_flight.pop(str(future.key))
-        if future.status == "error":
-            error = future.exception()
-            outcome = {"result": TrialResult.failed(trial.id, repr(error), kind="lost").to_dict()}
-        else:
-            outcome = future.result()
+        if isinstance(outcome, BaseException):  # the task itself failed, retries used up
+            outcome = {"result": TrialResult.failed(trial.id, repr(outcome), kind="lost").to_dict()}
         future.release()
         result = TrialResult.from_dict(outcome["result"])
         self._record(trial, result, outcome)
@@ -259,15 +264,12 @@ class Search:
         self.events.append(("tell", result.trial_id))
 
     def _flush(self) -> None:
-        """Persist buffered results, then checkpoint: a checkpoint never claims more."""
-        if self._curves:
-            self.store.append_curves(self._curves)
-        if self._rows:
-            self.store.append(self._rows)
+        """Hand buffered results and a checkpoint of this moment to the writer, which
+        persists them in order: a checkpoint never claims more than the store holds."""
+        checkpoint = Checkpoint(self.optimizer.state_dict(), self.config, self.optimizer.pending)
+        assert self._writer is not None
+        self._writer.submit(self._rows, self._curves, checkpoint)
         self._rows, self._curves = [], {}
-        self.store.save_checkpoint(
-            Checkpoint(self.optimizer.state_dict(), self.config, self.optimizer.pending)
-        )
 
     def _reuse(self, trial: Trial) -> bool:
         """Tell a stored result instead of training an architecture evaluated before."""
