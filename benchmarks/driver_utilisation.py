@@ -38,6 +38,7 @@ import json
 import platform
 import statistics
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -133,33 +134,36 @@ class PhaseTimer:
     """Seconds and calls per phase, collected by wrapping callables in `wrap`.
 
     Phases nest (``_collect`` calls ``_record``, which calls ``tell`` and ``_flush``): each
-    gets its total time and its self time, the total less the phases it called. The loop is
-    single-threaded, so one stack is enough.
+    gets its total time and its self time, the total less the phases it called, on the thread
+    that called it (the store is written from a writer thread of its own).
     """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.self_seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
-        self._children: list[float] = []  # per open phase, seconds spent in phases it called
+        self._lock = threading.Lock()
+        self._local = threading.local()  # .children: per open phase, seconds in phases it called
         self.submitted: dict[str, float] = {}  # trial id -> unix time of its submit
         self.collected: dict[str, float] = {}  # trial id -> unix time the loop took it
 
     def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(function)
         def timed(*args: Any, **kwargs: Any) -> Any:
+            children: list[float] = self._local.__dict__.setdefault("children", [])
             start = time.perf_counter()
-            self._children.append(0.0)
+            children.append(0.0)
             try:
                 return function(*args, **kwargs)
             finally:
                 elapsed = time.perf_counter() - start
-                inner = self._children.pop()
-                if self._children:
-                    self._children[-1] += elapsed
-                self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
-                self.self_seconds[name] = self.self_seconds.get(name, 0.0) + elapsed - inner
-                self.calls[name] = self.calls.get(name, 0) + 1
+                inner = children.pop()
+                if children:
+                    children[-1] += elapsed
+                with self._lock:
+                    self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+                    self.self_seconds[name] = self.self_seconds.get(name, 0.0) + elapsed - inner
+                    self.calls[name] = self.calls.get(name, 0) + 1
 
         return timed
 
