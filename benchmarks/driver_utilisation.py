@@ -296,6 +296,7 @@ def measure(
     time_scale: float,
 ) -> dict[str, Any]:
     """Run one search and its bare-loop twin; every figure the table and the JSON show."""
+    cpu_before = cpu_seconds(client)
     table, wall, timer = run_search(
         client,
         kind,
@@ -313,7 +314,17 @@ def measure(
     makespan = float(ends.max() - starts.min())
     busy = float(sum(durations))
     ideal = greedy_makespan(durations, slots)
+    cpu_search = cpu_seconds(client)
     bare_makespan, bare_wall = bare_loop(client, durations, slots)
+    cpu_bare = cpu_seconds(client)
+    cpu = {
+        # CPU time (all threads) per trial that ran: the driver process (the search loop,
+        # the store writer, the client and, in a LocalCluster, the scheduler) and the workers.
+        "cpu_ms_per_trial_driver": round(1e3 * (cpu_search[0] - cpu_before[0]) / len(ran), 2),
+        "cpu_ms_per_trial_workers": round(1e3 * (cpu_search[1] - cpu_before[1]) / len(ran), 2),
+        "bare_cpu_ms_per_task_driver": round(1e3 * (cpu_bare[0] - cpu_search[0]) / len(ran), 2),
+        "bare_cpu_ms_per_task_workers": round(1e3 * (cpu_bare[1] - cpu_search[1]) / len(ran), 2),
+    }
     barrier: dict[str, float] = {}
     if kind in GENERATIONS:
         every = table.sort_values("trial_id")
@@ -345,11 +356,18 @@ def measure(
         "bare_ideal_over_makespan": round(ideal / bare_makespan, 4),
         "bare_over_ours": round(bare_makespan / makespan, 4),
         "bare_wall_over_run_wall": round(bare_wall / wall, 4),
+        **cpu,
         **barrier,
     }
     if timer is not None:
         result["driver"] = timer.report(wall, ran)
     return result
+
+
+def cpu_seconds(client: Client) -> tuple[float, float]:
+    """CPU seconds used so far by this process and by all the workers together."""
+    workers = client.run(time.process_time)
+    return time.process_time(), float(sum(workers.values()))
 
 
 def _warm_driver() -> None:
@@ -386,6 +404,16 @@ def _table(results: Sequence[dict[str, Any]]) -> str:
             f"{r['ideal_s']:>9.2f}{r['ideal_over_makespan']:>9.3f}{r['utilisation']:>7.3f}"
             f"{r['bare_makespan_s']:>10.2f}{r['bare_over_ours']:>10.3f}"
             f"{r['running_p10_p50_p90'][1]:>12.0f}"
+        )
+    lines.append(
+        f"\n{'CPU ms per trial':<17}{'driver':>9}{'workers':>9}{'bare driver':>13}"
+        f"{'bare workers':>14}"
+    )
+    for r in results:
+        lines.append(
+            f"{r['run']:<17}{r['cpu_ms_per_trial_driver']:>9.1f}"
+            f"{r['cpu_ms_per_trial_workers']:>9.1f}{r['bare_cpu_ms_per_task_driver']:>13.1f}"
+            f"{r['bare_cpu_ms_per_task_workers']:>14.1f}"
         )
     for r in results:
         if "barrier_ideal_s" in r:
