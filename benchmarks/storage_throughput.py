@@ -15,12 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,27 +25,7 @@ from morphml_dask import open_store
 from morphml_dask.optim import RandomSearch
 from morphml_dask.space import CellSpace
 from morphml_dask.storage import trial_row
-from morphml_dask.testing import synthetic_result
-
-
-def _moto_server() -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-            return server, endpoint
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("moto server did not start")
+from morphml_dask.testing import moto_s3_server, synthetic_result
 
 
 def _measure(
@@ -103,9 +79,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
-    server, endpoint = _moto_server()
     results: dict[str, Any] = {}
-    try:
+    with moto_s3_server() as endpoint:
         import s3fs
 
         options = {"key": "bench", "secret": "bench", "endpoint_url": endpoint}
@@ -116,9 +91,6 @@ def main() -> None:
         results["s3 (moto)"] = _measure(
             f"s3://{bucket}/run", options, args.trials, args.epochs, args.batch
         )
-    finally:
-        server.terminate()
-        server.wait()
     print(f"{args.trials} trials, {args.epochs}-epoch curves, batches of {args.batch}; per second:")
     print(
         f"{'backend':<12}{'rows write':>12}{'rows read':>12}{'curves write':>14}{'curves read':>13}"

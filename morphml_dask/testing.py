@@ -12,10 +12,11 @@ The factory takes a seed and returns a fresh optimizer with a finite ``max_trial
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +35,7 @@ __all__ = [
     "check_same_seed_same_sequence",
     "check_state_dict_round_trip",
     "check_store",
+    "moto_s3_server",
     "run_optimizer",
     "synthetic_result",
 ]
@@ -249,3 +251,41 @@ def check_store(make: StoreFactory) -> None:
     assert before.equals(after), "compaction changed the trials table"
     assert sorted(map(str, store.curves()["trial"].values)) == sorted(curves)
     assert store.append(rows) == 0, "compaction forgot which ids are stored"
+
+
+@contextlib.contextmanager
+def moto_s3_server(timeout: float = 30.0) -> Iterator[str]:
+    """Run moto's S3 server on 127.0.0.1 in a subprocess; yields its endpoint URL.
+
+    Needs ``moto[server]``. The bytes cross a real HTTP socket, so s3fs is exercised as it is
+    against a real object store.
+    """
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the moto S3 server did not start") from None
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
