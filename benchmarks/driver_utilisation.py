@@ -231,7 +231,7 @@ def run_search(
     seed: int,
     *,
     lookahead: int | None,
-    persist_batch: int | None,
+    persist_interval: float | None,
     phases: bool,
 ) -> tuple[pd.DataFrame, float, PhaseTimer | None]:
     """One search on ``client`` into a fresh memory store: its trials table, wall time of
@@ -246,7 +246,7 @@ def run_search(
         store=store,
         client=client,
         lookahead=lookahead,
-        persist_batch=persist_batch,
+        persist_interval=persist_interval,
         name=f"{kind}-{uuid.uuid4().hex[:8]}",
     )
     timer = PhaseTimer() if phases else None
@@ -304,7 +304,7 @@ def measure(
         time_scale,
         args.seed,
         lookahead=args.lookahead,
-        persist_batch=args.persist_batch,
+        persist_interval=args.persist_interval,
         phases=args.phases,
     )
     ran = table.dropna(subset=["start_time", "end_time"]).sort_values("trial_id")
@@ -449,7 +449,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=25, help="threads per worker")
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
     parser.add_argument("--lookahead", type=int, default=None, help="default: config")
-    parser.add_argument("--persist-batch", type=int, default=None, help="default: config")
+    parser.add_argument(
+        "--persist-interval", type=float, default=None, help="seconds; default: config"
+    )
     parser.add_argument("--cost-sample", type=int, default=2000, help="cells; 0: all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=1, help="runs of each, one row each")
@@ -494,7 +496,7 @@ def main() -> None:
             "threads_per_worker": args.threads,
             "slots": args.workers * args.threads,
             "lookahead": args.lookahead,
-            "persist_batch": args.persist_batch,
+            "persist_interval": args.persist_interval,
             "seed": args.seed,
             "repeat": args.repeat,
             "cluster_start_s": round(cluster_start, 3),

@@ -97,7 +97,7 @@ def test_importing_loads_the_defaults_into_dask_config() -> None:
         "max-retries",
         "gpus-per-trial",
         "lookahead",
-        "persist-batch",
+        "persist-interval",
         "time-scale",
         "scheduler-address",
         "cluster.n-workers",

@@ -5,11 +5,12 @@ from __future__ import annotations
 from morphml_dask.driver._cluster import default_client, slots_of
 from morphml_dask.driver._run import resume, search_from_experiment
 from morphml_dask.driver._search import Search
-from morphml_dask.driver._worker import GPUPlugin, run_trial
+from morphml_dask.driver._worker import GPUPlugin, TaskPlugin, run_trial
 
 __all__ = [
     "GPUPlugin",
     "Search",
+    "TaskPlugin",
     "default_client",
     "resume",
     "run_trial",

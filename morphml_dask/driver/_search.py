@@ -3,20 +3,25 @@
 One trial is one ``Client.submit(run_trial, trial, key=..., pure=False, resources=...,
 priority=trial.rung, retries=...)``; ``as_completed`` hands back whichever trial finishes
 first, its result is persisted and told to the optimizer, and the next trial is submitted at
-once, so no worker waits for a straggler. A few trials wait queued ahead of the free slots so
-that a slot never waits for the driver either.
+once, so no worker waits for a straggler. Trials wait queued ahead of the free slots (about
+a quarter of the slots) so that a slot never waits for the driver either, and results reach
+the store on a cadence rather than one append per trial, so that the driver's own work stays
+small next to the trials'.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from morphml_dask.config import config_value
 from morphml_dask.driver._cluster import default_client, slots_of
-from morphml_dask.driver._worker import GPUPlugin, run_trial
+from morphml_dask.driver._worker import GPUPlugin, TaskPlugin, run_trial
 from morphml_dask.driver._writer import StoreWriter
 from morphml_dask.exceptions import SearchStalledError
 from morphml_dask.storage import Checkpoint, ExperimentStore, open_store, trial_row
@@ -30,6 +35,39 @@ if TYPE_CHECKING:
     from morphml_dask.tasks import BaseTask
 
 __all__ = ["Search"]
+
+_STOP_POLL_S = 0.25
+
+
+def _next_completions(completed: Any, timeout: float) -> list[Future[Any]]:
+    """The trials finished so far, waiting up to ``timeout`` seconds for the first."""
+    deadline = time.monotonic() + timeout
+    while not completed.has_ready():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return []
+        with completed.thread_condition:  # notified by as_completed after every completion
+            if not completed.has_ready():
+                completed.thread_condition.wait(left)
+    batch: list[Future[Any]] = completed.next_batch(block=False)
+    return batch
+
+
+def _outcomes(client: Client, futures: list[Future[Any]]) -> list[tuple[Future[Any], Any]]:
+    """Each finished future with its result, or with its exception when the task failed
+    (its retries used up) or was cancelled. One gather for the whole batch: a fetch per
+    trial would cost the driver, the scheduler and the workers a round trip each."""
+    finished = [f for f in futures if f.status == "finished"]
+    results = dict(zip(finished, client.gather(finished), strict=True)) if finished else {}
+    return [(f, results[f] if f in results else _failure_of(f)) for f in futures]
+
+
+def _failure_of(future: Future[Any]) -> BaseException:
+    try:
+        error = future.exception()
+    except BaseException as cancelled:  # CancelledError: nothing to fetch
+        return cancelled
+    return error if isinstance(error, BaseException) else RuntimeError(f"{future.key} failed")
 
 
 class Search:
@@ -54,9 +92,11 @@ class Search:
     max_retries
         How often Dask re-runs a trial whose worker died (``morphml.max-retries``, 2).
     lookahead
-        Trials queued beyond the free slots (``morphml.lookahead``, 2).
-    persist_batch
-        Results persisted per store append and checkpoint (``morphml.persist-batch``, 16).
+        Trials queued beyond the free slots (``morphml.lookahead``; by default a quarter of
+        the slots, at least 2).
+    persist_interval
+        Seconds between store appends, each followed by a checkpoint
+        (``morphml.persist-interval``, 1.0).
     name
         Prefix of the Dask keys (``<name>/<trial id>``).
     config
@@ -77,7 +117,7 @@ class Search:
         gpus_per_trial: int | None = None,
         max_retries: int | None = None,
         lookahead: int | None = None,
-        persist_batch: int | None = None,
+        persist_interval: float | None = None,
         name: str = "search",
         config: Mapping[str, Any] | None = None,
         worker_wait: float = 10.0,
@@ -90,8 +130,9 @@ class Search:
         self.client = client
         self.gpus_per_trial = int(config_value("gpus-per-trial", gpus_per_trial))
         self.max_retries = int(config_value("max-retries", max_retries))
-        self.lookahead = int(config_value("lookahead", lookahead))
-        self.persist_batch = int(config_value("persist-batch", persist_batch))
+        configured_lookahead = config_value("lookahead", lookahead)
+        self.lookahead = None if configured_lookahead is None else int(configured_lookahead)
+        self.persist_interval = float(config_value("persist-interval", persist_interval))
         self.name = name
         self.config = dict(config or {})
         self.worker_wait = worker_wait
@@ -104,6 +145,7 @@ class Search:
         self._evaluated: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
         self._stored: dict[str, TrialResult] = {}
         self._writer: StoreWriter | None = None
+        self._flushed_at = 0.0
         self.counts = {"done": 0, "failed": 0, "reused": 0}
         # The optimizer's inputs in order: ("ask", n, ids) and ("tell", id). Replaying them on
         # a fresh optimizer reproduces the search exactly (what the tests check).
@@ -162,40 +204,44 @@ class Search:
         from distributed import as_completed
 
         self.started_at = time.time()
+        # The objects alive now (torch, xarray, a local scheduler's state) would make every
+        # full garbage collection during the search scan them: a 0.2 s pause of the loop and
+        # of a local scheduler, long enough to leave dozens of slots idle.
+        gc.freeze()
         client, owned = (
             (self.client, None) if self.client is not None else default_client(self.gpus_per_trial)
         )
+        task = None
         try:
             client.register_plugin(GPUPlugin())
             slots = slots_of(client, self.gpus_per_trial, wait=self.worker_wait)
-            task = client.scatter(self.task, broadcast=True, hash=False)
+            task = f"{self.name}-{uuid.uuid4().hex[:8]}"
+            client.register_plugin(TaskPlugin(self.task, task))
             self._remember_stored_results()
             self._writer = StoreWriter(self.store)
-            # Results travel with the completions, in batches: no round trip per trial.
-            completed = as_completed(with_results=True, raise_errors=False)
+            completed = as_completed()
             for trial in self._resume_pending():
                 completed.add(self._submit(client, task, trial))
+            lookahead = max(2, slots // 4) if self.lookahead is None else self.lookahead
+            self._flushed_at = time.monotonic()
             while not self._stop.is_set():
-                want = slots + self.lookahead - len(self._in_flight)
-                asked = self.optimizer.ask(want)
-                if want > 0:
-                    self.events.append(("ask", want, [t.id for t in asked]))
-                for trial in asked:
-                    if not self._reuse(trial):
-                        completed.add(self._submit(client, task, trial))
+                self._fill(client, task, completed, slots + lookahead)
                 if not self._in_flight:
                     if self.optimizer.finished:
                         break
-                    if asked:
-                        continue  # every trial asked was answered from the store
                     raise SearchStalledError(
                         f"{type(self.optimizer).__name__} stalled",
                         expected="an optimizer that asks for trials until it is finished",
                         received="nothing running, nothing asked, not finished",
                         fix="check the optimizer's settings (max_trials, population, rungs)",
                     )
-                for future, outcome in completed.next_batch(block=True):
+                finished = _next_completions(completed, self._wait_budget())
+                for future, outcome in _outcomes(client, finished):
                     self._collect(future, outcome)
+                if self._rows and (
+                    not self._in_flight or self._wait_budget() <= 0 or self._stop.is_set()
+                ):
+                    self._flush()
             self._flush()
             self._writer.close()
         finally:
@@ -204,11 +250,35 @@ class Search:
             for _, future in self._in_flight.values():
                 future.cancel()
             self._in_flight.clear()
+            if task is not None and owned is None:
+                with contextlib.suppress(Exception):  # a closed client has nothing to free
+                    client.unregister_worker_plugin(task)
             if owned is not None:
                 client.close()
                 owned.close()
+            gc.unfreeze()
 
-    def _submit(self, client: Client, task: Future[Any], trial: Trial) -> Future[Any]:
+    def _fill(self, client: Client, task: str, completed: Any, capacity: int) -> None:
+        """Ask for trials until ``capacity`` run or wait queued, or the optimizer has none;
+        trials answered from the store leave their place free for the next ask."""
+        while (want := capacity - len(self._in_flight)) > 0:
+            asked = self.optimizer.ask(want)
+            if not asked:
+                return
+            self.events.append(("ask", want, [t.id for t in asked]))
+            for trial in asked:
+                if not self._reuse(trial):
+                    completed.add(self._submit(client, task, trial))
+
+    def _wait_budget(self) -> float:
+        """Seconds the loop may wait for completions: until the next append is due when
+        results are buffered, else a short slice so that `stop` is seen soon."""
+        if not self._rows:
+            return _STOP_POLL_S
+        due = self._flushed_at + self.persist_interval - time.monotonic()
+        return min(max(due, 0.0), _STOP_POLL_S)
+
+    def _submit(self, client: Client, task: str, trial: Trial) -> Future[Any]:
         future = client.submit(
             run_trial,
             trial,
@@ -256,8 +326,6 @@ class Search:
         if result.ok:  # the first result of an architecture is the one reused
             key = (trial.arch.fingerprint, trial.budget)
             self._evaluated.setdefault(key, (trial.id, dict(result.metrics)))
-        if len(self._rows) >= self.persist_batch or not self._in_flight:
-            self._flush()
 
     def _tell(self, result: TrialResult) -> None:
         self.optimizer.tell(result)
@@ -270,6 +338,7 @@ class Search:
         assert self._writer is not None
         self._writer.submit(self._rows, self._curves, checkpoint)
         self._rows, self._curves = [], {}
+        self._flushed_at = time.monotonic()
 
     def _reuse(self, trial: Trial) -> bool:
         """Tell a stored result instead of training an architecture evaluated before."""

@@ -244,3 +244,54 @@ def test_asha_on_a_process_cluster_matches_a_replay_of_its_inputs(client: Client
     assert (submitted["rung"] == 1).any()
     for trial_id, row in submitted.iterrows():
         assert seen[f"asha/{trial_id}"][0] == -row["rung"]
+
+
+def test_stop_returns_at_once_while_long_trials_run() -> None:
+    """`stop` does not wait for a running trial to finish: the running trials are cancelled
+    and the checkpoint lists them, to run again on `resume`."""
+    store = _memory_url()
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        search = Search(
+            RandomSearch(CellSpace(), max_trials=20, seed=0),
+            NB201TabularTask(time_scale=0.03),  # trials of about 3 s
+            store=store,
+            client=client,
+            lookahead=1,
+        ).start()
+        deadline = time.monotonic() + 30
+        while search.status()["running"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        asked = time.monotonic()
+        search.stop()
+        search.wait(timeout=10)
+        assert time.monotonic() - asked < 1.0 and not search.running
+    checkpoint = open_store(store).load_checkpoint()
+    assert checkpoint is not None
+    assert len(checkpoint.in_flight) == 3  # two running, one queued
+    assert open_store(store).trials().empty
+
+
+def test_results_reach_the_store_while_the_search_runs(client: Client) -> None:
+    store = _memory_url()
+    search = Search(
+        RandomSearch(CellSpace(), max_trials=60, seed=1),
+        NB201TabularTask(time_scale=0.002),  # trials of about 0.2 s, 4 slots: about 3 s
+        store=store,
+        client=client,
+        persist_interval=0.3,
+    ).start()
+    seen_while_running: list[int] = []
+    while search.running:
+        rows = len(open_store(store).trials())
+        if search.running:
+            seen_while_running.append(rows)
+        time.sleep(0.1)
+    table = search.wait()
+    assert len(table) == 60 and table["trial_id"].is_unique
+    assert any(0 < rows < 60 for rows in seen_while_running)
+    assert seen_while_running == sorted(seen_while_running)
