@@ -98,6 +98,7 @@ def test_importing_loads_the_defaults_into_dask_config() -> None:
         "gpus-per-trial",
         "lookahead",
         "persist-interval",
+        "store-outage-timeout",
         "time-scale",
         "scheduler-address",
         "cluster.n-workers",

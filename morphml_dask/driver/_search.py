@@ -97,6 +97,10 @@ class Search:
     persist_interval
         Seconds between store appends, each followed by a checkpoint
         (``morphml.persist-interval``, 1.0).
+    store_outage_timeout
+        Seconds the store may stay unreachable, results waiting and no new trials
+        submitted, before the search stops with a `StorageError`
+        (``morphml.store-outage-timeout``, 600).
     name
         Prefix of the Dask keys (``<name>/<trial id>``).
     config
@@ -118,6 +122,7 @@ class Search:
         max_retries: int | None = None,
         lookahead: int | None = None,
         persist_interval: float | None = None,
+        store_outage_timeout: float | None = None,
         name: str = "search",
         config: Mapping[str, Any] | None = None,
         worker_wait: float = 10.0,
@@ -133,6 +138,9 @@ class Search:
         configured_lookahead = config_value("lookahead", lookahead)
         self.lookahead = None if configured_lookahead is None else int(configured_lookahead)
         self.persist_interval = float(config_value("persist-interval", persist_interval))
+        self.store_outage_timeout = float(
+            config_value("store-outage-timeout", store_outage_timeout)
+        )
         self.name = name
         self.config = dict(config or {})
         self.worker_wait = worker_wait
@@ -142,6 +150,7 @@ class Search:
         self._in_flight: dict[str, tuple[Trial, Future[Any]]] = {}
         self._rows: list[dict[str, Any]] = []
         self._curves: dict[str, list[dict[str, float]]] = {}
+        self._collected: list[Future[Any]] = []
         self._evaluated: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
         self._stored: dict[str, TrialResult] = {}
         self._writer: StoreWriter | None = None
@@ -193,6 +202,8 @@ class Search:
         return {
             **self.counts,
             "running": len(self._in_flight),
+            "waiting_for_store": self._writer is not None and self._writer.congested,
+            "store_retries": 0 if self._writer is None else self._writer.retries,
             "best_trial": None if best is None else best.id,
             "elapsed": 0.0 if self.started_at is None else time.time() - self.started_at,
             "finished": self.optimizer.finished,
@@ -218,15 +229,19 @@ class Search:
             task = f"{self.name}-{uuid.uuid4().hex[:8]}"
             client.register_plugin(TaskPlugin(self.task, task))
             self._remember_stored_results()
-            self._writer = StoreWriter(self.store)
+            self._writer = StoreWriter(self.store, outage_timeout=self.store_outage_timeout)
             completed = as_completed()
             for trial in self._resume_pending():
                 completed.add(self._submit(client, task, trial))
             lookahead = max(2, slots // 4) if self.lookahead is None else self.lookahead
             self._flushed_at = time.monotonic()
             while not self._stop.is_set():
-                self._fill(client, task, completed, slots + lookahead)
-                if not self._in_flight:
+                # While the store fails, hold new trials back: running ones finish and their
+                # results wait in memory, so nothing is dropped and the buffer stays bounded.
+                holding = self._writer.congested
+                if not holding:
+                    self._fill(client, task, completed, slots + lookahead)
+                if not self._in_flight and not holding:
                     if self.optimizer.finished:
                         break
                     raise SearchStalledError(
@@ -238,8 +253,10 @@ class Search:
                 finished = _next_completions(completed, self._wait_budget())
                 for future, outcome in _outcomes(client, finished):
                     self._collect(future, outcome)
-                if self._rows and (
-                    not self._in_flight or self._wait_budget() <= 0 or self._stop.is_set()
+                if (
+                    self._rows
+                    and not self._writer.congested
+                    and (not self._in_flight or self._wait_budget() <= 0 or self._stop.is_set())
                 ):
                     self._flush()
             self._flush()
@@ -273,7 +290,7 @@ class Search:
     def _wait_budget(self) -> float:
         """Seconds the loop may wait for completions: until the next append is due when
         results are buffered, else a short slice so that `stop` is seen soon."""
-        if not self._rows:
+        if not self._rows or (self._writer is not None and self._writer.congested):
             return _STOP_POLL_S
         due = self._flushed_at + self.persist_interval - time.monotonic()
         return min(max(due, 0.0), _STOP_POLL_S)
@@ -299,7 +316,7 @@ class Search:
         trial, _ = self._in_flight.pop(str(future.key))
         if isinstance(outcome, BaseException):  # the task itself failed, retries used up
             outcome = {"result": TrialResult.failed(trial.id, repr(outcome), kind="lost").to_dict()}
-        future.release()
+        self._collected.append(future)  # released by the writer once the result is stored
         result = TrialResult.from_dict(outcome["result"])
         self._record(trial, result, outcome)
 
@@ -336,8 +353,8 @@ class Search:
         persists them in order: a checkpoint never claims more than the store holds."""
         checkpoint = Checkpoint(self.optimizer.state_dict(), self.config, self.optimizer.pending)
         assert self._writer is not None
-        self._writer.submit(self._rows, self._curves, checkpoint)
-        self._rows, self._curves = [], {}
+        self._writer.submit(self._rows, self._curves, checkpoint, self._collected)
+        self._rows, self._curves, self._collected = [], {}, []
         self._flushed_at = time.monotonic()
 
     def _reuse(self, trial: Trial) -> bool:

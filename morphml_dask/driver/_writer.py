@@ -1,23 +1,34 @@
-"""`StoreWriter`: persistence off the driver's loop, in order, with back-pressure.
+"""`StoreWriter`: persistence off the driver's loop, in order, with back-pressure and retries.
 
 Writing a batch of results (a Parquet part, a Zarr part, a checkpoint) takes tens of
 milliseconds; done on the loop, it would leave slots idle while the driver waits on the store.
 One thread writes the batches in the order they were handed over, so a checkpoint is never
-written before the results it counts.
+written before the results it counts. When the store is unreachable (an S3 outage), the
+thread retries the same batch with back-off and the queue fills; the driver sees the writer
+congested and stops submitting trials until the store answers again. Appends skip trial ids
+already stored, so a batch retried after a write whose answer was lost is written once.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from morphml_dask.exceptions import MorphMLError, StorageError
 from morphml_dask.storage import Checkpoint, ExperimentStore
 
 __all__ = ["StoreWriter"]
 
-Batch = tuple[list[dict[str, Any]], dict[str, list[dict[str, float]]], Checkpoint]
+logger = logging.getLogger(__name__)
+
+Batch = tuple[list[dict[str, Any]], dict[str, list[dict[str, float]]], Checkpoint, list[Any]]
+
+FIRST_RETRY_S = 0.25
+LONGEST_RETRY_S = 8.0
 
 
 class StoreWriter:
@@ -29,25 +40,46 @@ class StoreWriter:
         Where to write.
     backlog
         Batches that may wait; `submit` blocks beyond that, so memory stays bounded.
+    outage_timeout
+        Seconds a batch may keep failing before the writer gives up and the search stops
+        with a `StorageError`. Errors of the data itself (`MorphMLError`) are not retried.
     """
 
-    def __init__(self, store: ExperimentStore, backlog: int = 8) -> None:
+    def __init__(
+        self, store: ExperimentStore, backlog: int = 8, outage_timeout: float = 600.0
+    ) -> None:
         self.store = store
+        self.backlog = backlog
+        self.outage_timeout = outage_timeout
+        self.retries = 0
+        self.outage_seconds = 0.0
         self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=backlog)
+        self._failing_since: float | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="morphml-store-writer")
         self._thread.daemon = True
         self._thread.start()
+
+    @property
+    def congested(self) -> bool:
+        """Whether the store is failing or half the backlog waits: time to stop submitting."""
+        return self._failing_since is not None or self._queue.qsize() >= self.backlog // 2
 
     def submit(
         self,
         rows: Sequence[Mapping[str, Any]],
         curves: Mapping[str, list[dict[str, float]]],
         checkpoint: Checkpoint,
+        futures: Sequence[Any] = (),
     ) -> None:
-        """Queue one batch; raises the writer's error if an earlier batch failed."""
+        """Queue one batch; raises the writer's error if an earlier batch failed for good.
+
+        ``futures`` (the Dask futures of the rows) are released once the batch is written:
+        until then the cluster keeps the results, and a driver that dies before the write
+        leaves them as in flight, to run again on resume.
+        """
         self._raise_if_failed()
-        self._queue.put(([dict(r) for r in rows], dict(curves), checkpoint))
+        self._queue.put(([dict(r) for r in rows], dict(curves), checkpoint, list(futures)))
 
     def close(self) -> None:
         """Write everything queued, stop the thread, and raise if a write failed."""
@@ -65,18 +97,54 @@ class StoreWriter:
             batch = self._queue.get()
             if batch is None:
                 return
-            if self._error is not None:
-                continue  # keep draining so submit() never blocks forever
-            rows, curves, checkpoint = batch
+            if self._error is None:  # after a fatal error keep draining, so submit never blocks
+                self._write_until_done(batch)
+
+    def _write_until_done(self, batch: Batch) -> None:
+        rows, curves, checkpoint, futures = batch
+        delay = FIRST_RETRY_S
+        while True:
             try:
                 if curves:
                     self.store.append_curves(curves)
                 if rows:
                     self.store.append(rows)
                 self.store.save_checkpoint(checkpoint)
-            except BaseException as error:  # surfaced on the loop thread
+            except MorphMLError as error:  # the data is wrong: writing it again cannot help
                 self._error = error
+                return
+            except Exception as error:
+                now = time.monotonic()
+                if self._failing_since is None:
+                    self._failing_since = now
+                    logger.warning("store %s unreachable, retrying: %s", self.store.url, error)
+                if now - self._failing_since > self.outage_timeout:
+                    self._error = _outage(self.store.url, self.outage_timeout, error)
+                    return
+                self.retries += 1
+                time.sleep(delay)
+                delay = min(2 * delay, LONGEST_RETRY_S)
+                continue
+            if self._failing_since is not None:
+                self.outage_seconds += time.monotonic() - self._failing_since
+                logger.warning("store %s reachable again", self.store.url)
+                self._failing_since = None
+            for future in futures:
+                future.release()
+            return
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+def _outage(url: str, timeout: float, error: Exception) -> StorageError:
+    return StorageError(
+        f"the store at {url} could not be written for {timeout:g} s",
+        expected="a reachable store",
+        received=f"{type(error).__name__}: {error}",
+        fix=(
+            "check the endpoint and credentials, then continue with `morphml resume URL`; "
+            "raise morphml.store-outage-timeout to wait longer"
+        ),
+    )

@@ -1,0 +1,273 @@
+"""Chaos experiments: a search under worker kills or driver kills, and what it lost.
+
+`worker_chaos` runs a search while `WorkerKiller` SIGKILLs worker processes; `driver_chaos`
+runs ``morphml run`` in a subprocess, SIGKILLs it at random moments and continues each time
+with ``morphml resume``. Both count what the store ends with against what was asked, and,
+from an `ExecutionLog` kept by every worker, how often trials ran again and how long a trial
+interrupted by a kill waited to run again. ``benchmarks/chaos.py`` prints and saves them; the
+tests run short versions.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from morphml_dask.faults import WorkerKiller
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from morphml_dask.optim import BaseOptimizer
+    from morphml_dask.tasks import BaseTask
+
+__all__ = ["ChaosReport", "ExecutionLog", "driver_chaos", "executions", "worker_chaos"]
+
+
+class ExecutionLog(WorkerPlugin):
+    """Appends ``<unix time> <key>`` to ``folder/<pid>.log`` whenever a task starts running.
+
+    Plugins registered with the scheduler reach restarted workers too, so the log survives
+    kills. The folder must be shared by the workers (one machine here).
+    """
+
+    name = "morphml-execution-log"
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = str(folder)
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        if finish == "executing":
+            line = f"{time.time():.6f} {key}\n"
+            with open(os.path.join(self.folder, f"{os.getpid()}.log"), "a") as log:
+                log.write(line)
+
+
+def executions(folder: str | Path) -> list[tuple[float, str]]:
+    """Every (start time, key) an `ExecutionLog` wrote to ``folder``, oldest first."""
+    found = []
+    for path in Path(folder).glob("*.log"):
+        for line in path.read_text().splitlines():
+            stamp, key = line.split(" ", 1)
+            found.append((float(stamp), key))
+    return sorted(found)
+
+
+@dataclass
+class ChaosReport:
+    """What a chaos run asked for and what the store ended with.
+
+    ``duplicated`` counts rows beyond the first for an id in the raw Parquet parts, before
+    readers deduplicate; ``lost`` counts requested trials the store lacks; ``reruns`` counts
+    trial executions beyond the first of each id; ``in_flight_at_kills`` (driver kills) the
+    trials the driver held when it was killed, ``interrupted`` (worker kills) the trials the
+    killed workers held; ``longest_kill_to_rerun_s`` is the longest wait from a worker kill
+    to an interrupted trial starting again.
+    """
+
+    mode: str
+    requested: int
+    stored: int
+    duplicated: int
+    lost: int
+    failed: int
+    failed_lost: int
+    kills: int
+    interrupted: int = 0
+    in_flight_at_kills: int = 0
+    reruns: int = 0
+    longest_kill_to_rerun_s: float | None = None
+    seconds: float = 0.0
+    kill_times_s: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def worker_chaos(
+    client: Client,
+    optimizer: BaseOptimizer,
+    task: BaseTask,
+    store_url: str,
+    log_folder: str | Path,
+    *,
+    interval: float = 3.0,
+    seed: int = 0,
+) -> ChaosReport:
+    """Run a search on ``client`` while a worker process is SIGKILLed every ``interval``
+    seconds; ``optimizer.max_trials`` trials are asked for."""
+    from morphml_dask.driver import Search
+    from morphml_dask.storage import open_store
+
+    client.register_plugin(ExecutionLog(log_folder))
+    name = f"chaos-{seed}"
+    started = time.time()
+    search = Search(optimizer, task, store=store_url, client=client, name=name)
+    with WorkerKiller(client, interval=interval, seed=seed) as killer:
+        search.run()
+    runs = _runs_by_id(executions(log_folder), name)
+    waits = []
+    interrupted = 0
+    for kill in killer.kills:
+        for key in kill.keys:
+            if not key.startswith(f"{name}/"):
+                continue
+            interrupted += 1
+            again = [t for t in runs.get(key.split("/", 1)[1], []) if t > kill.time]
+            if again:
+                waits.append(again[0] - kill.time)
+    store = open_store(store_url)
+    return _report(
+        "worker-kills",
+        store,
+        int(optimizer.max_trials or 0),
+        runs,
+        kills=len(killer.kills),
+        interrupted=interrupted,
+        longest=max(waits, default=None),
+        seconds=time.time() - started,
+        kill_times=[k.time - started for k in killer.kills],
+    )
+
+
+def driver_chaos(
+    scheduler: str,
+    experiment: str | Path,
+    store_url: str,
+    log_folder: str | Path,
+    *,
+    kills: int = 3,
+    seed: int = 0,
+    first_kill_after: tuple[float, float] = (3.0, 8.0),
+    timeout: float = 600.0,
+) -> ChaosReport:
+    """``morphml run EXPERIMENT --store URL --scheduler ADDRESS`` in a subprocess, SIGKILLed
+    ``kills`` times at random moments (each ``first_kill_after`` seconds after it started,
+    drawn uniformly) and continued with ``morphml resume`` after each kill, to the end."""
+    from distributed import Client
+
+    from morphml_dask.experiment import load_experiment
+    from morphml_dask.storage import open_store
+
+    rng = random.Random(seed)
+    name = load_experiment(experiment).name
+    started = time.time()
+    in_flight = 0
+    kill_times = []
+    with Client(scheduler) as client:  # type: ignore[no-untyped-call]
+        client.register_plugin(ExecutionLog(log_folder))
+        command = ["run", str(experiment), "--store", store_url]
+        for _ in range(kills):
+            driver = _morphml(command, scheduler)
+            # Kill only once trials are under way (the first start imports torch).
+            _wait_until(lambda d=driver: _held_keys(client, name) > 0 or d.poll() is not None)
+            time.sleep(rng.uniform(*first_kill_after))
+            if driver.poll() is not None:
+                break  # finished before its kill
+            in_flight += _held_keys(client, name)
+            driver.send_signal(signal.SIGKILL)
+            driver.wait()
+            kill_times.append(time.time() - started)
+            # The scheduler forgets a dead client's trials once it sees the comm close.
+            _wait_until(lambda: _held_keys(client, name) == 0)
+            command = ["resume", store_url]
+        final = _morphml(command, scheduler)
+        if final.wait(timeout=timeout) != 0:
+            output = final.stdout.read() if final.stdout is not None else ""
+            raise RuntimeError(f"the last morphml {command[0]} failed:\n{output}")
+    store = open_store(store_url)
+    requested = int(load_experiment(experiment).max_trials)
+    return _report(
+        "driver-kills",
+        store,
+        requested,
+        _runs_by_id(executions(log_folder), name),
+        kills=len(kill_times),
+        in_flight=in_flight,
+        seconds=time.time() - started,
+        kill_times=kill_times,
+    )
+
+
+def _morphml(args: list[str], scheduler: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "morphml_dask.cli", *args, "--scheduler", scheduler],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _held_keys(client: Client, name: str) -> int:
+    def count(dask_scheduler: Any, prefix: str = f"{name}/") -> int:
+        return sum(str(key).startswith(prefix) for key in dask_scheduler.tasks)
+
+    return int(client.run_on_scheduler(count))  # type: ignore[no-untyped-call]
+
+
+def _wait_until(condition: Any, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("a chaos run waited too long for its cluster")
+        time.sleep(0.05)
+
+
+def _runs_by_id(found: list[tuple[float, str]], name: str) -> dict[str, list[float]]:
+    runs: dict[str, list[float]] = {}
+    for stamp, key in found:
+        if key.startswith(f"{name}/"):
+            runs.setdefault(key.split("/", 1)[1], []).append(stamp)
+    return runs
+
+
+def _report(
+    mode: str,
+    store: Any,
+    requested: int,
+    runs: dict[str, list[float]],
+    *,
+    kills: int,
+    seconds: float,
+    kill_times: list[float],
+    interrupted: int = 0,
+    in_flight: int = 0,
+    longest: float | None = None,
+) -> ChaosReport:
+    import pyarrow.parquet as pq
+
+    table = store.trials()
+    fs, root = store.location.fs, store.location.root
+    raw: Counter[str] = Counter()
+    for part in fs.glob(f"{root}/**/*.parquet"):
+        with fs.open(part, "rb") as handle:
+            raw.update(pq.read_table(handle, columns=["trial_id"]).column(0).to_pylist())
+    requested_ids = {f"t{i:06d}" for i in range(1, requested + 1)}
+    stored_ids = set(table["trial_id"].astype(str))
+    failed = table[table["state"] != "complete"]
+    return ChaosReport(
+        mode=mode,
+        requested=requested,
+        stored=len(table),
+        duplicated=sum(n - 1 for n in raw.values()),
+        lost=len(requested_ids - stored_ids),
+        failed=len(failed),
+        failed_lost=int((failed["error_kind"] == "lost").sum()),
+        kills=kills,
+        interrupted=interrupted,
+        in_flight_at_kills=in_flight,
+        reruns=sum(len(times) - 1 for times in runs.values()),
+        longest_kill_to_rerun_s=None if longest is None else round(longest, 3),
+        seconds=round(seconds, 3),
+        kill_times_s=[round(t, 3) for t in kill_times],
+    )

@@ -1,0 +1,115 @@
+"""Faults with real processes: an S3 endpoint that goes away, trials that fail."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import fsspec
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from distributed import Client, LocalCluster
+
+from morphml_dask.driver import Search
+from morphml_dask.faults import FlakyTask, TcpOutage
+from morphml_dask.optim import RandomSearch, RegularizedEvolution
+from morphml_dask.space import CellSpace
+from morphml_dask.storage import open_store
+from morphml_dask.tasks import NB201TabularTask
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _stored_ids(url: str, options: dict[str, Any]) -> list[str]:
+    """Every trial id in every Parquet part under ``url``, duplicates included."""
+    fs, path = fsspec.core.url_to_fs(url, **options)
+    ids: list[str] = []
+    for part in fs.glob(f"{path}/**/*.parquet"):
+        with fs.open(part, "rb") as handle:
+            ids += pq.read_table(handle, columns=["trial_id"]).column(0).to_pylist()
+    return ids
+
+
+def _wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_an_s3_outage_pauses_the_search_and_loses_nothing(client: Client, s3_endpoint: str) -> None:
+    import s3fs
+
+    with TcpOutage(int(s3_endpoint.rsplit(":", 1)[1])) as outage:
+        options = {"key": "testing", "secret": "testing", "endpoint_url": outage.endpoint}
+        bucket = f"outage-{uuid.uuid4().hex[:12]}"
+        s3fs.S3FileSystem(**options).mkdir(bucket)
+        url = f"s3://{bucket}/search"
+        search = Search(
+            RandomSearch(CellSpace(), max_trials=120, seed=3),
+            NB201TabularTask(time_scale=0.001),  # trials of about 0.1 s on 4 slots
+            store=url,
+            storage_options=options,
+            client=client,
+            persist_interval=0.2,
+        ).start()
+        _wait_for(lambda: len(open_store(url, options).trials()) >= 20, 60, "20 stored trials")
+
+        outage.down()
+        down_at = time.monotonic()
+        _wait_for(lambda: search.status()["waiting_for_store"], 10, "the search to hold back")
+        done_when_held = search.status()["done"]
+        time.sleep(10 - (time.monotonic() - down_at))
+        status = search.status()
+        assert search.running and status["waiting_for_store"]
+        # Only the trials already running or queued finished; no new ones were submitted.
+        assert status["done"] - done_when_held <= 4 + 2
+        assert status["done"] < 120
+        outage.up()
+        table = search.wait(timeout=120)
+
+        assert len(table) == 120 and table["trial_id"].is_unique
+        assert search.status()["store_retries"] > 0
+        ids = _stored_ids(url, options)
+        assert len(ids) == 120 == len(set(ids)), "a trial was written twice"
+        checkpoint = open_store(url, options).load_checkpoint()
+        assert checkpoint is not None and checkpoint.in_flight == []
+
+
+def test_failing_and_diverging_trials_are_rows_and_evolution_still_improves(
+    client: Client,
+) -> None:
+    store = f"memory://flaky-{uuid.uuid4().hex}"
+    task = FlakyTask(NB201TabularTask(time_scale=0.0001), raise_rate=0.2, nan_rate=0.05, seed=1)
+    Search(
+        RegularizedEvolution(
+            CellSpace(), population_size=10, sample_size=3, max_trials=300, seed=2
+        ),
+        task,
+        store=store,
+        client=client,
+    ).run()
+    table = open_store(store).trials().sort_values("trial_id")
+    assert len(table) == 300 and table["trial_id"].is_unique
+    failed = table[table["state"] == "fail"]
+    raised = failed[failed["error_kind"] == "error"]
+    diverged = failed[failed["error_kind"] == "diverged"]
+    assert raised["error"].str.contains("injected failure").all() and len(raised) > 20
+    assert diverged["error"].str.contains("val_accuracy came out nan").all()
+    assert len(diverged) > 3
+    complete = table[table["state"] == "complete"]["val_accuracy"].to_numpy()
+    # The first population is random; what evolution proposes later must be better.
+    first, last = float(np.median(complete[:10])), float(np.median(complete[-100:]))
+    assert last > first + 1.0, f"no improvement: {first:.2f} -> {last:.2f}"
