@@ -17,10 +17,10 @@ def test_killing_worker_processes_loses_and_duplicates_no_trial(tmp_path: Path) 
     logs = tmp_path / "executions"
     logs.mkdir()
     with (
-        LocalCluster(
+        LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=4, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
         ) as cluster,
-        Client(cluster) as client,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
         report = worker_chaos(
             client,
@@ -53,7 +53,7 @@ def test_killing_the_driver_and_resuming_runs_every_trial_once(tmp_path: Path) -
     )
     logs = tmp_path / "executions"
     logs.mkdir()
-    with LocalCluster(
+    with LocalCluster(  # type: ignore[no-untyped-call]
         n_workers=2, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0"
     ) as cluster:
         report = driver_chaos(
