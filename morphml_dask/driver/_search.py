@@ -204,6 +204,7 @@ class Search:
             "running": len(self._in_flight),
             "waiting_for_store": self._writer is not None and self._writer.congested,
             "store_retries": 0 if self._writer is None else self._writer.retries,
+            "store_longest_write_s": 0.0 if self._writer is None else self._writer.longest_write_s,
             "best_trial": None if best is None else best.id,
             "elapsed": 0.0 if self.started_at is None else time.time() - self.started_at,
             "finished": self.optimizer.finished,

@@ -53,6 +53,7 @@ class StoreWriter:
         self.outage_timeout = outage_timeout
         self.retries = 0
         self.outage_seconds = 0.0
+        self.longest_write_s = 0.0  # one batch, retries included
         self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=backlog)
         self._failing_since: float | None = None
         self._error: BaseException | None = None
@@ -103,6 +104,7 @@ class StoreWriter:
     def _write_until_done(self, batch: Batch) -> None:
         rows, curves, checkpoint, futures = batch
         delay = FIRST_RETRY_S
+        started = time.monotonic()
         while True:
             try:
                 if curves:
@@ -129,6 +131,7 @@ class StoreWriter:
                 self.outage_seconds += time.monotonic() - self._failing_since
                 logger.warning("store %s reachable again", self.store.url)
                 self._failing_since = None
+            self.longest_write_s = max(self.longest_write_s, time.monotonic() - started)
             for future in futures:
                 future.release()
             return

@@ -81,7 +81,10 @@ def test_an_s3_outage_pauses_the_search_and_loses_nothing(client: Client, s3_end
         table = search.wait(timeout=120)
 
         assert len(table) == 120 and table["trial_id"].is_unique
-        assert search.status()["store_retries"] > 0
+        # The outage was felt: our retries, or one write that s3fs's own retries stretched
+        # across it.
+        final = search.status()
+        assert final["store_retries"] > 0 or final["store_longest_write_s"] > 5
         ids = _stored_ids(url, options)
         assert len(ids) == 120 == len(set(ids)), "a trial was written twice"
         checkpoint = open_store(url, options).load_checkpoint()
