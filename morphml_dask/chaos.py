@@ -29,9 +29,17 @@ if TYPE_CHECKING:
     from distributed import Client
 
     from morphml_dask.optim import BaseOptimizer
+    from morphml_dask.storage import ExperimentStore
     from morphml_dask.tasks import BaseTask
 
-__all__ = ["ChaosReport", "ExecutionLog", "driver_chaos", "executions", "worker_chaos"]
+__all__ = [
+    "ChaosReport",
+    "ExecutionLog",
+    "driver_chaos",
+    "executions",
+    "stored_id_counts",
+    "worker_chaos",
+]
 
 
 class ExecutionLog(WorkerPlugin):
@@ -160,7 +168,8 @@ def driver_chaos(
     from morphml_dask.storage import open_store
 
     rng = random.Random(seed)
-    name = load_experiment(experiment).name
+    document = load_experiment(experiment)
+    name = document.name
     started = time.time()
     in_flight = 0
     kill_times = []
@@ -186,7 +195,7 @@ def driver_chaos(
             output = final.stdout.read() if final.stdout is not None else ""
             raise RuntimeError(f"the last morphml {command[0]} failed:\n{output}")
     store = open_store(store_url)
-    requested = int(load_experiment(experiment).max_trials)
+    requested = int(document.max_trials)
     return _report(
         "driver-kills",
         store,
@@ -197,6 +206,19 @@ def driver_chaos(
         seconds=time.time() - started,
         kill_times=kill_times,
     )
+
+
+def stored_id_counts(store: ExperimentStore) -> Counter[str]:
+    """How many rows each trial id has in the raw Parquet parts of ``store``, before readers
+    drop repeats: every count is 1 when nothing was written twice."""
+    import pyarrow.parquet as pq
+
+    fs, root = store.location.fs, store.location.root
+    counts: Counter[str] = Counter()
+    for part in fs.glob(f"{root}/**/*.parquet"):
+        with fs.open(part, "rb") as handle:
+            counts.update(pq.read_table(handle, columns=["trial_id"]).column(0).to_pylist())
+    return counts
 
 
 def _morphml(args: list[str], scheduler: str) -> subprocess.Popen[str]:
@@ -233,7 +255,7 @@ def _runs_by_id(found: list[tuple[float, str]], name: str) -> dict[str, list[flo
 
 def _report(
     mode: str,
-    store: Any,
+    store: ExperimentStore,
     requested: int,
     runs: dict[str, list[float]],
     *,
@@ -244,14 +266,8 @@ def _report(
     in_flight: int = 0,
     longest: float | None = None,
 ) -> ChaosReport:
-    import pyarrow.parquet as pq
-
     table = store.trials()
-    fs, root = store.location.fs, store.location.root
-    raw: Counter[str] = Counter()
-    for part in fs.glob(f"{root}/**/*.parquet"):
-        with fs.open(part, "rb") as handle:
-            raw.update(pq.read_table(handle, columns=["trial_id"]).column(0).to_pylist())
+    raw = stored_id_counts(store)
     requested_ids = {f"t{i:06d}" for i in range(1, requested + 1)}
     stored_ids = set(table["trial_id"].astype(str))
     failed = table[table["state"] != "complete"]

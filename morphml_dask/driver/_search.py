@@ -257,7 +257,7 @@ class Search:
                 if (
                     self._rows
                     and not self._writer.congested
-                    and (not self._in_flight or self._wait_budget() <= 0 or self._stop.is_set())
+                    and (not self._in_flight or self._flush_due() or self._stop.is_set())
                 ):
                     self._flush()
             self._flush()
@@ -287,6 +287,9 @@ class Search:
             for trial in asked:
                 if not self._reuse(trial):
                     completed.add(self._submit(client, task, trial))
+
+    def _flush_due(self) -> bool:
+        return time.monotonic() - self._flushed_at >= self.persist_interval
 
     def _wait_budget(self) -> float:
         """Seconds the loop may wait for completions: until the next append is due when

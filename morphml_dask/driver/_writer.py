@@ -52,7 +52,6 @@ class StoreWriter:
         self.backlog = backlog
         self.outage_timeout = outage_timeout
         self.retries = 0
-        self.outage_seconds = 0.0
         self.longest_write_s = 0.0  # one batch, retries included
         self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=backlog)
         self._failing_since: float | None = None
@@ -128,7 +127,6 @@ class StoreWriter:
                 delay = min(2 * delay, LONGEST_RETRY_S)
                 continue
             if self._failing_since is not None:
-                self.outage_seconds += time.monotonic() - self._failing_since
                 logger.warning("store %s reachable again", self.store.url)
                 self._failing_since = None
             self.longest_write_s = max(self.longest_write_s, time.monotonic() - started)

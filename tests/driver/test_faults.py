@@ -7,12 +7,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import fsspec
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from distributed import Client, LocalCluster
 
+from morphml_dask.chaos import stored_id_counts
 from morphml_dask.driver import Search
 from morphml_dask.faults import FlakyTask, TcpOutage
 from morphml_dask.optim import RandomSearch, RegularizedEvolution
@@ -30,16 +29,6 @@ def client() -> Iterator[Client]:
         Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
         yield client
-
-
-def _stored_ids(url: str, options: dict[str, Any]) -> list[str]:
-    """Every trial id in every Parquet part under ``url``, duplicates included."""
-    fs, path = fsspec.core.url_to_fs(url, **options)
-    ids: list[str] = []
-    for part in fs.glob(f"{path}/**/*.parquet"):
-        with fs.open(part, "rb") as handle:
-            ids += pq.read_table(handle, columns=["trial_id"]).column(0).to_pylist()
-    return ids
 
 
 def _wait_for(condition: Any, timeout: float, what: str) -> None:
@@ -85,8 +74,8 @@ def test_an_s3_outage_pauses_the_search_and_loses_nothing(client: Client, s3_end
         # across it.
         final = search.status()
         assert final["store_retries"] > 0 or final["store_longest_write_s"] > 5
-        ids = _stored_ids(url, options)
-        assert len(ids) == 120 == len(set(ids)), "a trial was written twice"
+        counts = stored_id_counts(open_store(url, options))
+        assert len(counts) == 120 and set(counts.values()) == {1}, "a trial was written twice"
         checkpoint = open_store(url, options).load_checkpoint()
         assert checkpoint is not None and checkpoint.in_flight == []
 
