@@ -178,12 +178,12 @@ class PhaseTimer:
             setattr(search, name, self.wrap(f"search.{name}", getattr(search, name)))
         submit, collect = search._submit, search._collect
 
-        def stamped_submit(client: Client, task: Any, trial: Any) -> Any:
+        def stamped_submit(trial: Any, avoid: Any = None) -> None:
             self.submitted[trial.id] = time.time()
-            return submit(client, task, trial)
+            submit(trial, avoid)
 
         def stamped_collect(future: Any, outcome: Any) -> None:
-            self.collected[str(future.key).rsplit("/", 1)[-1]] = time.time()
+            self.collected[str(future.key).split("/")[1]] = time.time()
             collect(future, outcome)
 
         setattr(search, "_submit", stamped_submit)  # noqa: B010 (shadowing a method)

@@ -77,7 +77,9 @@ class ChaosReport:
 
     ``duplicated`` counts rows beyond the first for an id in the raw Parquet parts, before
     readers deduplicate; ``lost`` counts requested trials the store lacks; ``reruns`` counts
-    trial executions beyond the first of each id; ``in_flight_at_kills`` (driver kills) the
+    trial executions beyond the first of each id, ``resubmitted`` the trials the driver
+    submitted again after Dask gave them up (their workers kept dying);
+    ``in_flight_at_kills`` (driver kills) the
     trials the driver held when it was killed, ``interrupted`` (worker kills) the trials the
     killed workers held; ``longest_kill_to_rerun_s`` is the longest wait from a worker kill
     to an interrupted trial starting again.
@@ -94,6 +96,7 @@ class ChaosReport:
     interrupted: int = 0
     in_flight_at_kills: int = 0
     reruns: int = 0
+    resubmitted: int = 0
     longest_kill_to_rerun_s: float | None = None
     seconds: float = 0.0
     kill_times_s: list[float] = field(default_factory=list)
@@ -114,14 +117,14 @@ def worker_chaos(
 ) -> ChaosReport:
     """Run a search on ``client`` while a worker process is SIGKILLed every ``interval``
     seconds; ``optimizer.max_trials`` trials are asked for."""
-    from morphml_dask.driver import Search
+    from morphml_dask.driver import Search, keep_restarting_workers
     from morphml_dask.storage import open_store
 
     client.register_plugin(ExecutionLog(log_folder))
     name = f"chaos-{seed}"
     started = time.time()
     search = Search(optimizer, task, store=store_url, client=client, name=name)
-    with WorkerKiller(client, interval=interval, seed=seed) as killer:
+    with keep_restarting_workers(), WorkerKiller(client, interval=interval, seed=seed) as killer:
         search.run()
     runs = _runs_by_id(executions(log_folder), name)
     waits = []
@@ -131,7 +134,7 @@ def worker_chaos(
             if not key.startswith(f"{name}/"):
                 continue
             interrupted += 1
-            again = [t for t in runs.get(key.split("/", 1)[1], []) if t > kill.time]
+            again = [t for t in runs.get(key.split("/")[1], []) if t > kill.time]
             if again:
                 waits.append(again[0] - kill.time)
     store = open_store(store_url)
@@ -143,6 +146,7 @@ def worker_chaos(
         kills=len(killer.kills),
         interrupted=interrupted,
         longest=max(waits, default=None),
+        resubmitted=search.counts["retried"],
         seconds=time.time() - started,
         kill_times=[k.time - started for k in killer.kills],
     )
@@ -249,7 +253,7 @@ def _runs_by_id(found: list[tuple[float, str]], name: str) -> dict[str, list[flo
     runs: dict[str, list[float]] = {}
     for stamp, key in found:
         if key.startswith(f"{name}/"):
-            runs.setdefault(key.split("/", 1)[1], []).append(stamp)
+            runs.setdefault(key.split("/")[1], []).append(stamp)  # <name>/<id>[/<attempt>]
     return runs
 
 
@@ -265,6 +269,7 @@ def _report(
     interrupted: int = 0,
     in_flight: int = 0,
     longest: float | None = None,
+    resubmitted: int = 0,
 ) -> ChaosReport:
     table = store.trials()
     raw = stored_id_counts(store)
@@ -283,6 +288,7 @@ def _report(
         interrupted=interrupted,
         in_flight_at_kills=in_flight,
         reruns=sum(len(times) - 1 for times in runs.values()),
+        resubmitted=resubmitted,
         longest_kill_to_rerun_s=None if longest is None else round(longest, 3),
         seconds=round(seconds, 3),
         kill_times_s=[round(t, 3) for t in kill_times],

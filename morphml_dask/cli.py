@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from morphml_dask.exceptions import MorphMLError
+from morphml_dask.exceptions import ClusterError, MorphMLError, SecurityError, StorageError
 
 __all__ = ["main"]
 
@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("experiment", type=Path, help="the experiment YAML, e.g. examples/digits.yaml")
     run.add_argument("--store", help="store URL, overriding the experiment's")
-    run.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT)")
+    _cluster_arguments(run)
     run.set_defaults(command=_run)
 
     resume = commands.add_parser(
@@ -68,9 +68,27 @@ def _parser() -> argparse.ArgumentParser:
         "were running are run again under the same ids, stored results are kept.",
     )
     resume.add_argument("url", help="the search's store URL")
-    resume.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT)")
+    _cluster_arguments(resume)
     resume.set_defaults(command=_resume)
     return parser
+
+
+def _cluster_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT, tls://...)"
+    )
+    command.add_argument(
+        "--storage-options",
+        metavar="JSON",
+        help="fsspec options of the store as a JSON object, e.g. '{\"endpoint_url\": ...}'; "
+        "prefer environment variables for credentials, which are never saved",
+    )
+    tls = command.add_argument_group(
+        "TLS", "encrypt and authenticate every Dask comm (all three files, PEM)"
+    )
+    tls.add_argument("--tls-ca-file", help="the CA certificate that signed every certificate")
+    tls.add_argument("--tls-cert", help="the certificate of this client (and local cluster)")
+    tls.add_argument("--tls-key", help="the key of --tls-cert")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -111,18 +129,65 @@ def _run(args: argparse.Namespace) -> int:
     from morphml_dask.driver import search_from_experiment
     from morphml_dask.experiment import load_experiment
 
+    tls = _tls(args)
+    options = _storage_options(args.storage_options)
     experiment = load_experiment(args.experiment)
-    with _ClientFor(args.scheduler) as client:
-        search = search_from_experiment(experiment, store=args.store, client=client)
+    with tls, _ClientFor(args.scheduler) as client:
+        search = search_from_experiment(
+            experiment, store=args.store, storage_options=options, client=client
+        )
         return _drive(search, experiment.max_trials)
 
 
 def _resume(args: argparse.Namespace) -> int:
     from morphml_dask.driver import resume
 
-    with _ClientFor(args.scheduler) as client:
-        search = resume(args.url, client=client)
+    tls = _tls(args)
+    options = _storage_options(args.storage_options)
+    with tls, _ClientFor(args.scheduler) as client:
+        search = resume(args.url, options, client=client)
         return _drive(search, search.optimizer.max_trials)
+
+
+def _storage_options(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as error:
+        options = error
+    if not isinstance(options, dict):
+        shown = f"invalid JSON ({options})" if isinstance(options, Exception) else repr(options)
+        raise StorageError(
+            "--storage-options is not a JSON object",
+            expected='a JSON object of fsspec options, e.g. \'{"endpoint_url": "http://..."}\'',
+            received=shown,
+            fix="quote the whole object for the shell and use double quotes inside it",
+        )
+    return options
+
+
+def _tls(args: argparse.Namespace) -> Any:
+    """dask.config set for TLS while the command runs, when the TLS files are given."""
+    import contextlib
+
+    import dask.config
+
+    files = (args.tls_ca_file, args.tls_cert, args.tls_key)
+    if not any(files):
+        return contextlib.nullcontext()
+    if not all(files):
+        flags = ("--tls-ca-file", "--tls-cert", "--tls-key")
+        given = [flag for flag, value in zip(flags, files, strict=True) if value]
+        raise SecurityError(
+            "TLS needs three files",
+            expected="--tls-ca-file, --tls-cert and --tls-key together",
+            received=f"only {', '.join(given)}",
+            fix="pass all three, or none for plain TCP",
+        )
+    from morphml_dask.driver import tls_settings
+
+    return dask.config.set(tls_settings(*files))
 
 
 class _ClientFor:
@@ -136,7 +201,23 @@ class _ClientFor:
         if self.address is not None:
             from distributed import Client
 
-            self.client = Client(self.address)  # type: ignore[no-untyped-call]
+            try:
+                self.client = Client(self.address, timeout=30)  # type: ignore[no-untyped-call]
+            except (OSError, TypeError) as error:  # refused, timed out, or a TLS mismatch
+                tls = self.address.startswith("tls://")
+                raise ClusterError(
+                    f"cannot connect to the Dask scheduler at {self.address}",
+                    expected="a running scheduler that accepts this client",
+                    received=f"{type(error).__name__}: {error}",
+                    fix="check the address and that the scheduler runs; "
+                    + (
+                        "a tls:// scheduler needs --tls-ca-file, --tls-cert and --tls-key "
+                        "(or the distributed.comm.tls settings)"
+                        if tls
+                        else "a scheduler that requires TLS has a tls:// address and needs "
+                        "--tls-ca-file, --tls-cert and --tls-key"
+                    ),
+                ) from error
         return self.client
 
     def __exit__(self, *exc: object) -> None:

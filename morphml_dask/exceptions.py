@@ -7,6 +7,7 @@ can act on it without reading the source.
 from __future__ import annotations
 
 __all__ = [
+    "ClusterError",
     "DatasetError",
     "ExperimentError",
     "InvalidArchitectureError",
@@ -15,6 +16,7 @@ __all__ = [
     "OptimizerError",
     "SearchSpaceError",
     "SearchStalledError",
+    "SecurityError",
     "StorageError",
     "TaskError",
     "TrainingDivergedError",
@@ -81,6 +83,14 @@ class ModelBuildError(MorphMLError):
 
 class OptimizerError(MorphMLError):
     """An optimizer was configured or driven wrongly (bad settings, unknown trial ids)."""
+
+
+class ClusterError(MorphMLError):
+    """A Dask cluster cannot be reached, or started with the options given."""
+
+
+class SecurityError(MorphMLError):
+    """TLS certificates or keys that cannot be used."""
 
 
 class StorageError(MorphMLError):

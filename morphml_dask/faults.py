@@ -2,6 +2,8 @@
 an endpoint that goes away.
 
 - `FlakyTask` wraps a task so that a fixed share of architectures raise or diverge.
+- `BrokenWorkerTask` wraps a task so that every trial fails on some workers, as on a node
+  whose GPU is broken.
 - `WorkerKiller` SIGKILLs a random worker process of a cluster every few seconds (the nanny
   starts a new one) and records which trials each kill interrupted.
 - `TcpOutage` forwards a local port to a server and can refuse every connection for a while,
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
     from morphml_dask.space import ArchGraph
 
-__all__ = ["FlakyTask", "Kill", "TcpOutage", "WorkerKiller"]
+__all__ = ["BrokenWorkerTask", "FlakyTask", "Kill", "TcpOutage", "WorkerKiller"]
 
 
 class FlakyTask(BaseTask):
@@ -48,10 +50,17 @@ class FlakyTask(BaseTask):
         objective (a diverged training).
     seed
         Picks which architectures.
+    message
+        What the raised errors say; "CUDA out of memory" makes them out-of-memory failures.
     """
 
     def __init__(
-        self, task: BaseTask, raise_rate: float = 0.2, nan_rate: float = 0.05, seed: int = 0
+        self,
+        task: BaseTask,
+        raise_rate: float = 0.2,
+        nan_rate: float = 0.05,
+        seed: int = 0,
+        message: str = "injected failure",
     ) -> None:
         if min(raise_rate, nan_rate) < 0 or raise_rate + nan_rate > 1:
             raise ValueError(
@@ -62,6 +71,7 @@ class FlakyTask(BaseTask):
         self.raise_rate = raise_rate
         self.nan_rate = nan_rate
         self.seed = seed
+        self.message = message
         self.objective = task.objective
         self.direction = task.direction
 
@@ -79,7 +89,7 @@ class FlakyTask(BaseTask):
             arch, budget, device=device, weights=weights, trained_epochs=trained_epochs
         )
         if draw < self.raise_rate:
-            raise RuntimeError(f"injected failure (architecture {arch.fingerprint[:8]})")
+            raise RuntimeError(f"{self.message} (architecture {arch.fingerprint[:8]})")
         if draw < self.raise_rate + self.nan_rate:
             metrics = {**evaluation.metrics, self.objective: math.nan}
             return Evaluation(metrics=metrics, curve=evaluation.curve, weights=None)
@@ -92,11 +102,65 @@ class FlakyTask(BaseTask):
             "raise_rate": self.raise_rate,
             "nan_rate": self.nan_rate,
             "seed": self.seed,
+            "message": self.message,
         }
 
     def _draw(self, arch: ArchGraph, budget: int) -> float:
         digest = hashlib.sha256(f"{self.seed}/{arch.fingerprint}/{budget}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class BrokenWorkerTask(BaseTask):
+    """``task``, except that every evaluation on the Dask workers named ``broken`` raises
+    ``error`` (by default a CUDA error), as on a node with a faulty GPU.
+
+    Parameters
+    ----------
+    task
+        The task that does the work on the healthy workers.
+    broken
+        Names of the broken workers (``LocalCluster`` names them 0, 1, ...).
+    error
+        The message of the `RuntimeError` raised there.
+    """
+
+    def __init__(
+        self,
+        task: BaseTask,
+        broken: set[str],
+        error: str = "CUDA error: an illegal memory access was encountered",
+    ) -> None:
+        self.task = task
+        self.broken = {str(name) for name in broken}
+        self.error = error
+        self.objective = task.objective
+        self.direction = task.direction
+
+    def evaluate(
+        self,
+        arch: ArchGraph,
+        budget: int,
+        *,
+        device: str = "cpu",
+        weights: dict[str, torch.Tensor] | None = None,
+        trained_epochs: int = 0,
+    ) -> Evaluation:
+        from distributed import get_worker
+
+        name = str(get_worker().name)
+        if name in self.broken:
+            raise RuntimeError(f"{self.error} (injected on worker {name})")
+        return self.task.evaluate(
+            arch, budget, device=device, weights=weights, trained_epochs=trained_epochs
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": "broken-worker",
+            "task": self.task.to_dict(),
+            "broken": sorted(self.broken),
+            "error": self.error,
+        }
 
 
 @dataclass

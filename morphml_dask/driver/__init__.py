@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from morphml_dask.driver._cluster import default_client, slots_of
+from morphml_dask.driver._cluster import default_client, keep_restarting_workers, slots_of
 from morphml_dask.driver._run import resume, search_from_experiment
 from morphml_dask.driver._search import Search
+from morphml_dask.driver._security import tls_settings
 from morphml_dask.driver._worker import GPUPlugin, TaskPlugin, run_trial
 
 __all__ = [
@@ -12,8 +13,10 @@ __all__ = [
     "Search",
     "TaskPlugin",
     "default_client",
+    "keep_restarting_workers",
     "resume",
     "run_trial",
     "search_from_experiment",
     "slots_of",
+    "tls_settings",
 ]

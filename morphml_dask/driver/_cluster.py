@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from morphml_dask.exceptions import UnschedulableError
@@ -11,7 +13,7 @@ from morphml_dask.exceptions import UnschedulableError
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
 
-__all__ = ["default_client", "slots_of"]
+__all__ = ["default_client", "keep_restarting_workers", "running_slots", "slots_of"]
 
 
 def default_client(gpus_per_trial: int = 0) -> tuple[Client, LocalCluster | None]:
@@ -45,12 +47,7 @@ def slots_of(client: Client, gpus_per_trial: int, wait: float = 10.0) -> int:
     deadline = time.monotonic() + wait
     while True:
         workers = client.scheduler_info(n_workers=-1)["workers"].values()
-        if gpus_per_trial:
-            slots = sum(
-                int(w.get("resources", {}).get("GPU", 0)) // gpus_per_trial for w in workers
-            )
-        else:
-            slots = sum(int(w.get("nthreads", 1)) for w in workers)
+        slots = _slots(workers, gpus_per_trial)
         if slots > 0:
             return slots
         if time.monotonic() > deadline:
@@ -65,6 +62,34 @@ def slots_of(client: Client, gpus_per_trial: int, wait: float = 10.0) -> int:
         fix="start workers with `--resources GPU=1` (dask worker) or resources={'GPU': 1} "
         "(LocalCluster), or set gpus_per_trial=0 to train on CPUs",
     )
+
+
+def running_slots(client: Client, gpus_per_trial: int) -> int:
+    """How many trials the workers connected now can run at once (0 while none can)."""
+    return _slots(client.scheduler_info(n_workers=-1)["workers"].values(), gpus_per_trial)
+
+
+def _slots(workers: Any, gpus_per_trial: int) -> int:
+    if gpus_per_trial:
+        return sum(int(w.get("resources", {}).get("GPU", 0)) // gpus_per_trial for w in workers)
+    return sum(int(w.get("nthreads", 1)) for w in workers)
+
+
+@contextlib.contextmanager
+def keep_restarting_workers() -> Iterator[None]:
+    """Keep a `LocalCluster` from giving up on a worker process that died.
+
+    A nanny starts a new process after a crash (an OOM kill, a segfault in a CUDA
+    library), but a LocalCluster closes the nanny for good when its worker has not come
+    back within ``distributed.deploy.lost-worker-timeout`` (15 s): a restart that imports
+    torch on a loaded node, or a second crash during it, takes longer, and a cluster of a
+    few workers then shrinks to none while trials wait. During a search the timeout is a
+    day, so nannies keep restarting their workers.
+    """
+    import dask.config
+
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "1 day"}):
+        yield
 
 
 def _gpu_count() -> int:

@@ -20,17 +20,20 @@ def search_from_experiment(
     experiment: Experiment,
     *,
     store: str | None = None,
+    storage_options: dict[str, Any] | None = None,
     client: Client | None = None,
     **options: Any,
 ) -> Search:
-    """A `Search` for an experiment; ``store`` overrides the document's store URL."""
+    """A `Search` for an experiment; ``store`` overrides the document's store URL and
+    ``storage_options`` are added to (and win over) the document's."""
     document = experiment.to_dict()
     if store is not None:
         document["store"] = store
+    store_options = {**experiment.storage_options, **(storage_options or {})}
     return Search(
         experiment.make_optimizer(),
         experiment.task,
-        store=open_store(store or experiment.store_url, experiment.storage_options),
+        store=open_store(store or experiment.store_url, store_options),
         client=client,
         gpus_per_trial=int(experiment.gpus_per_trial),
         name=experiment.name,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import threading
 import time
 import uuid
@@ -20,10 +21,17 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from morphml_dask.config import config_value
-from morphml_dask.driver._cluster import default_client, slots_of
+from morphml_dask.credentials import without_credentials
+from morphml_dask.driver._cluster import (
+    default_client,
+    keep_restarting_workers,
+    running_slots,
+    slots_of,
+)
+from morphml_dask.driver._health import INFRASTRUCTURE_FAILURES, Quarantine, WorkerHealth
 from morphml_dask.driver._worker import GPUPlugin, TaskPlugin, run_trial
 from morphml_dask.driver._writer import StoreWriter
-from morphml_dask.exceptions import SearchStalledError
+from morphml_dask.exceptions import SearchStalledError, UnschedulableError
 from morphml_dask.storage import Checkpoint, ExperimentStore, open_store, trial_row
 from morphml_dask.trial import Trial, TrialResult
 
@@ -36,7 +44,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Search"]
 
+logger = logging.getLogger(__name__)
+
 _STOP_POLL_S = 0.25
+# Without completions for this long, the loop asks the scheduler whether any worker is left.
+_WORKER_CHECK_S = 5.0
 
 
 def _next_completions(completed: Any, timeout: float) -> list[Future[Any]]:
@@ -60,6 +72,19 @@ def _outcomes(client: Client, futures: list[Future[Any]]) -> list[tuple[Future[A
     finished = [f for f in futures if f.status == "finished"]
     results = dict(zip(finished, client.gather(finished), strict=True)) if finished else {}
     return [(f, results[f] if f in results else _failure_of(f)) for f in futures]
+
+
+def _register(client: Client, plugin: Any, attempts: int = 5) -> None:
+    """Register a worker plugin; the scheduler fails the call when a worker dies while the
+    plugin is handed out (it keeps the plugin for the workers that come), so try again."""
+    for attempt in range(attempts):
+        try:
+            client.register_plugin(plugin)
+            return
+        except OSError:  # CommClosedError: a worker went away mid-broadcast
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
 
 
 def _failure_of(future: Future[Any]) -> BaseException:
@@ -90,7 +115,12 @@ class Search:
         GPUs each trial needs; above 0 the trials ask Dask for that many ``GPU`` resources
         (config ``morphml.gpus-per-trial``, 0).
     max_retries
-        How often Dask re-runs a trial whose worker died (``morphml.max-retries``, 2).
+        How often a trial runs again when Dask gave it up after its workers died, or when it
+        failed for infrastructure reasons (CUDA, out of memory, import errors), each time on
+        another worker when one is left (``morphml.max-retries``, 2).
+    quarantine_after
+        Trials in a row that may fail for infrastructure reasons on one worker before the
+        worker is retired from the cluster (``morphml.quarantine-after``, 3).
     lookahead
         Trials queued beyond the free slots (``morphml.lookahead``; by default a quarter of
         the slots, at least 2).
@@ -101,10 +131,15 @@ class Search:
         Seconds the store may stay unreachable, results waiting and no new trials
         submitted, before the search stops with a `StorageError`
         (``morphml.store-outage-timeout``, 600).
+    worker_timeout
+        Seconds the cluster may have no worker able to run the trials, while trials wait,
+        before the search stops with an `UnschedulableError`; None waits forever
+        (``morphml.worker-timeout``, 600).
     name
         Prefix of the Dask keys (``<name>/<trial id>``).
     config
-        The experiment document, saved in checkpoints so that `resume` can rebuild it.
+        The experiment document, saved in checkpoints so that `resume` can rebuild it;
+        the secrets of its storage options are left out (`without_credentials`).
     worker_wait
         Seconds to wait at the start for a worker that can run the trials before raising
         `UnschedulableError`.
@@ -120,9 +155,11 @@ class Search:
         client: Client | None = None,
         gpus_per_trial: int | None = None,
         max_retries: int | None = None,
+        quarantine_after: int | None = None,
         lookahead: int | None = None,
         persist_interval: float | None = None,
         store_outage_timeout: float | None = None,
+        worker_timeout: float | None = None,
         name: str = "search",
         config: Mapping[str, Any] | None = None,
         worker_wait: float = 10.0,
@@ -135,14 +172,22 @@ class Search:
         self.client = client
         self.gpus_per_trial = int(config_value("gpus-per-trial", gpus_per_trial))
         self.max_retries = int(config_value("max-retries", max_retries))
+        self.health = WorkerHealth(
+            self.max_retries, int(config_value("quarantine-after", quarantine_after))
+        )
         configured_lookahead = config_value("lookahead", lookahead)
         self.lookahead = None if configured_lookahead is None else int(configured_lookahead)
         self.persist_interval = float(config_value("persist-interval", persist_interval))
         self.store_outage_timeout = float(
             config_value("store-outage-timeout", store_outage_timeout)
         )
+        configured_worker_timeout = config_value("worker-timeout", worker_timeout)
+        self.worker_timeout = (
+            None if configured_worker_timeout is None else float(configured_worker_timeout)
+        )
         self.name = name
-        self.config = dict(config or {})
+        # Saved in every checkpoint, so never with the secrets of its storage options.
+        self.config: dict[str, Any] = without_credentials(dict(config or {}))
         self.worker_wait = worker_wait
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -155,7 +200,12 @@ class Search:
         self._stored: dict[str, TrialResult] = {}
         self._writer: StoreWriter | None = None
         self._flushed_at = 0.0
-        self.counts = {"done": 0, "failed": 0, "reused": 0}
+        self._progress_at = 0.0
+        self._workers_gone_since: float | None = None
+        self.counts = {"done": 0, "failed": 0, "reused": 0, "retried": 0}
+        self._client: Client | None = None
+        self._task_name = ""
+        self._completed: Any = None
         # The optimizer's inputs in order: ("ask", n, ids) and ("tell", id). Replaying them on
         # a fresh optimizer reproduces the search exactly (what the tests check).
         self.events: list[tuple[Any, ...]] = []
@@ -205,6 +255,7 @@ class Search:
             "waiting_for_store": self._writer is not None and self._writer.congested,
             "store_retries": 0 if self._writer is None else self._writer.retries,
             "store_longest_write_s": 0.0 if self._writer is None else self._writer.longest_write_s,
+            "quarantined": self._quarantined(),
             "best_trial": None if best is None else best.id,
             "elapsed": 0.0 if self.started_at is None else time.time() - self.started_at,
             "finished": self.optimizer.finished,
@@ -224,24 +275,28 @@ class Search:
             (self.client, None) if self.client is not None else default_client(self.gpus_per_trial)
         )
         task = None
+        cleanup = contextlib.ExitStack()
+        if owned is not None:
+            cleanup.enter_context(keep_restarting_workers())
         try:
-            client.register_plugin(GPUPlugin())
+            _register(client, GPUPlugin())
             slots = slots_of(client, self.gpus_per_trial, wait=self.worker_wait)
             task = f"{self.name}-{uuid.uuid4().hex[:8]}"
-            client.register_plugin(TaskPlugin(self.task, task))
+            _register(client, TaskPlugin(self.task, task))
             self._remember_stored_results()
             self._writer = StoreWriter(self.store, outage_timeout=self.store_outage_timeout)
-            completed = as_completed()
+            self._client, self._task_name = client, task
+            self._completed = as_completed()
             for trial in self._resume_pending():
-                completed.add(self._submit(client, task, trial))
+                self._submit(trial)
             lookahead = max(2, slots // 4) if self.lookahead is None else self.lookahead
-            self._flushed_at = time.monotonic()
+            self._flushed_at = self._progress_at = time.monotonic()
             while not self._stop.is_set():
                 # While the store fails, hold new trials back: running ones finish and their
                 # results wait in memory, so nothing is dropped and the buffer stays bounded.
                 holding = self._writer.congested
                 if not holding:
-                    self._fill(client, task, completed, slots + lookahead)
+                    self._fill(slots + lookahead)
                 if not self._in_flight and not holding:
                     if self.optimizer.finished:
                         break
@@ -251,9 +306,10 @@ class Search:
                         received="nothing running, nothing asked, not finished",
                         fix="check the optimizer's settings (max_trials, population, rungs)",
                     )
-                finished = _next_completions(completed, self._wait_budget())
+                finished = _next_completions(self._completed, self._wait_budget())
                 for future, outcome in _outcomes(client, finished):
                     self._collect(future, outcome)
+                self._watch_workers(client, bool(finished))
                 if (
                     self._rows
                     and not self._writer.congested
@@ -264,7 +320,10 @@ class Search:
             self._writer.close()
         finally:
             if self._writer is not None:
-                self._writer.stop()  # on errors too: what was handed over gets written
+                if self._rows:  # on errors too: results that came back are kept
+                    with contextlib.suppress(Exception):  # the writer's own error wins
+                        self._flush()
+                self._writer.stop()
             for _, future in self._in_flight.values():
                 future.cancel()
             self._in_flight.clear()
@@ -274,9 +333,10 @@ class Search:
             if owned is not None:
                 client.close()
                 owned.close()
+            cleanup.close()
             gc.unfreeze()
 
-    def _fill(self, client: Client, task: str, completed: Any, capacity: int) -> None:
+    def _fill(self, capacity: int) -> None:
         """Ask for trials until ``capacity`` run or wait queued, or the optimizer has none;
         trials answered from the store leave their place free for the next ask."""
         while (want := capacity - len(self._in_flight)) > 0:
@@ -286,7 +346,38 @@ class Search:
             self.events.append(("ask", want, [t.id for t in asked]))
             for trial in asked:
                 if not self._reuse(trial):
-                    completed.add(self._submit(client, task, trial))
+                    self._submit(trial)
+
+    def _watch_workers(self, client: Client, progressed: bool) -> None:
+        """Raise when trials wait and no worker has been able to run them for
+        ``worker_timeout`` seconds: a cluster whose workers are all gone would otherwise
+        keep the search waiting forever."""
+        now = time.monotonic()
+        if progressed or not self._in_flight:
+            self._progress_at = now
+            return
+        if now - self._progress_at < _WORKER_CHECK_S:
+            return
+        self._progress_at = now  # the next check is due in another _WORKER_CHECK_S
+        if running_slots(client, self.gpus_per_trial) > 0:
+            self._workers_gone_since = None
+            return
+        if self._workers_gone_since is None:
+            self._workers_gone_since = now
+            logger.warning("no worker can run trials; %d trials wait", len(self._in_flight))
+        elif (
+            self.worker_timeout is not None and now - self._workers_gone_since > self.worker_timeout
+        ):
+            raise UnschedulableError(
+                f"no worker able to run trials for {self.worker_timeout:g} s",
+                expected="workers connected to the scheduler",
+                received=f"none, with {len(self._in_flight)} trials waiting",
+                fix=(
+                    "start workers (or check why they died), then continue with "
+                    "`morphml resume URL`; raise morphml.worker-timeout, or set it to null, "
+                    "to wait longer"
+                ),
+            )
 
     def _flush_due(self) -> bool:
         return time.monotonic() - self._flushed_at >= self.persist_interval
@@ -299,30 +390,89 @@ class Search:
         due = self._flushed_at + self.persist_interval - time.monotonic()
         return min(max(due, 0.0), _STOP_POLL_S)
 
-    def _submit(self, client: Client, task: str, trial: Trial) -> Future[Any]:
-        future = client.submit(
+    def _submit(self, trial: Trial, avoid: list[str] | None = None) -> None:
+        """Submit ``trial``; a retry gets its own key (``<name>/<id>/<attempt>``) and
+        prefers the workers it has not failed on."""
+        assert self._client is not None and self._completed is not None
+        attempt = self.health.attempts(trial.id)
+        key = f"{self.name}/{trial.id}" + (f"/{attempt}" if attempt else "")
+        elsewhere = None
+        if avoid:
+            workers = self._client.scheduler_info(n_workers=-1)["workers"]
+            elsewhere = [w for w in workers if w not in avoid] or None
+        future = self._client.submit(
             run_trial,
             trial,
-            task,
+            self._task_name,
             self.store.url,
             self.store.location.storage_options,
             self.gpus_per_trial,
-            key=f"{self.name}/{trial.id}",
+            key=key,
             pure=False,
+            workers=elsewhere,
+            # a preference only: the workers named may have died by the time it is scheduled
+            allow_other_workers=elsewhere is not None,
             resources={"GPU": self.gpus_per_trial} if self.gpus_per_trial else None,
             priority=trial.rung,
             retries=self.max_retries,
         )
-        self._in_flight[str(future.key)] = (trial, future)
-        return future
+        self._in_flight[key] = (trial, future)
+        self._completed.add(future)
 
     def _collect(self, future: Future[Any], outcome: Any) -> None:
         trial, _ = self._in_flight.pop(str(future.key))
-        if isinstance(outcome, BaseException):  # the task itself failed, retries used up
+        if isinstance(outcome, BaseException):  # Dask gave up: its workers kept dying
+            if self._retried(trial, None, "lost", future):
+                return
             outcome = {"result": TrialResult.failed(trial.id, repr(outcome), kind="lost").to_dict()}
-        self._collected.append(future)  # released by the writer once the result is stored
         result = TrialResult.from_dict(outcome["result"])
+        worker = outcome.get("worker")
+        if not result.ok and result.error_kind in INFRASTRUCTURE_FAILURES:
+            tried = [*self.health.tried_on(trial.id), str(worker)]
+            if self._retried(trial, worker, str(result.error_kind), future):
+                return
+            result = TrialResult.failed(
+                trial.id,
+                f"{result.error} (the same on every attempt, on {', '.join(tried)})",
+                result.error_kind,
+            )
+        else:
+            for quarantine in self.health.completed(trial.id, worker, time.time()):
+                self._quarantine(quarantine)
+        self._collected.append(future)  # released by the writer once the result is stored
         self._record(trial, result, outcome)
+
+    def _retried(self, trial: Trial, worker: str | None, kind: str, future: Future[Any]) -> bool:
+        """Submit ``trial`` again, away from the workers it failed on, if it has retries
+        left; the failed attempt leaves no row."""
+        if not self.health.failed(trial.id, worker, kind):
+            return False
+        future.release()
+        self.counts["retried"] += 1
+        self._submit(trial, avoid=self.health.tried_on(trial.id) + self._quarantined())
+        return True
+
+    def _quarantine(self, quarantine: Quarantine) -> None:
+        """Retire a worker that failed trials which then completed elsewhere (so another
+        worker is left)."""
+        logger.warning(
+            "quarantined worker %s: %d trials in a row failed there with %s and completed "
+            "on other workers",
+            quarantine.worker,
+            len(quarantine.kinds),
+            "/".join(sorted(set(quarantine.kinds))),
+        )
+        threading.Thread(  # retiring waits for the worker to hand over its data
+            target=self._retire, args=(quarantine.worker,), daemon=True
+        ).start()
+
+    def _retire(self, worker: str) -> None:
+        with contextlib.suppress(Exception):  # it may have died or left already
+            assert self._client is not None
+            self._client.retire_workers(workers=[worker], close_workers=True)
+
+    def _quarantined(self) -> list[str]:
+        return [q.worker for q in self.health.quarantined]
 
     def _record(
         self, trial: Trial, result: TrialResult, outcome: Mapping[str, Any], reused: bool = False

@@ -13,7 +13,7 @@ from distributed import Client, LocalCluster
 
 from morphml_dask.chaos import stored_id_counts
 from morphml_dask.driver import Search
-from morphml_dask.faults import FlakyTask, TcpOutage
+from morphml_dask.faults import BrokenWorkerTask, FlakyTask, TcpOutage
 from morphml_dask.optim import RandomSearch, RegularizedEvolution
 from morphml_dask.space import CellSpace
 from morphml_dask.storage import open_store
@@ -105,3 +105,60 @@ def test_failing_and_diverging_trials_are_rows_and_evolution_still_improves(
     # The first population is random; what evolution proposes later must be better.
     first, last = float(np.median(complete[:10])), float(np.median(complete[-100:]))
     assert last > first + 1.0, f"no improvement: {first:.2f} -> {last:.2f}"
+
+
+def test_a_worker_whose_trials_keep_failing_is_quarantined(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=3, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
+        broken = next(a for a, w in client.scheduler_info()["workers"].items() if w["name"] == 0)
+        search = Search(
+            RandomSearch(CellSpace(), max_trials=60, seed=4),
+            BrokenWorkerTask(NB201TabularTask(time_scale=0.0005), broken={"0"}),
+            store=f"memory://quarantine-{uuid.uuid4().hex}",
+            client=client,
+            max_retries=2,
+            quarantine_after=3,
+        )
+        with caplog.at_level("WARNING", logger="morphml_dask.driver._search"):
+            table = search.run()
+        _wait_for(
+            lambda: broken not in client.scheduler_info()["workers"], 30, "the worker to retire"
+        )
+        healthy = set(client.scheduler_info()["workers"])
+
+    status = search.status()
+    assert status["quarantined"] == [broken]
+    assert f"quarantined worker {broken}: 3 trials in a row failed there" in caplog.text
+    # Every trial that failed on the broken worker completed on another one: no FAIL rows.
+    assert len(table) == 60 and (table["state"] == "complete").all()
+    assert set(table["worker"].dropna()) <= healthy  # reused results have no worker
+    assert status["retried"] >= 3
+
+
+def test_a_trial_failing_the_same_way_everywhere_is_failed_not_retried_forever(
+    client: Client,
+) -> None:
+    store = f"memory://oom-{uuid.uuid4().hex}"
+    task = FlakyTask(
+        NB201TabularTask(time_scale=0.0001),
+        raise_rate=0.2,
+        nan_rate=0.0,
+        message="CUDA out of memory",
+    )
+    search = Search(
+        RandomSearch(CellSpace(), max_trials=30, seed=5), task, store=store, client=client
+    )
+    table = search.run()
+    failed = table[table["state"] == "fail"]
+    assert len(table) == 30 and len(failed) > 0
+    assert (failed["error_kind"] == "oom").all()
+    assert failed["error"].str.contains("the same on every attempt").all()
+    assert search.status()["quarantined"] == []
+    # Each failing trial ran 1 + max_retries (2) times, then gave up.
+    assert search.status()["retried"] == 2 * len(failed)
