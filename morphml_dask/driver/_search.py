@@ -282,7 +282,7 @@ class Search:
             _register(client, GPUPlugin())
             slots = slots_of(client, self.gpus_per_trial, wait=self.worker_wait)
             task = f"{self.name}-{uuid.uuid4().hex[:8]}"
-            _register(client, TaskPlugin(self.task, task))
+            _register(client, TaskPlugin(self.task, task, self.store.location.storage_options))
             self._remember_stored_results()
             self._writer = StoreWriter(self.store, outage_timeout=self.store_outage_timeout)
             self._client, self._task_name = client, task
@@ -405,7 +405,7 @@ class Search:
             trial,
             self._task_name,
             self.store.url,
-            self.store.location.storage_options,
+            None,  # the TaskPlugin holds the storage options: arguments show up in logs
             self.gpus_per_trial,
             key=key,
             pure=False,

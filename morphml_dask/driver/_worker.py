@@ -37,33 +37,39 @@ class GPUPlugin(WorkerPlugin):
 
 
 class TaskPlugin(WorkerPlugin):
-    """A worker plugin that hands a search's task to every worker, present and future.
+    """A worker plugin that hands a search's task, and its store's options, to every worker,
+    present and future.
 
     Trials then name the task instead of depending on a scattered copy of it: a dependency
     per trial would cost the scheduler and the workers about a fifth of their time per trial,
-    and workers that join later (restarts, scaling) get the plugin from the scheduler.
+    and workers that join later (restarts, scaling) get the plugin from the scheduler. The
+    storage options travel here rather than in each trial's arguments, which Dask logs when a
+    task fails: they may hold credentials.
     """
 
-    def __init__(self, task: BaseTask, name: str) -> None:
+    def __init__(
+        self, task: BaseTask, name: str, storage_options: dict[str, Any] | None = None
+    ) -> None:
         self.task = task
         self.name = name
+        self.storage_options = storage_options
 
     def setup(self, worker: Any) -> None:
-        _worker_tasks(worker)[self.name] = self.task
+        _worker_tasks(worker)[self.name] = self
 
     def teardown(self, worker: Any) -> None:
         _worker_tasks(worker).pop(self.name, None)
 
 
-def _worker_tasks(worker: Any) -> dict[str, BaseTask]:
-    tasks: dict[str, BaseTask] | None = getattr(worker, "morphml_tasks", None)
+def _worker_tasks(worker: Any) -> dict[str, TaskPlugin]:
+    tasks: dict[str, TaskPlugin] | None = getattr(worker, "morphml_tasks", None)
     if tasks is None:
         tasks = {}
         setattr(worker, "morphml_tasks", tasks)  # noqa: B010 (a plugin-owned attribute)
     return tasks
 
 
-def _task_named(name: str) -> BaseTask:
+def _task_named(name: str) -> TaskPlugin:
     from distributed import get_worker
 
     try:
@@ -137,7 +143,7 @@ def run_trial(
     gpus: int = 0,
 ) -> dict[str, Any]:
     """Evaluate ``trial`` with ``task`` (or the task a `TaskPlugin` of that name gave this
-    worker) and describe the outcome.
+    worker, with its storage options) and describe the outcome.
 
     Returns a JSON-ready dict: ``result`` (`TrialResult.to_dict`), ``curve``, ``worker``,
     ``device``, ``start_time`` and ``end_time``. Weights go to the store under the trial id
@@ -146,7 +152,10 @@ def run_trial(
     start = time.time()
     worker = _worker_address()
     if isinstance(task, str):
-        task = _task_named(task)
+        plugin = _task_named(task)
+        task = plugin.task
+        if storage_options is None:
+            storage_options = plugin.storage_options
     with _device_pool().borrow(gpus) as device:
         try:
             result, curve = _evaluate(trial, task, store_url, storage_options, device)
