@@ -229,3 +229,26 @@ def test_tls_flags_must_come_together_and_exist(
     missing = ["--tls-ca-file", "ca.pem", "--tls-cert", "c.pem", "--tls-key", "k.pem"]
     assert main(["resume", str(tmp_path), *missing]) == 2
     assert "the TLS CA certificate 'ca.pem' does not exist" in capsys.readouterr().err
+
+
+def test_the_local_cluster_of_a_run_speaks_tls_with_the_flags(
+    tls_cluster: tuple[str, Path], tmp_path: Path
+) -> None:
+    _, folder = tls_cluster
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text(
+        yaml.safe_dump(
+            {
+                "name": "local-tls",
+                "space": {"name": "nb201-cell"},
+                "task": {"name": "nb201-tabular"},
+                "optimizer": {"name": "random-search", "seed": 1},
+                "max_trials": 8,
+                "store": str(tmp_path / "store"),
+            }
+        )
+    )
+    flags = _tls_flags(folder / "ours-ca.pem", folder / "ours-cert.pem", folder / "ours-key.pem")
+    assert main(["run", str(experiment), *flags]) == 0
+    workers = open_store(str(tmp_path / "store")).trials()["worker"].dropna()
+    assert len(workers) > 0 and workers.str.startswith("tls://127.0.0.1:").all()
