@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
 from morphml_dask import ArchGraph, Node
 
 MORPHML = [sys.executable, "-m", "morphml_dask.cli"]
@@ -47,3 +50,51 @@ def test_bad_input_exits_2_with_the_message_and_no_traceback(tmp_path: Path) -> 
     assert "morphml: error: unknown op 'lstm'" in done.stderr
     assert "fix: use one of the known op names" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+_GOOD = {
+    "name": "rejected",
+    "space": {"name": "nb201-cell"},
+    "task": {"name": "nb201-tabular"},
+    "optimizer": {"name": "random-search"},
+    "max_trials": 4,
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"optimizer": {"name": "random-serch"}}, "fix: set optimizer.name to random-search"),
+        ({"max_trials": 0}, "invalid value for max_trials"),
+        ({"task": {"name": "nb201-tabular", "dataset": "mnist"}}, "unknown NAS-Bench-201 dataset"),
+        ({"storage_options": "key=abc"}, "invalid value for storage_options"),
+        ({"store": "nosuchprotocol://bucket/x"}, "cannot open the store"),
+        ({"max_trails": 4}, "unknown key max_trails"),
+    ],
+)
+def test_a_rejected_experiment_exits_2_and_writes_nothing(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    store = tmp_path / "store"
+    document = {**_GOOD, "store": str(store), **change}
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text(yaml.safe_dump(document))
+    done = subprocess.run(
+        [*MORPHML, "run", str(experiment)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("morphml: error: ")
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not store.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment.yaml"]
+
+
+def test_invalid_yaml_exits_2(tmp_path: Path) -> None:
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text("name: [unclosed\n")
+    done = subprocess.run(
+        [*MORPHML, "run", str(experiment)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "morphml: error: " in done.stderr and "YAML" in done.stderr

@@ -289,6 +289,9 @@ class Search:
             self._completed = as_completed()
             for trial in self._resume_pending():
                 self._submit(trial)
+            # A checkpoint at once, so that a driver killed before the first results were
+            # stored can still be resumed (it holds the experiment).
+            self._flush()
             lookahead = max(2, slots // 4) if self.lookahead is None else self.lookahead
             self._flushed_at = self._progress_at = time.monotonic()
             while not self._stop.is_set():
