@@ -424,6 +424,7 @@ class Search:
 
     def _collect(self, future: Future[Any], outcome: Any) -> None:
         trial, _ = self._in_flight.pop(str(future.key))
+        attempt = 1 + self.health.attempts(trial.id)
         if isinstance(outcome, BaseException):  # Dask gave up: its workers kept dying
             if self._retried(trial, None, "lost", future):
                 return
@@ -443,7 +444,7 @@ class Search:
             for quarantine in self.health.completed(trial.id, worker, time.time()):
                 self._quarantine(quarantine)
         self._collected.append(future)  # released by the writer once the result is stored
-        self._record(trial, result, outcome)
+        self._record(trial, result, outcome, attempt=attempt)
 
     def _retried(self, trial: Trial, worker: str | None, kind: str, future: Future[Any]) -> bool:
         """Submit ``trial`` again, away from the workers it failed on, if it has retries
@@ -478,7 +479,12 @@ class Search:
         return [q.worker for q in self.health.quarantined]
 
     def _record(
-        self, trial: Trial, result: TrialResult, outcome: Mapping[str, Any], reused: bool = False
+        self,
+        trial: Trial,
+        result: TrialResult,
+        outcome: Mapping[str, Any],
+        reused: bool = False,
+        attempt: int = 1,
     ) -> None:
         self._rows.append(
             trial_row(
@@ -486,8 +492,10 @@ class Search:
                 result,
                 worker=outcome.get("worker"),
                 device=outcome.get("device"),
+                job_id=outcome.get("job_id"),
                 start_time=outcome.get("start_time"),
                 end_time=outcome.get("end_time"),
+                attempt=attempt,
                 reused=reused,
             )
         )

@@ -7,6 +7,7 @@ crashed task: only a lost worker makes Dask retry.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 import traceback
@@ -146,7 +147,8 @@ def run_trial(
     worker, with its storage options) and describe the outcome.
 
     Returns a JSON-ready dict: ``result`` (`TrialResult.to_dict`), ``curve``, ``worker``,
-    ``device``, ``start_time`` and ``end_time``. Weights go to the store under the trial id
+    ``device``, ``job_id`` (the batch job the worker runs in: ``SLURM_JOB_ID``, else None),
+    ``start_time`` and ``end_time``. Weights go to the store under the trial id
     and rung, so that a promotion (a trial with a ``parent``) continues from them.
     """
     start = time.time()
@@ -168,6 +170,7 @@ def run_trial(
         "curve": curve,
         "worker": worker,
         "device": device,
+        "job_id": os.environ.get("SLURM_JOB_ID"),
         "start_time": start,
         "end_time": time.time(),
     }

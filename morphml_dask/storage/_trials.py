@@ -46,7 +46,7 @@ __all__ = [
     "trial_row",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The layout `TrialsTable` writes; it reads this version and every older one."""
 
 VERSION_KEY = b"morphml.schema_version"
@@ -68,6 +68,7 @@ SCHEMA = pa.schema(
         pa.field("error_kind", pa.string()),
         pa.field("worker", pa.string()),
         pa.field("device", pa.string()),
+        pa.field("job_id", pa.string()),
         pa.field("start_time", pa.float64()),
         pa.field("end_time", pa.float64()),
         pa.field("attempt", pa.int64(), nullable=False),
@@ -136,6 +137,7 @@ def trial_row(
     *,
     worker: str | None = None,
     device: str | None = None,
+    job_id: str | None = None,
     start_time: float | None = None,
     end_time: float | None = None,
     attempt: int = 1,
@@ -149,10 +151,13 @@ def trial_row(
         What was asked and what came back; ``result.trial_id`` must be ``trial.id``.
     worker, device
         Where it ran, e.g. the Dask worker address and ``"cuda:0"``.
+    job_id
+        The batch job the worker ran in (``SLURM_JOB_ID``), if any.
     start_time, end_time
         Unix seconds.
     attempt
-        1 for the first run, more when Dask retried it.
+        1 for the first run, more when the driver ran it again (a lost worker, an
+        infrastructure failure).
     reused
         True when the result was copied from an earlier trial with the same fingerprint and
         budget instead of being trained.
@@ -178,6 +183,7 @@ def trial_row(
         "error_kind": result.error_kind,
         "worker": worker,
         "device": device,
+        "job_id": job_id,
         "start_time": start_time,
         "end_time": end_time,
         "attempt": attempt,
@@ -261,18 +267,26 @@ def _v0_to_v1(table: pa.Table) -> pa.Table:
     return table
 
 
+def _v1_to_v2(table: pa.Table) -> pa.Table:
+    """Version 1 (before batch-job workers were recorded) lacked ``job_id``."""
+    if "job_id" in table.column_names:
+        return table
+    return table.append_column("job_id", pa.nulls(table.num_rows, pa.string()))
+
+
 # _MIGRATIONS[v] turns a version-v table into a version-(v + 1) table.
-_MIGRATIONS: dict[int, Callable[[pa.Table], pa.Table]] = {0: _v0_to_v1}
+_MIGRATIONS: dict[int, Callable[[pa.Table], pa.Table]] = {0: _v0_to_v1, 1: _v1_to_v2}
 
 
 def migrate(table: pa.Table, version: int) -> pa.Table:
     """Bring a table written at schema ``version`` to `SCHEMA` (columns ordered and typed)."""
+    migrated = table
     for step in range(version, SCHEMA_VERSION):
-        table = _MIGRATIONS[step](table)
+        migrated = _MIGRATIONS[step](migrated)
     try:
-        return table.select(list(COLUMNS)).cast(SCHEMA)
+        return migrated.select(list(COLUMNS)).cast(SCHEMA)
     except (KeyError, ValueError, pa.ArrowException) as error:
-        raise _misfit(table, version, error) from error
+        raise _misfit(table, version, error) from error  # the part as it was written
 
 
 def _misfit(table: pa.Table, version: int, error: Exception) -> StorageError:

@@ -139,6 +139,7 @@ def test_a_worker_whose_trials_keep_failing_is_quarantined(
     assert len(table) == 60 and (table["state"] == "complete").all()
     assert set(table["worker"].dropna()) <= healthy  # reused results have no worker
     assert status["retried"] >= 3
+    assert (table["attempt"] - 1).sum() == status["retried"]  # each row counts its retries
 
 
 def test_a_trial_failing_the_same_way_everywhere_is_failed_not_retried_forever(

@@ -33,7 +33,7 @@ from morphml_dask.trial import Trial, TrialResult
 
 COLUMNS = list(SCHEMA.names)
 NEWER = (
-    "written by schema version 2; this morphml_dask reads versions up to 1; upgrade morphml_dask"
+    "written by schema version 3; this morphml_dask reads versions up to 2; upgrade morphml_dask"
 )
 
 
@@ -365,7 +365,7 @@ def test_a_reader_racing_a_compaction_sees_every_row(
 def version_0_part(location: Location) -> str:
     """A part from before parent_budget, error_kind and reused existed."""
     old = {k: v for k, v in row("old", state="fail", error="boom").items()}
-    for column in ("parent_budget", "error_kind", "reused"):
+    for column in ("parent_budget", "error_kind", "reused", "job_id"):
         del old[column]
     return write_part(location, pa.Table.from_pylist([old]), b"0")
 
@@ -388,10 +388,21 @@ def test_a_version_0_part_is_migrated(location: Location) -> None:
     assert TrialsTable(sibling(location)).read().equals(frame)
 
 
+def test_a_version_1_part_gets_an_empty_job_id(location: Location) -> None:
+    old = {k: v for k, v in row("v1").items() if k != "job_id"}
+    write_part(location, pa.Table.from_pylist([old]), b"1")
+    table = TrialsTable(location)
+    table.append([{**row("t2"), "job_id": "4242"}])
+    frame = table.read()
+    assert list(frame["trial_id"]) == ["v1", "t2"]
+    assert frame["job_id"].iloc[0] is None or frame["job_id"].isna().iloc[0]
+    assert frame["job_id"].iloc[1] == "4242"
+
+
 def test_a_part_from_a_newer_version_is_refused(location: Location) -> None:
     table = TrialsTable(location)
     table.append(rows(1))
-    write_part(location, pa.Table.from_pylist(rows(2), schema=SCHEMA), b"2")
+    write_part(location, pa.Table.from_pylist(rows(2), schema=SCHEMA), b"3")
     with pytest.raises(StorageError, match=rf"(?s){NEWER}.*fix: pip install -U morphml_dask"):
         table.read()
     with pytest.raises(StorageError, match=NEWER):
@@ -410,7 +421,7 @@ def test_a_part_without_a_readable_version_is_refused(
     with pytest.raises(
         StorageError,
         match=rf"(?s)has no readable schema version.*expected: key-value metadata "
-        rf"b'morphml.schema_version' holding a version from 0 to 1.*received: {received}",
+        rf"b'morphml.schema_version' holding a version from 0 to 2.*received: {received}",
     ):
         TrialsTable(location).read()
 
