@@ -540,7 +540,7 @@ def test_the_tabular_task_needs_its_space() -> None:
         ),
         (
             {"dataset": "does/not/exist.zarr"},
-            r"cannot open the Zarr dataset of task.dataset(.|\n)*does/not/exist.zarr",
+            r"invalid task section: cannot open the Zarr dataset(.|\n)*does/not/exist.zarr",
         ),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from morphml_dask.exceptions import SearchSpaceError
@@ -29,10 +30,19 @@ def space_from_dict(data: dict[str, Any]) -> BaseSearchSpace:
     """Rebuild a search space from its `BaseSearchSpace.to_dict` form."""
     name = data.get("name") if isinstance(data, dict) else None
     settings = {k: v for k, v in data.items() if k != "name"} if isinstance(data, dict) else {}
-    if name == CellSpace.name:
-        return CellSpace()
-    if name == DagSpace.name:
-        return DagSpace(**settings)
+    known = {CellSpace.name: CellSpace, DagSpace.name: DagSpace}
+    if isinstance(name, str) and name in known:
+        valid = set(inspect.signature(known[name]).parameters)
+        unknown = sorted(set(settings) - valid, key=repr)
+        if unknown:
+            raise SearchSpaceError(
+                f"unknown settings of the {name} space",
+                expected=f"settings among {sorted(valid)}",
+                received=f"keys {unknown!r}"[:200],
+                fix="remove them; a space's to_dict() writes only its settings",
+            )
+        space: BaseSearchSpace = known[name](**settings)
+        return space
     raise SearchSpaceError(
         "unknown search space",
         expected=f"a name among {[CellSpace.name, DagSpace.name]}",

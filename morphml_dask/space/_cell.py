@@ -69,11 +69,15 @@ class CellSpace(BaseSearchSpace):
 
     def from_ops(self, ops: tuple[str, ...] | list[str]) -> ArchGraph:
         """The cell with ``ops[k]`` on edge `NB201_EDGES[k]`."""
-        if len(ops) != len(NB201_EDGES) or any(op not in NB201_OPS for op in ops):
+        if (
+            not isinstance(ops, list | tuple)
+            or len(ops) != len(NB201_EDGES)
+            or any(not isinstance(op, str) or op not in NB201_OPS for op in ops)
+        ):
             raise SearchSpaceError(
                 "not a NAS-Bench-201 op list",
                 expected=f"6 ops, each one of {list(NB201_OPS)}",
-                received=repr(list(ops)),
+                received=repr(ops),
                 fix="give one op per edge in the order (0,1),(0,2),(1,2),(0,3),(1,3),(2,3)",
             )
         nodes = [*_CELL_NODE_OPS, *ops]

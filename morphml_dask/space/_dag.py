@@ -56,32 +56,37 @@ class DagSpace(BaseSearchSpace):
         skip_prob: float = 0.3,
     ) -> None:
         _require(
-            isinstance(max_nodes, int)
-            and isinstance(min_nodes, int)
-            and 1 <= min_nodes <= max_nodes <= 32,
+            _is_int(max_nodes) and _is_int(min_nodes) and 1 <= min_nodes <= max_nodes <= 32,
             "max_nodes/min_nodes",
             "integers with 1 <= min_nodes <= max_nodes <= 32",
             f"min_nodes={min_nodes!r}, max_nodes={max_nodes!r}",
         )
         _require(
-            len(ops) > 0 and all(op in DAG_OPS for op in ops),
+            _is_list(ops) and all(isinstance(op, str) and op in DAG_OPS for op in ops),
             "ops",
-            f"a non-empty subset of {list(DAG_OPS)}",
+            f"a non-empty list, a subset of {list(DAG_OPS)}",
             repr(ops),
         )
         _require(
-            len(kernels) > 0 and all(k in KERNEL_SIZES for k in kernels),
+            _is_list(kernels) and all(_is_int(k) and k in KERNEL_SIZES for k in kernels),
             "kernels",
-            f"a non-empty subset of {list(KERNEL_SIZES)}",
+            f"a non-empty list, a subset of {list(KERNEL_SIZES)}",
             repr(kernels),
         )
         _require(
-            len(widths) > 0 and all(isinstance(w, int) and 1 <= w <= MAX_CHANNELS for w in widths),
+            _is_list(widths) and all(_is_int(w) and 1 <= w <= MAX_CHANNELS for w in widths),
             "widths",
-            f"a non-empty list of channel counts in 1..{MAX_CHANNELS}",
+            f"a non-empty list of integer channel counts in 1..{MAX_CHANNELS}",
             repr(widths),
         )
-        _require(0.0 <= skip_prob <= 1.0, "skip_prob", "a probability in [0, 1]", repr(skip_prob))
+        _require(
+            isinstance(skip_prob, int | float)
+            and not isinstance(skip_prob, bool)
+            and 0.0 <= skip_prob <= 1.0,
+            "skip_prob",
+            "a probability in [0, 1]",
+            repr(skip_prob),
+        )
         self.max_nodes = max_nodes
         self.min_nodes = min_nodes
         self.ops = tuple(ops)
@@ -265,6 +270,15 @@ def _build(layout: Layout) -> ArchGraph:
     readers = {s for s, _ in edges}
     to_output = {(i, output) for i in range(1, output) if i not in readers}
     return ArchGraph(["input", *nodes, "output"], sorted(edges | to_output))
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int subclass, but max_nodes=True is a mistake.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_list(value: object) -> bool:
+    return isinstance(value, list | tuple) and len(value) > 0
 
 
 def _require(ok: bool, name: str, expected: str, received: str) -> None:

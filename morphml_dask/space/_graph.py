@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import numbers
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = ["ArchGraph", "Node"]
 FORMAT = "morphml.arch"
 FORMAT_VERSION = 1
 DEFAULT_MAX_NODES = 64
+_DOCUMENT_KEYS = ("format", "version", "nodes", "edges")
 
 
 class Node:
@@ -48,8 +50,10 @@ class Node:
                 fix="pass the op name as a string",
             )
         check_op(op, params)
+        # NumPy integers pass the check but are no JSON: store plain ints.
+        plain = {k: int(v) if isinstance(v, numbers.Integral) else v for k, v in params.items()}
         object.__setattr__(self, "op", op)
-        object.__setattr__(self, "params", tuple(sorted(params.items())))
+        object.__setattr__(self, "params", tuple(sorted(plain.items())))
         object.__setattr__(self, "_key", (op, self.params))
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -289,20 +293,33 @@ class ArchGraph:
                 received=repr(received),
                 fix="pass the dict produced by ArchGraph.to_dict()",
             )
-        if data.get("version") != FORMAT_VERSION:
+        version = data.get("version")
+        # True == 1 in Python: a boolean version is a malformed document, not version 1.
+        if isinstance(version, bool) or version != FORMAT_VERSION:
             raise InvalidArchitectureError(
                 "unsupported architecture document version",
                 expected=f"version {FORMAT_VERSION}",
-                received=repr(data.get("version")),
+                received=repr(version),
                 fix="upgrade morphml_dask to read documents written by a newer release",
+            )
+        unknown = sorted(set(data) - set(_DOCUMENT_KEYS), key=repr)
+        if unknown:
+            # A misspelt "edges" would otherwise read as a graph without edges.
+            raise InvalidArchitectureError(
+                "unknown keys in the architecture document",
+                expected=f"only the keys {list(_DOCUMENT_KEYS)}",
+                received=f"keys {unknown!r}"[:200],
+                fix="remove or correct the unknown keys; ArchGraph.to_dict() writes the format",
             )
         nodes = data.get("nodes")
         if not isinstance(nodes, list) or not all(
-            isinstance(n, Mapping) and "op" in n for n in nodes
+            isinstance(n, Mapping) and "op" in n and all(isinstance(k, str) for k in n)
+            for n in nodes
         ):
             raise InvalidArchitectureError(
                 "malformed node list",
-                expected='a list of objects like {"op": "conv", "kernel": 3, "channels": 16}',
+                expected='a list of objects like {"op": "conv", "kernel": 3, "channels": 16}'
+                " with string keys",
                 received=repr(nodes)[:200],
                 fix='give every node an "op" key and its hyper-parameters',
             )
@@ -315,6 +332,13 @@ def _node(op: str, params: dict[str, ParamValue]) -> Node:
 
 
 def _check_edges(edges: Iterable[Sequence[int]], n: int) -> tuple[tuple[int, int], ...]:
+    if isinstance(edges, str | bytes | Mapping) or not isinstance(edges, Iterable):
+        raise InvalidArchitectureError(
+            "malformed edge list",
+            expected="a list of [source, target] pairs of node indices",
+            received=f"{type(edges).__name__} {edges!r}"[:200],
+            fix="write the edges as a list, e.g. [[0, 1], [1, 2]]",
+        )
     seen: set[tuple[int, int]] = set()
     for edge in edges:
         if (

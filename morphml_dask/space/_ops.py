@@ -5,6 +5,7 @@ Semantics shared by every model builder: a node sums its inputs, then applies it
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 from morphml_dask.exceptions import InvalidArchitectureError
@@ -83,7 +84,9 @@ def check_op(name: str, params: dict[str, ParamValue]) -> None:
         )
     for key, value in params.items():
         allowed = spec.params[key]
-        if isinstance(value, bool) or value not in allowed:
+        # 3.0 == 3 would pass the membership test, yet label (and fingerprint) differently.
+        integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if not integral or value not in allowed:
             shown = f"an integer in 1..{MAX_CHANNELS}" if allowed is _CHANNELS else str(allowed)
             raise InvalidArchitectureError(
                 f"op {name!r} has an invalid {key!r}",

@@ -195,6 +195,13 @@ def open_store(
     storage_options
         For the filesystem, e.g. ``{"key": ..., "secret": ..., "endpoint_url": ...}``.
 
+    Raises
+    ------
+    StorageError
+        For a URL that is not a non-empty string, a protocol that is not installed, options
+        that are not a mapping of names, and, on S3, unknown options, options of the wrong
+        type, a missing bucket or a key without its secret. Messages never show values.
+
     Examples
     --------
     >>> store = open_store("memory://doc-example")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,11 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """Images ``(N, C, H, W)`` as float32 and integer labels, split three ways."""
+    """Images ``(N, C, H, W)`` as float32 and integer labels, split three ways.
+
+    Build one with `make_dataset`; built by hand, it raises `DatasetError` when the splits'
+    arrays disagree or a label is not below ``num_classes``.
+    """
 
     name: str
     x_train: FloatArray
@@ -29,6 +34,27 @@ class ImageDataset:
     x_test: FloatArray
     y_test: IntArray
     num_classes: int
+
+    def __post_init__(self) -> None:
+        classes = self.num_classes
+        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+            raise DatasetError(
+                f"dataset {self.name!r} has an invalid num_classes",
+                expected="an integer >= 2",
+                received=repr(classes),
+                fix="build datasets with make_dataset(images, labels), which counts the classes",
+            )
+        shape = np.shape(self.x_train)[1:]
+        for split in SPLITS:
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            _check_split_arrays(self.name, split, x, y, shape)
+            if len(y) and (y.min() < 0 or y.max() >= classes):
+                raise DatasetError(
+                    f"dataset {self.name!r} has {split} labels out of range",
+                    expected=f"class ids from 0 to num_classes - 1 = {classes - 1}",
+                    received=f"labels from {int(y.min())} to {int(y.max())}",
+                    fix="raise num_classes, or build the dataset with make_dataset",
+                )
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -62,13 +88,21 @@ def make_dataset(
     """
     x = _check_images(images, name)
     y = _check_labels(labels, len(x), name)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise DatasetError(
+            f"dataset {name!r} has an invalid seed",
+            expected="a non-negative integer",
+            received=repr(seed),
+            fix="pass e.g. seed=0",
+        )
     if split is None:
+        _check_fractions(fractions, name)
         order = np.random.default_rng(seed).permutation(len(x))
         n_train = max(1, round(fractions[0] * len(x)))
         n_val = max(1, round(fractions[1] * len(x)))
         parts = np.split(order, [n_train, n_train + n_val])
     else:
-        which = np.asarray(split).astype(str)
+        which = _as_array(split, name, "split").astype(str)
         if which.shape != (len(x),) or not set(which.tolist()) <= set(SPLITS):
             raise DatasetError(
                 f"dataset {name!r} has a malformed split",
@@ -127,7 +161,27 @@ def open_xarray_dataset(
     """
     import xarray as xr
 
-    ds = xr.open_zarr(url, storage_options=storage_options)
+    if storage_options is not None and not (
+        isinstance(storage_options, Mapping) and all(isinstance(k, str) for k in storage_options)
+    ):
+        shown = [repr(k) for k in storage_options] if isinstance(storage_options, Mapping) else []
+        raise DatasetError(
+            "invalid storage_options for the Zarr dataset",
+            expected="None or a mapping of fsspec options with string names, e.g. {'anon': True}",
+            # The names only, never the values: they may be secrets.
+            received=f"a {type(storage_options).__name__}"
+            + (f" with names {shown}" if shown else ""),
+            fix="pass storage_options={'key': ..., 'secret': ...} as a dict",
+        )
+    try:
+        ds = xr.open_zarr(url, storage_options=storage_options)
+    except Exception as error:  # any failure to read a store the user named
+        raise DatasetError(
+            f"cannot open the Zarr dataset at {url!r}",
+            expected="a readable Zarr store with images and labels variables",
+            received=f"{type(error).__name__}: {error}"[:300],
+            fix="check the URL and storage_options (credentials, endpoint_url)",
+        ) from error
     missing = [v for v in (images, labels) if v not in ds.variables]
     if missing:
         raise DatasetError(
@@ -142,8 +196,20 @@ def open_xarray_dataset(
     )
 
 
+def _as_array(values: Any, name: str, what: str) -> np.ndarray[Any, Any]:
+    try:
+        return np.asarray(values)
+    except (ValueError, TypeError) as error:  # ragged nested lists
+        raise DatasetError(
+            f"dataset {name!r} has {what} that are not an array",
+            expected=f"{what} of one shape, as a NumPy array or evenly nested lists",
+            received=f"{type(values).__name__}: {error}"[:300],
+            fix=f"give every sample the same shape, then pass numpy.stack({what})",
+        ) from error
+
+
 def _check_images(images: Any, name: str) -> FloatArray:
-    x = np.asarray(images)
+    x = _as_array(images, name, "images")
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4 or x.shape[0] == 0 or min(x.shape) == 0:
@@ -153,26 +219,27 @@ def _check_images(images: Any, name: str) -> FloatArray:
             received=f"shape {np.shape(images)}",
             fix="reshape the images to (samples, channels, height, width)",
         )
-    if not (np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.complexfloating)):
+    if x.dtype.kind not in "iuf":  # timedelta64 counts as an integer type to NumPy
         raise DatasetError(
             f"dataset {name!r} has images of the wrong dtype",
             expected="real numbers (float or integer)",
             received=f"dtype {x.dtype}",
             fix="convert the images with images.astype('float32')",
         )
-    x = x.astype(np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
+        x = x.astype(np.float32)
     if not np.isfinite(x).all():
         raise DatasetError(
             f"dataset {name!r} has NaN or infinite pixels",
-            expected="finite values",
-            received=f"{int((~np.isfinite(x)).sum())} non-finite values",
-            fix="clean or impute the images before searching",
+            expected=f"finite values within float32's range (+-{np.finfo(np.float32).max:.3g})",
+            received=f"{int((~np.isfinite(x)).sum())} non-finite values as float32",
+            fix="clean or impute the images, and scale them, e.g. to [0, 1], before searching",
         )
     return x
 
 
 def _check_labels(labels: Any, count: int, name: str) -> IntArray:
-    y = np.asarray(labels)
+    y = _as_array(labels, name, "labels")
     if y.shape != (count,):
         raise DatasetError(
             f"dataset {name!r} has labels of the wrong shape",
@@ -180,12 +247,20 @@ def _check_labels(labels: Any, count: int, name: str) -> IntArray:
             received=f"shape {y.shape}",
             fix="give a 1-D array of class ids, as long as the image array",
         )
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+    fix = "encode classes as integers 0..K-1, e.g. numpy.unique(y, return_inverse=True)"
+    if y.dtype.kind not in "iu":  # not y.min(): strings and mixed objects cannot be ordered
         raise DatasetError(
             f"dataset {name!r} has invalid labels",
             expected="non-negative integer class ids",
-            received=f"dtype {y.dtype}, min {y.min()!r}",
-            fix="encode classes as integers 0..K-1, e.g. numpy.unique(y, return_inverse=True)",
+            received=f"dtype {y.dtype}",
+            fix=fix,
+        )
+    if y.min() < 0 or y.max() > np.iinfo(np.int64).max:
+        raise DatasetError(
+            f"dataset {name!r} has labels out of range",
+            expected="non-negative integer class ids",
+            received=f"labels from {y.min()} to {y.max()}",
+            fix=fix,
         )
     if int(y.max()) < 1:
         raise DatasetError(
@@ -195,3 +270,41 @@ def _check_labels(labels: Any, count: int, name: str) -> IntArray:
             fix="classification needs labels of two or more classes",
         )
     return y.astype(np.int64)
+
+
+def _check_fractions(fractions: Any, name: str) -> None:
+    ok = (
+        isinstance(fractions, list | tuple)
+        and len(fractions) == 3
+        and all(
+            isinstance(f, int | float) and not isinstance(f, bool) and 0 < f < 1 for f in fractions
+        )
+        and abs(sum(fractions) - 1.0) <= 1e-6
+    )
+    if not ok:
+        raise DatasetError(
+            f"dataset {name!r} has invalid split fractions",
+            expected="three fractions (train, val, test), each between 0 and 1, summing to 1",
+            received=repr(fractions),
+            fix="pass e.g. fractions=(0.6, 0.2, 0.2)",
+        )
+
+
+def _check_split_arrays(name: str, split: str, x: Any, y: Any, shape: tuple[int, ...]) -> None:
+    ok = (
+        isinstance(x, np.ndarray)
+        and isinstance(y, np.ndarray)
+        and x.dtype == np.float32
+        and x.ndim == 4
+        and x.shape[1:] == shape
+        and y.dtype.kind in "iu"
+        and y.shape == (len(x),)
+    )
+    if not ok:
+        raise DatasetError(
+            f"dataset {name!r} has malformed {split} arrays",
+            expected=f"float32 images (N, C, H, W) with (C, H, W) = {shape} and N integer labels",
+            received=f"images {getattr(x, 'dtype', type(x).__name__)} {np.shape(x)}, "
+            f"labels {getattr(y, 'dtype', type(y).__name__)} {np.shape(y)}",
+            fix="build datasets with make_dataset(images, labels), which checks and splits them",
+        )

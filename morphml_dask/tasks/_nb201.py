@@ -141,14 +141,18 @@ class NB201TabularTask(BaseTask):
     name = "nb201-tabular"
 
     def __init__(self, dataset: str = "cifar10", *, time_scale: float = 0.0) -> None:
-        if dataset not in NB201_DATASETS:
+        if not isinstance(dataset, str) or dataset not in NB201_DATASETS:
             raise TaskError(
                 "unknown NAS-Bench-201 dataset",
                 expected=f"one of {list(NB201_DATASETS)} (imagenet is ImageNet16-120)",
                 received=repr(dataset),
                 fix='pass e.g. NB201TabularTask(dataset="cifar10")',
             )
-        if not (isinstance(time_scale, int | float) and 0.0 <= time_scale < float("inf")):
+        if not (
+            isinstance(time_scale, int | float)
+            and not isinstance(time_scale, bool)
+            and 0.0 <= time_scale < float("inf")
+        ):
             raise TaskError(
                 "invalid time_scale",
                 expected="a finite number of seconds slept per simulated second, 0 or more",

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from morphml_dask.exceptions import MorphMLError, TrainingDivergedError
+from morphml_dask.exceptions import TaskError, TrainingDivergedError
 from morphml_dask.models import build_model, count_flops, count_parameters
 from morphml_dask.tasks._base import BaseTask, Evaluation
 from morphml_dask.tasks._data import ImageDataset, load_digits
@@ -66,20 +66,20 @@ class TrainingTask(BaseTask):
     ) -> None:
         _check_choice("optimizer", optimizer, OPTIMIZERS)
         _check_choice("schedule", schedule, SCHEDULES)
-        if not (isinstance(batch_size, int) and batch_size >= 1):
-            raise MorphMLError(
-                "invalid batch_size",
-                expected="a positive integer",
-                received=repr(batch_size),
-                fix="set batch_size to e.g. 64",
-            )
-        if dataset == "digits":
+        _check_int("batch_size", batch_size, 1, "64")
+        _check_int("seed", seed, 0, "0")
+        if max_epochs is not None:
+            _check_int("max_epochs", max_epochs, 1, "the largest budget, or None")
+        _check_number("learning_rate", learning_rate, 0.1, positive=True)
+        _check_number("momentum", momentum, 0.9)
+        _check_number("weight_decay", weight_decay, 5e-4)
+        if isinstance(dataset, str) and dataset == "digits":  # == on an array is elementwise
             dataset = load_digits(seed)
         if not isinstance(dataset, ImageDataset):
-            raise MorphMLError(
+            raise TaskError(
                 "unknown dataset",
                 expected="'digits' or an ImageDataset (make_dataset / open_xarray_dataset)",
-                received=repr(dataset),
+                received=repr(dataset)[:200],
                 fix="build your data with morphml_dask.tasks.make_dataset(images, labels)",
             )
         self.dataset = dataset
@@ -226,8 +226,8 @@ def _score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, f
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise MorphMLError(
+    if not isinstance(value, str) or value not in allowed:
+        raise TaskError(
             f"invalid {name}",
             expected=f"one of {list(allowed)}",
             received=repr(value),
@@ -241,9 +241,35 @@ def _check_budget(budget: int, trained_epochs: int, max_epochs: int | None) -> N
     )
     if not ok or (max_epochs is not None and budget > max_epochs):
         limit = f" and at most max_epochs={max_epochs}" if max_epochs is not None else ""
-        raise MorphMLError(
+        raise TaskError(
             "invalid training budget",
             expected=f"an integer number of epochs greater than trained_epochs{limit}",
             received=f"budget={budget!r}, trained_epochs={trained_epochs!r}",
             fix="ask for more epochs than the weights were already trained for",
+        )
+
+
+def _check_int(name: str, value: object, low: int, example: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise TaskError(
+            f"invalid {name}",
+            expected="a positive integer" if low == 1 else "a non-negative integer",
+            received=repr(value),
+            fix=f"set {name} to e.g. {example}",
+        )
+
+
+def _check_number(name: str, value: object, example: float, *, positive: bool = False) -> None:
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > 0 if positive else value >= 0)
+    )
+    if not ok:
+        raise TaskError(
+            f"invalid {name}",
+            expected=f"a finite number {'> 0' if positive else '>= 0'}",
+            received=repr(value),
+            fix=f"set {name} to e.g. {example}",
         )

@@ -1,0 +1,1281 @@
+"""The bad-input census: every kind of input a user gives, each mistake with its message pinned.
+
+One table per kind: experiment documents (YAML text, files, mappings), search spaces,
+architecture JSON and NAS-Bench-201 cell strings, dataset arrays, cluster options, store URLs
+and credentials. Every case checks the exact `MorphMLError` subclass, a regular expression
+naming the problem, and the three parts every message has (expected, received, fix).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dask.config
+import numpy as np
+import pytest
+
+from morphml_dask.config import config_value
+from morphml_dask.exceptions import (
+    DatasetError,
+    ExperimentError,
+    InvalidArchitectureError,
+    MorphMLError,
+    SearchSpaceError,
+    StorageError,
+    TaskError,
+    UnschedulableError,
+)
+from morphml_dask.experiment import load_experiment
+from morphml_dask.space import ArchGraph, CellSpace, DagSpace, space_from_dict
+from morphml_dask.storage import open_store
+from morphml_dask.tasks import (
+    ImageDataset,
+    NB201TabularTask,
+    TrainingTask,
+    make_dataset,
+    open_xarray_dataset,
+)
+
+Call = Callable[[Path], object]
+
+
+def _check(call: Call, error: type[MorphMLError], pattern: str, tmp_path: Path) -> str:
+    with pytest.raises(MorphMLError) as caught:
+        call(tmp_path)
+    message = str(caught.value)
+    assert type(caught.value) is error, f"{type(caught.value).__name__}: {message}"
+    assert re.search(pattern, message, re.DOTALL), message
+    for part in ("\n  expected: ", "\n  received: ", "\n  fix: "):
+        assert part in message, message
+    return message
+
+
+def case(call: Call, error: type[MorphMLError], pattern: str, id: str, *marks: Any) -> Any:
+    return pytest.param(call, error, pattern, id=id, marks=marks)
+
+
+# -- experiment documents: YAML text, files and mappings --------------------------------------
+
+
+def nb201_doc(**changes: Any) -> dict[str, Any]:
+    """A small valid document that builds in milliseconds (no dataset, no torch)."""
+    doc: dict[str, Any] = {
+        "name": "tiny",
+        "space": {"name": "nb201-cell"},
+        "task": {"name": "nb201-tabular", "dataset": "cifar10"},
+        "optimizer": {"name": "regularized-evolution", "population_size": 4, "seed": 0},
+        "max_trials": 10,
+    }
+    doc.update(changes)
+    return doc
+
+
+def train_doc(space: dict[str, Any] | None = None, **task: Any) -> dict[str, Any]:
+    """A training document; the cases below fail before the digits are loaded."""
+    return nb201_doc(
+        space={"name": "dag-cnn", "max_nodes": 3, **(space or {})},
+        task={"name": "train", "dataset": "digits", "epochs": 2, **task},
+    )
+
+
+def with_section(section: str, **changes: Any) -> dict[str, Any]:
+    doc = nb201_doc()
+    doc[section] = {**doc[section], **changes}
+    return doc
+
+
+def without(key: str) -> dict[str, Any]:
+    doc = nb201_doc()
+    del doc[key]
+    return doc
+
+
+def load(document: Any) -> Call:
+    return lambda _: load_experiment(document)
+
+
+def load_file(content: bytes, name: str = "experiment.yaml") -> Call:
+    def call(tmp_path: Path) -> object:
+        path = tmp_path / name
+        path.write_bytes(content)
+        return load_experiment(path)
+
+    return call
+
+
+EXPERIMENT_CASES = [
+    case(
+        lambda tmp: load_experiment(tmp / "nope.yaml"),
+        ExperimentError,
+        r"experiment file not found.*received: .*nope\.yaml.*fix: check the path",
+        "file-missing",
+    ),
+    case(
+        lambda tmp: load_experiment(tmp),
+        ExperimentError,
+        r"experiment path is not a file",
+        "path-is-a-directory",
+    ),
+    case(
+        load_file(b"name: caf\xe9\n"),
+        ExperimentError,
+        r"cannot read the experiment file.*a readable UTF-8 YAML file.*encoding",
+        "file-not-utf8",
+    ),
+    case(
+        load_file(b"name: x\nspace: {name: dag-cnn\ntask: [1, 2\n", "broken.yaml"),
+        ExperimentError,
+        r"invalid YAML in .*broken\.yaml at line \d+, column \d+.*fix: correct the YAML",
+        "file-yaml-syntax",
+    ),
+    case(
+        load_file(b""),
+        ExperimentError,
+        r"the experiment in .*experiment\.yaml is not a mapping.*received: None",
+        "file-empty",
+    ),
+    case(
+        load("name: x\n  - bad: [\n"),
+        ExperimentError,
+        r"invalid YAML in the YAML text at line 2, column",
+        "text-yaml-syntax",
+    ),
+    case(
+        load("- name\n- space\n"),
+        ExperimentError,
+        r"the experiment in the YAML text is not a mapping.*received: \['name', 'space'\]",
+        "text-a-list",
+    ),
+    case(
+        load("max_trials: 10\nmax_trials: 0\nname: x\n"),
+        ExperimentError,
+        r"missing required key space",
+        "text-without-sections",
+    ),
+    case(
+        load(
+            "name: t\nspace: {name: dag-cnn}\n"
+            "task: {name: train, dataset: digits, learning_rate: 1e-3}\n"
+            "optimizer: {name: random-search}\n"
+        ),
+        ExperimentError,
+        r"invalid value for task\.learning_rate.*a number > 0.*'1e-3' \(str\).*write 1\.0e-3",
+        "text-yaml-reads-1e-3-as-text",
+    ),
+    case(
+        load(42),
+        ExperimentError,
+        r"unsupported experiment source.*received: 42 \(int\)",
+        "source-an-int",
+    ),
+    case(
+        load(nb201_doc(max_trial=5)),
+        ExperimentError,
+        r"unknown key max_trial.*fix: rename max_trial to max_trials",
+        "top-key-typo",
+    ),
+    case(
+        load(nb201_doc(epochs=5)),
+        ExperimentError,
+        r"unknown key epochs.*fix: move epochs to the task section",
+        "top-key-of-a-section",
+    ),
+    case(
+        load({**nb201_doc(), 3: 1}),
+        ExperimentError,
+        r"unknown key 3.*received: 3",
+        "top-key-not-a-string",
+    ),
+    case(
+        load(without("optimizer")),
+        ExperimentError,
+        r"missing required key optimizer.*fix: add optimizer: ",
+        "missing-optimizer",
+    ),
+    case(
+        load(nb201_doc(version=2)),
+        ExperimentError,
+        r"invalid value for version.*1, the only format version.*received: 2",
+        "version-2",
+    ),
+    case(
+        load(nb201_doc(name="")),
+        ExperimentError,
+        r"invalid value for name.*a non-empty string.*received: ''",
+        "name-empty",
+    ),
+    case(
+        load(nb201_doc(max_trials=0)),
+        ExperimentError,
+        r"invalid value for max_trials.*an integer >= 1.*received: 0 \(int\)",
+        "max-trials-zero",
+    ),
+    case(
+        load(nb201_doc(max_trials=10**5000)),
+        ExperimentError,
+        r"invalid value for max_trials.*received: <int too long to print> \(int\)",
+        "max-trials-too-long-to-print",
+    ),
+    case(
+        load(nb201_doc(optimizer="random-search")),
+        ExperimentError,
+        r"invalid value for optimizer.*a mapping with a name.*'random-search' \(str\)",
+        "section-not-a-mapping",
+    ),
+    case(
+        load(nb201_doc(task={"dataset": "cifar10"})),
+        ExperimentError,
+        r"missing task\.name.*received: keys \['dataset'\].*add name: nb201-tabular",
+        "section-without-name",
+    ),
+    case(
+        load(nb201_doc(optimizer={"name": "regularised-evolution"})),
+        ExperimentError,
+        r"unknown optimizer\.name.*'regularised-evolution'.*set optimizer\.name to "
+        r"regularized-evolution",
+        "optimizer-name-typo",
+    ),
+    case(
+        load(with_section("optimizer", populaton_size=8)),
+        ExperimentError,
+        r"unknown key optimizer\.populaton_size.*rename optimizer\.populaton_size to "
+        r"optimizer\.population_size",
+        "optimizer-key-typo",
+    ),
+    case(
+        load(with_section("optimizer", population_size=True)),
+        ExperimentError,
+        r"invalid value for optimizer\.population_size.*an integer >= 2.*True \(bool\)",
+        "integer-given-a-bool",
+    ),
+    case(
+        load(with_section("optimizer", direction="up")),
+        ExperimentError,
+        r"invalid value for optimizer\.direction.*\['maximize', 'minimize'\].*'up'",
+        "direction-not-a-choice",
+    ),
+    case(
+        load(with_section("optimizer", objectives=[["params"]])),
+        ExperimentError,
+        r"invalid value for optimizer\.objectives\[0\].*a \[metric, direction\] pair",
+        "objective-not-a-pair",
+    ),
+    case(
+        load(with_section("optimizer", constraints={"params": "big"})),
+        ExperimentError,
+        r"invalid value for optimizer\.constraints\.params.*a number",
+        "constraint-not-a-number",
+    ),
+    case(
+        load(with_section("optimizer", sample_size=5)),
+        ExperimentError,
+        r"invalid optimizer section: invalid sample_size.*fix: in optimizer: ",
+        "sample-larger-than-population",
+    ),
+    case(
+        load(nb201_doc(optimizer={"name": "asha", "budgets": [200, 12]})),
+        ExperimentError,
+        r"invalid optimizer section: invalid budgets.*strictly increasing",
+        "asha-budgets-decreasing",
+    ),
+    case(
+        load(train_doc(epochs=4, max_epochs=2)),
+        ExperimentError,
+        r"invalid value for task\.max_epochs.*at least the largest budget.*, 4.*"
+        r"received: 2.*set task\.max_epochs to 4 or more",
+        "max-epochs-below-the-budget",
+    ),
+    case(
+        load(nb201_doc(space={"name": "dag-cnn"})),
+        ExperimentError,
+        r"the nb201-tabular task needs the nb201-cell space.*received: 'dag-cnn'",
+        "tabular-task-on-a-dag-space",
+    ),
+    case(
+        load(with_section("task", time_scale=float("nan"))),
+        ExperimentError,
+        r"invalid value for task\.time_scale.*a number >= 0.*nan \(float\)",
+        "time-scale-nan",
+    ),
+    case(
+        load(with_section("task", dataset="mnist")),
+        ExperimentError,
+        r"invalid task section: unknown NAS-Bench-201 dataset.*'mnist'.*cifar10",
+        "tabular-dataset-unknown",
+    ),
+    case(
+        load(train_doc(dataset="mnist")),
+        ExperimentError,
+        r"invalid value for task\.dataset.*'digits' or a Zarr store URL.*'mnist' \(str\)",
+        "training-dataset-not-a-store",
+    ),
+    case(
+        load(train_doc(storage_options={"anon": True})),
+        ExperimentError,
+        r"invalid value for task\.storage_options.*digits ships with scikit-learn",
+        "digits-with-storage-options",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "pattern"), EXPERIMENT_CASES)
+def test_experiment_documents(
+    call: Call, error: type[MorphMLError], pattern: str, tmp_path: Path
+) -> None:
+    _check(call, error, pattern, tmp_path)
+
+
+# -- search spaces: constructor arguments, to_dict forms, spaces named in documents ----------
+
+
+def pooling_arch() -> ArchGraph:
+    return ArchGraph.from_dict(arch([{"op": "max_pool", "kernel": 3}], [[0, 1], [1, 2]]))
+
+
+SPACE_CASES = [
+    case(
+        lambda _: DagSpace(min_nodes=5, max_nodes=4),
+        SearchSpaceError,
+        r"invalid DagSpace setting max_nodes/min_nodes.*1 <= min_nodes <= max_nodes <= 32"
+        r".*min_nodes=5, max_nodes=4",
+        "dag-min-above-max",
+    ),
+    case(
+        lambda _: DagSpace(max_nodes=33),
+        SearchSpaceError,
+        r"invalid DagSpace setting max_nodes/min_nodes.*max_nodes=33",
+        "dag-too-many-nodes",
+    ),
+    case(
+        lambda _: DagSpace(max_nodes=True),
+        SearchSpaceError,
+        r"invalid DagSpace setting max_nodes/min_nodes.*max_nodes=True",
+        "dag-nodes-a-bool",
+    ),
+    case(
+        lambda _: DagSpace(ops=["conv", "lstm"]),
+        SearchSpaceError,
+        r"invalid DagSpace setting ops.*a subset of \['conv', 'sep_conv'.*\['conv', 'lstm'\]",
+        "dag-unknown-op",
+    ),
+    case(
+        lambda _: DagSpace(ops=[]),
+        SearchSpaceError,
+        r"invalid DagSpace setting ops.*a non-empty list.*received: \[\]",
+        "dag-no-ops",
+    ),
+    case(
+        lambda _: DagSpace(ops="conv"),  # type: ignore[arg-type]
+        SearchSpaceError,
+        r"invalid DagSpace setting ops.*a non-empty list.*received: 'conv'",
+        "dag-ops-a-string",
+    ),
+    case(
+        lambda _: DagSpace(kernels=[2]),
+        SearchSpaceError,
+        r"invalid DagSpace setting kernels.*\[1, 3, 5, 7\].*received: \[2\]",
+        "dag-even-kernel",
+    ),
+    case(
+        lambda _: DagSpace(kernels=3),  # type: ignore[arg-type]
+        SearchSpaceError,
+        r"invalid DagSpace setting kernels.*a non-empty list.*received: 3",
+        "dag-kernels-a-scalar",
+    ),
+    case(
+        lambda _: DagSpace(widths=[16.0]),  # type: ignore[list-item]
+        SearchSpaceError,
+        r"invalid DagSpace setting widths.*integer channel counts.*received: \[16\.0\]",
+        "dag-width-a-float",
+    ),
+    case(
+        lambda _: DagSpace(widths=[8192]),
+        SearchSpaceError,
+        r"invalid DagSpace setting widths.*in 1\.\.4096.*received: \[8192\]",
+        "dag-width-too-wide",
+    ),
+    case(
+        lambda _: DagSpace(skip_prob=1.5),
+        SearchSpaceError,
+        r"invalid DagSpace setting skip_prob.*a probability in \[0, 1\].*received: 1\.5",
+        "dag-skip-prob-above-1",
+    ),
+    case(
+        lambda _: DagSpace(skip_prob="high"),  # type: ignore[arg-type]
+        SearchSpaceError,
+        r"invalid DagSpace setting skip_prob.*received: 'high'",
+        "dag-skip-prob-text",
+    ),
+    case(
+        lambda _: space_from_dict({"name": "nas-bench-101"}),
+        SearchSpaceError,
+        r"unknown search space.*\['nb201-cell', 'dag-cnn'\].*received: 'nas-bench-101'",
+        "space-dict-unknown-name",
+    ),
+    case(
+        lambda _: space_from_dict({"name": "dag-cnn", "max_node": 3}),
+        SearchSpaceError,
+        r"unknown settings of the dag-cnn space.*'max_nodes'.*received: keys \['max_node'\]",
+        "space-dict-setting-typo",
+    ),
+    case(
+        lambda _: space_from_dict(["dag-cnn"]),  # type: ignore[arg-type]
+        SearchSpaceError,
+        r"unknown search space.*received: None.*to_dict\(\) output",
+        "space-dict-not-a-dict",
+    ),
+    case(
+        lambda _: CellSpace().from_index(15_625),
+        SearchSpaceError,
+        r"NAS-Bench-201 index out of range.*from 0 to 15624.*received: 15625",
+        "cell-index-out-of-range",
+    ),
+    case(
+        lambda _: CellSpace().from_ops(["conv"] * 6),
+        SearchSpaceError,
+        r"not a NAS-Bench-201 op list.*6 ops, each one of.*\['conv', 'conv'",
+        "cell-ops-not-nb201",
+    ),
+    case(
+        lambda _: CellSpace().from_ops(None),  # type: ignore[arg-type]
+        SearchSpaceError,
+        r"not a NAS-Bench-201 op list.*received: None",
+        "cell-ops-not-a-list",
+    ),
+    case(
+        lambda _: DagSpace(ops=["conv"]).mutate(pooling_arch(), np.random.default_rng(0)),
+        SearchSpaceError,
+        r"the architecture is not in this DAG space.*from \['conv'\].*max_pool",
+        "arch-outside-the-dag-space",
+    ),
+    case(
+        lambda _: CellSpace().to_arch_str(pooling_arch()),
+        SearchSpaceError,
+        r"the architecture is not a NAS-Bench-201 cell.*CellSpace\(\)\.from_arch_str",
+        "arch-not-a-cell",
+    ),
+    case(
+        load(train_doc(space={"ops": ["conv", "lstm"]})),
+        ExperimentError,
+        r"invalid space section: invalid DagSpace setting ops.*'lstm'.*fix: in space: ",
+        "document-space-unknown-op",
+    ),
+    case(
+        load(with_section("space", max_nodes=4)),
+        ExperimentError,
+        r"unknown key space\.max_nodes.*keys among \[\].*fix: remove space\.max_nodes",
+        "document-cell-space-setting",
+    ),
+    case(
+        load(train_doc(space={"widths": [16, "32"]})),
+        ExperimentError,
+        r"invalid value for space\.widths\[1\].*an integer >= 1.*'32' \(str\)",
+        "document-space-width-text",
+    ),
+    case(
+        load(train_doc(space={"skip_prob": 2})),
+        ExperimentError,
+        r"invalid value for space\.skip_prob.*a number from 0 to 1.*received: 2",
+        "document-space-skip-prob",
+    ),
+    case(
+        load(nb201_doc(space={"name": "dag"})),
+        ExperimentError,
+        r"unknown space\.name.*\['dag-cnn', 'nb201-cell'\].*set space\.name to dag-cnn",
+        "document-space-name-typo",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "pattern"), SPACE_CASES)
+def test_search_spaces(call: Call, error: type[MorphMLError], pattern: str, tmp_path: Path) -> None:
+    _check(call, error, pattern, tmp_path)
+
+
+# -- architecture JSON and NAS-Bench-201 cell strings -----------------------------------------
+
+CONV = {"op": "conv", "kernel": 3, "channels": 16}
+
+
+def arch(middle: list[Any], edges: Any, **changes: Any) -> dict[str, Any]:
+    """An architecture document: input, the ``middle`` nodes, output."""
+    nodes = [{"op": "input"}, *middle, {"op": "output"}]
+    return {"format": "morphml.arch", "version": 1, "nodes": nodes, "edges": edges, **changes}
+
+
+def parse(data: Any) -> Call:
+    return lambda _: ArchGraph.from_dict(data)
+
+
+def parse_cell(arch_str: Any) -> Call:
+    return lambda _: CellSpace().from_arch_str(arch_str)
+
+
+CELL = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|avg_pool_3x3~2|"
+
+ARCH_CASES = [
+    case(
+        parse([{"op": "input"}]),
+        InvalidArchitectureError,
+        r"not an architecture document.*\"format\": \"morphml\.arch\".*received: 'list'",
+        "not-a-mapping",
+    ),
+    case(
+        parse(arch([], [[0, 1]], format="nasbench")),
+        InvalidArchitectureError,
+        r"not an architecture document.*received: 'nasbench'.*ArchGraph\.to_dict\(\)",
+        "wrong-format",
+    ),
+    case(
+        parse(arch([], [[0, 1]], version=99)),
+        InvalidArchitectureError,
+        r"unsupported architecture document version.*version 1.*received: 99.*upgrade",
+        "version-from-the-future",
+    ),
+    case(
+        parse(arch([], [[0, 1]], version=True)),
+        InvalidArchitectureError,
+        r"unsupported architecture document version.*received: True",
+        "version-a-bool",
+    ),
+    case(
+        parse({**arch([], []), "edge": [[0, 1]]}),
+        InvalidArchitectureError,
+        r"unknown keys in the architecture document.*'edges'.*received: keys \['edge'\]",
+        "key-typo",
+    ),
+    case(
+        parse(arch([], [[0, 1]], nodes={"op": "input"})),
+        InvalidArchitectureError,
+        r"malformed node list.*a list of objects like.*received: \{'op': 'input'\}",
+        "nodes-not-a-list",
+    ),
+    case(
+        parse(arch([{"kernel": 3}], [[0, 1], [1, 2]])),
+        InvalidArchitectureError,
+        r"malformed node list.*give every node an \"op\" key",
+        "node-without-op",
+    ),
+    case(
+        parse(arch([{"op": "conv", "kernel": 3, 16: "channels"}], [[0, 1], [1, 2]])),
+        InvalidArchitectureError,
+        r"malformed node list.*with string keys.*16: 'channels'",
+        "node-key-not-a-string",
+    ),
+    case(
+        parse(arch([{"op": "conv3x3"}], [[0, 1], [1, 2]])),
+        InvalidArchitectureError,
+        r"unknown op 'conv3x3'.*one of \[.*'conv'.*spelling and case matter",
+        "unknown-op",
+    ),
+    case(
+        parse(arch([{"op": 3}], [[0, 1], [1, 2]])),
+        InvalidArchitectureError,
+        r"a node's op must be a string.*received: int 3",
+        "op-not-a-string",
+    ),
+    case(
+        parse(arch([{"op": "conv", "kernel": 3}], [[0, 1], [1, 2]])),
+        InvalidArchitectureError,
+        r"op 'conv' has the wrong hyper-parameters.*exactly \['channels', 'kernel'\]"
+        r".*received: \['kernel'\]",
+        "op-missing-a-parameter",
+    ),
+    case(
+        parse(arch([{"op": "max_pool", "kernel": 3, "channels": 16}], [[0, 1], [1, 2]])),
+        InvalidArchitectureError,
+        r"op 'max_pool' has the wrong hyper-parameters.*exactly \['kernel'\]",
+        "op-extra-parameter",
+    ),
+    case(
+        parse(arch([{**CONV, "kernel": 4}], [[0, 1], [1, 2]])),
+        InvalidArchitectureError,
+        r"op 'conv' has an invalid 'kernel'.*\(1, 3, 5, 7\).*received: 4",
+        "kernel-not-allowed",
+    ),
+    case(
+        parse(arch([{**CONV, "kernel": 3.0}], [[0, 1], [1, 2]])),
+        InvalidArchitectureError,
+        r"op 'conv' has an invalid 'kernel'.*received: 3\.0",
+        "kernel-a-float",
+    ),
+    case(
+        parse(arch([{**CONV, "channels": 0}], [[0, 1], [1, 2]])),
+        InvalidArchitectureError,
+        r"op 'conv' has an invalid 'channels'.*an integer in 1\.\.4096.*received: 0",
+        "channels-zero",
+    ),
+    case(
+        parse(arch([], 5)),
+        InvalidArchitectureError,
+        r"malformed edge list.*a list of \[source, target\] pairs.*received: int 5",
+        "edges-not-a-list",
+    ),
+    case(
+        parse(arch([], [[0, 1, 2]])),
+        InvalidArchitectureError,
+        r"malformed edge.*a pair of node indices.*received: \[0, 1, 2\]",
+        "edge-not-a-pair",
+    ),
+    case(
+        parse(arch([], [[0.0, 1]])),
+        InvalidArchitectureError,
+        r"malformed edge.*received: \[0\.0, 1\]",
+        "edge-index-a-float",
+    ),
+    case(
+        parse(arch([], [[0, 5]])),
+        InvalidArchitectureError,
+        r"edge refers to a node that does not exist.*between 0 and 1.*edge \(0, 5\)",
+        "edge-index-out-of-range",
+    ),
+    case(
+        parse(arch([CONV], [[0, 1], [1, 1], [1, 2]])),
+        InvalidArchitectureError,
+        r"the graph has a self-loop.*edge \(1, 1\)",
+        "self-loop",
+    ),
+    case(
+        parse(arch([CONV], [[0, 1], [0, 1], [1, 2]])),
+        InvalidArchitectureError,
+        r"edge listed twice.*edge \(0, 1\) repeated",
+        "edge-twice",
+    ),
+    case(
+        parse(arch([CONV, CONV], [[0, 1], [1, 2], [2, 1], [2, 3]])),
+        InvalidArchitectureError,
+        r"the graph has a cycle.*a directed acyclic graph.*\[2, 1\]",
+        "cycle",
+    ),
+    case(
+        parse(arch([CONV], [[0, 1]])),
+        InvalidArchitectureError,
+        r"the output node is not connected to the input node.*add edges",
+        "output-unreachable",
+    ),
+    case(
+        parse(arch([{"op": "input"}], [[0, 2], [1, 2]])),
+        InvalidArchitectureError,
+        r"the graph needs exactly one input node.*received: 2",
+        "two-inputs",
+    ),
+    case(
+        parse({**arch([], []), "nodes": [{"op": "input"}, CONV], "edges": [[0, 1]]}),
+        InvalidArchitectureError,
+        r"the graph needs exactly one output node.*received: 0",
+        "no-output",
+    ),
+    case(
+        parse(arch([CONV], [[0, 1], [1, 0], [1, 2]])),
+        InvalidArchitectureError,
+        r"the input node has incoming edges.*edges from nodes \[1\]",
+        "edge-into-the-input",
+    ),
+    case(
+        parse(arch([CONV, CONV], [[0, 1], [1, 3], [3, 2]])),
+        InvalidArchitectureError,
+        r"the output node has outgoing edges.*edges to nodes \[2\]",
+        "edge-out-of-the-output",
+    ),
+    case(
+        parse(arch([CONV] * 70, [[i, i + 1] for i in range(71)])),
+        InvalidArchitectureError,
+        r"the graph has the wrong number of nodes.*between 2 and 64.*received: 72 nodes",
+        "too-many-nodes",
+    ),
+    case(
+        parse({**arch([], []), "nodes": [{"op": "input"}]}),
+        InvalidArchitectureError,
+        r"the graph has the wrong number of nodes.*received: 1 nodes",
+        "a-single-node",
+    ),
+    case(
+        parse_cell(CELL.rsplit("+", 1)[0]),
+        SearchSpaceError,
+        r"malformed NAS-Bench-201 arch_str.*three '\+'-joined groups.*received: '\|nor_conv_3x3~0",
+        "cell-two-groups",
+    ),
+    case(
+        parse_cell(CELL.replace("avg_pool_3x3", "max_pool_3x3")),
+        SearchSpaceError,
+        r"malformed NAS-Bench-201 arch_str.*ops from \['none'.*max_pool_3x3~2",
+        "cell-unknown-op",
+    ),
+    case(
+        parse_cell(CELL.replace("skip_connect~1", "skip_connect~0")),
+        SearchSpaceError,
+        r"malformed NAS-Bench-201 arch_str.*skip_connect~0\|\+",
+        "cell-wrong-source-node",
+    ),
+    case(
+        parse_cell(CELL.strip("|")),
+        SearchSpaceError,
+        r"malformed NAS-Bench-201 arch_str.*CellSpace\.to_arch_str",
+        "cell-outer-pipes-missing",
+    ),
+    case(
+        parse_cell(1234),
+        SearchSpaceError,
+        r"malformed NAS-Bench-201 arch_str.*received: 1234",
+        "cell-not-a-string",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "pattern"), ARCH_CASES)
+def test_architecture_documents(
+    call: Call, error: type[MorphMLError], pattern: str, tmp_path: Path
+) -> None:
+    _check(call, error, pattern, tmp_path)
+
+
+# -- dataset arrays and stores ----------------------------------------------------------------
+
+X = np.zeros((12, 1, 4, 4), dtype=np.float32)
+Y = np.arange(12) % 3
+
+
+def arrays(images: Any = X, labels: Any = Y, **kwargs: Any) -> Call:
+    return lambda _: make_dataset(images, labels, name="mine", **kwargs)
+
+
+def with_pixel(value: float) -> np.ndarray[Any, Any]:
+    images = X.astype(np.float64)
+    images[3, 0, 1, 1] = value
+    return images
+
+
+def direct(**changes: Any) -> Call:
+    """An `ImageDataset` built by hand, as users may, bypassing make_dataset."""
+    fields: dict[str, Any] = {
+        "x_train": X[:6],
+        "y_train": Y[:6],
+        "x_val": X[6:9],
+        "y_val": Y[6:9],
+        "x_test": X[9:],
+        "y_test": Y[9:],
+        "num_classes": 3,
+    }
+    return lambda _: ImageDataset("mine", **{**fields, **changes})
+
+
+def zarr_store(tmp_path: Path) -> str:
+    xr = pytest.importorskip("xarray")
+    url = str(tmp_path / "data.zarr")
+    variables = {"pixels": (("sample", "y", "x"), X[:, 0]), "labels": (("sample",), Y)}
+    xr.Dataset(variables).to_zarr(url, mode="w", zarr_format=2)
+    return url
+
+
+DATASET_CASES = [
+    case(
+        arrays(np.zeros((12, 16))),
+        DatasetError,
+        r"dataset 'mine' has images of the wrong shape.*\(N, H, W\) or \(N, C, H, W\)"
+        r".*shape \(12, 16\)",
+        "images-2d",
+    ),
+    case(
+        arrays(np.zeros((12, 1, 1, 4, 4))),
+        DatasetError,
+        r"images of the wrong shape.*shape \(12, 1, 1, 4, 4\)",
+        "images-5d",
+    ),
+    case(
+        arrays(np.zeros((0, 1, 4, 4)), Y[:0]),
+        DatasetError,
+        r"images of the wrong shape.*a non-empty array.*shape \(0, 1, 4, 4\)",
+        "images-no-samples",
+    ),
+    case(
+        arrays(np.zeros((12, 1, 0, 4))),
+        DatasetError,
+        r"images of the wrong shape.*shape \(12, 1, 0, 4\)",
+        "images-zero-height",
+    ),
+    case(
+        arrays(X.astype(str)),
+        DatasetError,
+        r"images of the wrong dtype.*real numbers.*dtype <U32.*astype\('float32'\)",
+        "images-strings",
+    ),
+    case(
+        arrays(X.astype(np.complex64)),
+        DatasetError,
+        r"images of the wrong dtype.*dtype complex64",
+        "images-complex",
+    ),
+    case(
+        arrays(X > 0),
+        DatasetError,
+        r"images of the wrong dtype.*dtype bool",
+        "images-bool",
+    ),
+    case(
+        arrays(X.astype("timedelta64[s]")),
+        DatasetError,
+        r"images of the wrong dtype.*dtype timedelta64\[s\]",
+        "images-timedelta",
+    ),
+    case(
+        arrays([[[0.0, 1.0]], [[0.0]]], [0, 1]),
+        DatasetError,
+        r"images that are not an array.*of one shape.*inhomogeneous.*numpy\.stack",
+        "images-ragged",
+    ),
+    case(
+        arrays(with_pixel(np.nan)),
+        DatasetError,
+        r"NaN or infinite pixels.*finite values.*received: 1 non-finite values",
+        "images-nan",
+    ),
+    case(
+        arrays(with_pixel(-np.inf)),
+        DatasetError,
+        r"NaN or infinite pixels.*received: 1 non-finite values",
+        "images-inf",
+    ),
+    case(
+        arrays(with_pixel(1e300)),
+        DatasetError,
+        r"NaN or infinite pixels.*within float32's range.*1 non-finite values as float32"
+        r".*scale them",
+        "images-beyond-float32",
+    ),
+    case(
+        arrays(labels=Y[:5]),
+        DatasetError,
+        r"labels of the wrong shape.*shape \(12,\).*received: shape \(5,\)",
+        "labels-fewer-than-images",
+    ),
+    case(
+        arrays(labels=np.eye(3, dtype=int)[Y]),
+        DatasetError,
+        r"labels of the wrong shape.*received: shape \(12, 3\).*1-D array of class ids",
+        "labels-one-hot",
+    ),
+    case(
+        arrays(labels=Y.astype(float)),
+        DatasetError,
+        r"invalid labels.*non-negative integer class ids.*dtype float64.*return_inverse",
+        "labels-float",
+    ),
+    case(
+        arrays(labels=np.array(list("abcabcabcabc"))),
+        DatasetError,
+        r"invalid labels.*dtype <U1",
+        "labels-strings",
+    ),
+    case(
+        arrays(labels=np.array(["a", 1] * 6, dtype=object)),
+        DatasetError,
+        r"invalid labels.*dtype object",
+        "labels-mixed-objects",
+    ),
+    case(
+        arrays(labels=Y - 1),
+        DatasetError,
+        r"labels out of range.*non-negative.*labels from -1 to 1",
+        "labels-negative",
+    ),
+    case(
+        arrays(labels=np.array([2**63, 0, 1] * 4, dtype=np.uint64)),
+        DatasetError,
+        r"labels out of range.*labels from 0 to 9223372036854775808",
+        "labels-beyond-int64",
+    ),
+    case(
+        arrays(labels=Y * 0),
+        DatasetError,
+        r"a single class.*at least two classes.*only class 0",
+        "labels-one-class",
+    ),
+    case(
+        arrays(split=["train"] * 11 + ["holdout"]),
+        DatasetError,
+        r"malformed split.*one of \['train', 'val', 'test'\] per sample.*'holdout'",
+        "split-unknown-name",
+    ),
+    case(
+        arrays(split=["train", "val", "test"]),
+        DatasetError,
+        r"malformed split.*\(12 values\).*shape \(3,\)",
+        "split-too-short",
+    ),
+    case(
+        arrays(split=["train"] * 6 + ["val"] * 6),
+        DatasetError,
+        r"empty test split.*at least one sample.*split sizes \[6, 6, 0\]",
+        "split-without-test",
+    ),
+    case(
+        arrays(X[:3], Y[:3]),
+        DatasetError,
+        r"empty test split.*3 samples with split sizes \[2, 1, 0\]",
+        "too-few-samples",
+    ),
+    case(
+        arrays(fractions=(0.7, 0.2, 0.2)),
+        DatasetError,
+        r"invalid split fractions.*summing to 1.*received: \(0\.7, 0\.2, 0\.2\)",
+        "fractions-not-summing-to-1",
+    ),
+    case(
+        arrays(fractions=(0.5, 0.5)),
+        DatasetError,
+        r"invalid split fractions.*three fractions.*received: \(0\.5, 0\.5\)",
+        "fractions-two-values",
+    ),
+    case(
+        arrays(seed=-1),
+        DatasetError,
+        r"invalid seed.*a non-negative integer.*received: -1",
+        "seed-negative",
+    ),
+    case(
+        direct(y_train=np.array([0, 1, 5, 0, 1, 2])),
+        DatasetError,
+        r"train labels out of range.*from 0 to num_classes - 1 = 2.*labels from 0 to 5",
+        "labels-beyond-num-classes",
+    ),
+    case(
+        direct(num_classes=1),
+        DatasetError,
+        r"invalid num_classes.*an integer >= 2.*received: 1",
+        "num-classes-one",
+    ),
+    case(
+        direct(x_val=np.zeros((3, 1, 5, 5), dtype=np.float32)),
+        DatasetError,
+        r"malformed val arrays.*\(C, H, W\) = \(1, 4, 4\).*images float32 \(3, 1, 5, 5\)",
+        "splits-of-different-image-shapes",
+    ),
+    case(
+        direct(x_test=X[9:].astype(np.float64)),
+        DatasetError,
+        r"malformed test arrays.*float32 images.*images float64",
+        "split-not-float32",
+    ),
+    case(
+        lambda tmp: open_xarray_dataset(str(tmp / "missing.zarr")),
+        DatasetError,
+        r"cannot open the Zarr dataset at '.*missing\.zarr'.*FileNotFoundError",
+        "zarr-missing",
+    ),
+    case(
+        lambda tmp: open_xarray_dataset(zarr_store(tmp)),
+        DatasetError,
+        r"the Zarr store at '.*data\.zarr' lacks variables \['images'\].*'pixels'"
+        r".*pass images=\.\.\.",
+        "zarr-without-images",
+    ),
+    case(
+        lambda tmp: open_xarray_dataset(zarr_store(tmp), storage_options="anon=true"),  # type: ignore[arg-type]
+        DatasetError,
+        r"invalid storage_options for the Zarr dataset.*a mapping.*received: a str",
+        "zarr-options-not-a-mapping",
+    ),
+    case(
+        lambda _: TrainingTask(X),  # type: ignore[arg-type]
+        TaskError,
+        r"unknown dataset.*an ImageDataset.*received: array\(.*make_dataset\(images, labels\)",
+        "training-task-given-arrays",
+    ),
+    case(
+        lambda _: TrainingTask("mnist"),
+        TaskError,
+        r"unknown dataset.*'digits' or an ImageDataset.*received: 'mnist'",
+        "training-task-unknown-name",
+    ),
+    case(
+        lambda _: NB201TabularTask("cifar-10"),
+        TaskError,
+        r"unknown NAS-Bench-201 dataset.*\['cifar10', 'cifar100', 'imagenet'\].*'cifar-10'",
+        "tabular-task-unknown-name",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "pattern"), DATASET_CASES)
+def test_datasets(call: Call, error: type[MorphMLError], pattern: str, tmp_path: Path) -> None:
+    _check(call, error, pattern, tmp_path)
+
+
+# -- cluster options: gpus_per_trial, the dask config, the workers ----------------------------
+
+
+def with_config(settings: dict[str, Any], call: Call) -> Call:
+    def configured(tmp_path: Path) -> object:
+        with dask.config.set(settings):
+            return call(tmp_path)
+
+    return configured
+
+
+class FakeClient:
+    """What `slots_of` reads of a `distributed.Client`: the workers and their resources."""
+
+    def __init__(self, workers: dict[str, dict[str, Any]]) -> None:
+        self.workers = workers
+
+    def scheduler_info(self, n_workers: int = 5) -> dict[str, Any]:
+        return {"workers": self.workers}
+
+
+def slots(workers: dict[str, dict[str, Any]], gpus_per_trial: int) -> Call:
+    def call(_: Path) -> object:
+        from morphml_dask.driver._cluster import slots_of
+
+        return slots_of(FakeClient(workers), gpus_per_trial, wait=0)  # type: ignore[arg-type]
+
+    return call
+
+
+CPU_WORKERS = {"tcp://a": {"nthreads": 4, "resources": {}}}
+
+CLUSTER_CASES = [
+    case(
+        load(nb201_doc(gpus_per_trial=-1)),
+        ExperimentError,
+        r"invalid value for gpus_per_trial.*a number >= 0.*-1 \(int\)",
+        "gpus-per-trial-negative",
+    ),
+    case(
+        load(nb201_doc(gpus_per_trial="1")),
+        ExperimentError,
+        r"invalid value for gpus_per_trial.*'1' \(str\).*YAML reads numbers like 1e-3 as text",
+        "gpus-per-trial-text",
+    ),
+    case(
+        load(nb201_doc(gpus_per_trial=float("inf"))),
+        ExperimentError,
+        r"invalid value for gpus_per_trial.*inf \(float\)",
+        "gpus-per-trial-infinite",
+    ),
+    case(
+        load(nb201_doc(cluster={"n-workers": 4})),
+        ExperimentError,
+        r"unknown key cluster.*received: 'cluster'.*fix: remove cluster",
+        "cluster-section-in-a-document",
+    ),
+    case(
+        with_config({"morphml.max-trials": "many"}, load(without("max_trials"))),
+        ExperimentError,
+        r"invalid value for max_trials \(default from the dask config morphml\.max-trials\)"
+        r".*'many' \(str\)",
+        "config-max-trials-text",
+    ),
+    case(
+        with_config({"morphml.gpus-per-trial": -0.5}, load(nb201_doc())),
+        ExperimentError,
+        r"invalid value for gpus_per_trial \(default from the dask config "
+        r"morphml\.gpus-per-trial\).*a number >= 0",
+        "config-gpus-per-trial-negative",
+    ),
+    case(
+        with_config({"morphml.store": ""}, load(nb201_doc())),
+        ExperimentError,
+        r"invalid value for store \(default from the dask config morphml\.store\)"
+        r".*a non-empty string",
+        "config-store-empty",
+    ),
+    case(
+        with_config({"morphml.time-scale": -1}, load(nb201_doc())),
+        ExperimentError,
+        r"invalid value for task\.time_scale \(default from the dask config "
+        r"morphml\.time-scale\)",
+        "config-time-scale-negative",
+    ),
+    case(
+        lambda _: config_value("cluster.n-wrokers"),
+        MorphMLError,
+        r"unknown configuration key morphml\.cluster\.n-wrokers.*"
+        r"use morphml\.cluster\.n-workers",
+        "config-cluster-key-typo",
+    ),
+    case(
+        slots(CPU_WORKERS, 1),
+        UnschedulableError,
+        r"no worker can run the trials.*1 GPU resource\(s\).*1 worker\(s\) with resources "
+        r"\[\{\}\].*gpus_per_trial=0",
+        "gpus-wanted-on-a-cpu-cluster",
+    ),
+    case(
+        slots({"tcp://a": {"nthreads": 1, "resources": {"GPU": 1}}}, 2),
+        UnschedulableError,
+        r"no worker can run the trials.*2 GPU resource\(s\).*\[\{'GPU': 1\}\]",
+        "more-gpus-per-trial-than-a-worker-has",
+    ),
+    case(
+        slots({}, 0),
+        UnschedulableError,
+        r"no worker can run the trials.*a thread.*0 worker\(s\)",
+        "a-cluster-without-workers",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "pattern"), CLUSTER_CASES)
+def test_cluster_options(
+    call: Call, error: type[MorphMLError], pattern: str, tmp_path: Path
+) -> None:
+    _check(call, error, pattern, tmp_path)
+
+
+# -- store URLs and credentials ---------------------------------------------------------------
+
+needs_s3fs = pytest.mark.skipif(
+    importlib.util.find_spec("s3fs") is None, reason="S3 options are checked with s3fs"
+)
+SECRET = "wJalrXUtnFEMI-do-not-print"
+
+
+def store(url: Any, options: Any = None) -> Call:
+    return lambda _: open_store(url, options)
+
+
+STORE_CASES = [
+    case(
+        store(""),
+        StorageError,
+        r"invalid store URL.*a path or fsspec URL.*received: ''",
+        "url-empty",
+    ),
+    case(
+        store(Path("runs")),
+        StorageError,
+        r"invalid store URL.*received: PosixPath\('runs'\).*as a string",
+        "url-a-path-object",
+    ),
+    case(
+        store(" s3://bucket/runs"),
+        StorageError,
+        r"invalid store URL.*without surrounding spaces.*received: ' s3://bucket/runs'",
+        "url-with-spaces",
+    ),
+    case(
+        store("nosuchproto://bucket/runs"),
+        StorageError,
+        r"cannot open the store at 'nosuchproto://bucket/runs'.*whose protocol is installed"
+        r".*Protocol not known: nosuchproto",
+        "url-unknown-protocol",
+    ),
+    case(
+        store("s3://"),
+        StorageError,
+        r"the store URL 's3://' names no bucket.*s3://bucket/prefix",
+        "url-s3-without-bucket",
+        needs_s3fs,
+    ),
+    case(
+        load(nb201_doc(store="")),
+        ExperimentError,
+        r"invalid value for store.*a non-empty string.*'' \(str\)",
+        "document-store-empty",
+    ),
+    case(
+        store("memory://runs", f"key=AKIA&secret={SECRET}"),
+        StorageError,
+        r"invalid storage_options.*a mapping of fsspec options.*received: a value of type str",
+        "credentials-a-string",
+    ),
+    case(
+        store("memory://runs", [("key", "AKIA"), ("secret", SECRET)]),
+        StorageError,
+        r"invalid storage_options.*received: a value of type list",
+        "credentials-a-list-of-pairs",
+    ),
+    case(
+        store("memory://runs", {1: SECRET}),
+        StorageError,
+        r"storage_options has names that are not strings.*received: names \['1'\]",
+        "credentials-name-not-a-string",
+    ),
+    case(
+        store("s3://bucket/runs", {"key": 12345, "secret": SECRET}),
+        StorageError,
+        r"invalid S3 storage option key.*a string.*received: a value of type int",
+        "s3-key-a-number",
+        needs_s3fs,
+    ),
+    case(
+        store("s3://bucket/runs", {"anon": "yes"}),
+        StorageError,
+        r"invalid S3 storage option anon.*true or false.*a value of type str",
+        "s3-anon-text",
+        needs_s3fs,
+    ),
+    case(
+        store("s3://bucket/runs", {"client_kwargs": "region_name=eu-west-1"}),
+        StorageError,
+        r"invalid S3 storage option client_kwargs.*a mapping.*a value of type str",
+        "s3-client-kwargs-text",
+        needs_s3fs,
+    ),
+    case(
+        store("s3://bucket/runs", {"endpoint": "http://127.0.0.1:9000"}),
+        StorageError,
+        r"unknown S3 storage option.*received: \['endpoint'\].*rename endpoint to endpoint_url",
+        "s3-endpoint-typo",
+        needs_s3fs,
+    ),
+    case(
+        store("s3://bucket/runs", {"key": "AKIA"}),
+        StorageError,
+        r"incomplete S3 credentials.*both key and secret.*a key without a secret"
+        r".*AWS_SECRET_ACCESS_KEY",
+        "s3-key-without-secret",
+        needs_s3fs,
+    ),
+    case(
+        load(nb201_doc(storage_options=["anon"])),
+        ExperimentError,
+        r"invalid value for storage_options.*a mapping of fsspec options.*\['anon'\] \(list\)",
+        "document-credentials-a-list",
+    ),
+    case(
+        load(nb201_doc(storage_options={"anon": {1: True}})),
+        ExperimentError,
+        r"invalid value for storage_options\.anon\.1.*a string key",
+        "document-credentials-name-not-a-string",
+    ),
+    case(
+        load(nb201_doc(storage_options={"timeout": float("inf")})),
+        ExperimentError,
+        r"invalid value for storage_options\.timeout.*expected: a number.*inf \(float\)",
+        "document-credentials-not-json",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "pattern"), STORE_CASES)
+def test_store_urls_and_credentials(
+    call: Call, error: type[MorphMLError], pattern: str, tmp_path: Path
+) -> None:
+    message = _check(call, error, pattern, tmp_path)
+    assert SECRET not in message  # credentials never reach logs through an error
+
+
+# -- the census itself ------------------------------------------------------------------------
+
+KINDS = {
+    "experiment documents": EXPERIMENT_CASES,
+    "search spaces": SPACE_CASES,
+    "architecture documents": ARCH_CASES,
+    "datasets": DATASET_CASES,
+    "cluster options": CLUSTER_CASES,
+    "store URLs and credentials": STORE_CASES,
+}
+
+
+def test_the_census_counts_at_least_60_distinct_bad_inputs_across_every_kind() -> None:
+    ids = [param.id for cases in KINDS.values() for param in cases]
+    assert len(ids) == len(set(ids)), "every case has its own id"
+    patterns = [param.values[2] for cases in KINDS.values() for param in cases]
+    assert len(patterns) == len(set(patterns)), "every case pins its own message"
+    assert all(len(cases) >= 10 for cases in KINDS.values())
+    assert len(ids) >= 60
