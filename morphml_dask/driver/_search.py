@@ -29,6 +29,7 @@ from morphml_dask.driver._cluster import (
     slots_of,
 )
 from morphml_dask.driver._health import INFRASTRUCTURE_FAILURES, Quarantine, WorkerHealth
+from morphml_dask.driver._placement import DurationEstimate, Lifetimes
 from morphml_dask.driver._worker import GPUPlugin, TaskPlugin, run_trial
 from morphml_dask.driver._writer import StoreWriter
 from morphml_dask.exceptions import SearchStalledError, UnschedulableError
@@ -193,6 +194,14 @@ class Search:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._in_flight: dict[str, tuple[Trial, Future[Any]]] = {}
+        # Trials no worker stays long enough for (walltime-aware placement), with the
+        # workers to avoid; submitted once one does.
+        self._waiting: list[tuple[Trial, list[str] | None]] = []
+        self._lifetimes = Lifetimes()
+        self._restricted: dict[str, set[str]] = {}  # key -> the only workers it may use
+        self._submissions: dict[str, int] = {}
+        self._rescued_at = 0.0
+        self._durations = DurationEstimate()
         self._rows: list[dict[str, Any]] = []
         self._curves: dict[str, list[dict[str, float]]] = {}
         self._collected: list[Future[Any]] = []
@@ -252,6 +261,8 @@ class Search:
         return {
             **self.counts,
             "running": len(self._in_flight),
+            "waiting_for_a_worker": len(self._waiting),
+            "kept_off_retiring_workers": self._lifetimes.kept_off,
             "waiting_for_store": self._writer is not None and self._writer.congested,
             "store_retries": 0 if self._writer is None else self._writer.retries,
             "store_longest_write_s": 0.0 if self._writer is None else self._writer.longest_write_s,
@@ -300,7 +311,7 @@ class Search:
                 holding = self._writer.congested
                 if not holding:
                     self._fill(slots + lookahead)
-                if not self._in_flight and not holding:
+                if not self._in_flight and not self._waiting and not holding:
                     if self.optimizer.finished:
                         break
                     raise SearchStalledError(
@@ -342,7 +353,10 @@ class Search:
     def _fill(self, capacity: int) -> None:
         """Ask for trials until ``capacity`` run or wait queued, or the optimizer has none;
         trials answered from the store leave their place free for the next ask."""
-        while (want := capacity - len(self._in_flight)) > 0:
+        waiting, self._waiting = self._waiting, []
+        for trial, avoid in waiting:
+            self._submit(trial, avoid)
+        while (want := capacity - len(self._in_flight) - len(self._waiting)) > 0:
             asked = self.optimizer.ask(want)
             if not asked:
                 return
@@ -356,7 +370,10 @@ class Search:
         ``worker_timeout`` seconds: a cluster whose workers are all gone would otherwise
         keep the search waiting forever."""
         now = time.monotonic()
-        if progressed or not self._in_flight:
+        if self._restricted and now - self._rescued_at >= _WORKER_CHECK_S:
+            self._rescued_at = now
+            self._rescue_stranded(client)
+        if progressed or not (self._in_flight or self._waiting):
             self._progress_at = now
             return
         if now - self._progress_at < _WORKER_CHECK_S:
@@ -382,6 +399,19 @@ class Search:
                 ),
             )
 
+    def _rescue_stranded(self, client: Client) -> None:
+        """Submit again the trials restricted to workers that have all left since."""
+        if not self._restricted:
+            return
+        present = set(client.scheduler_info(n_workers=-1)["workers"])
+        for key, allowed in list(self._restricted.items()):
+            if allowed & present:
+                continue
+            del self._restricted[key]
+            trial, future = self._in_flight.pop(key)
+            future.release()
+            self._submit(trial)
+
     def _flush_due(self) -> bool:
         return time.monotonic() - self._flushed_at >= self.persist_interval
 
@@ -394,15 +424,28 @@ class Search:
         return min(max(due, 0.0), _STOP_POLL_S)
 
     def _submit(self, trial: Trial, avoid: list[str] | None = None) -> None:
-        """Submit ``trial``; a retry gets its own key (``<name>/<id>/<attempt>``) and
-        prefers the workers it has not failed on."""
+        """Submit ``trial`` to the workers that stay long enough for it, preferring those it
+        has not failed on (``avoid``); it waits in the driver while no worker stays long
+        enough. A retry gets its own key (``<name>/<id>/<attempt>``)."""
         assert self._client is not None and self._completed is not None
-        attempt = self.health.attempts(trial.id)
-        key = f"{self.name}/{trial.id}" + (f"/{attempt}" if attempt else "")
         elsewhere = None
+        if self._lifetimes.any_retiring(self._client):
+            seconds = self._durations.seconds(self.task, trial)
+            elsewhere = self._lifetimes.workers_for(self._client, seconds)
+            if elsewhere == []:
+                self._waiting.append((trial, avoid))
+                return
+        # Kept off retiring workers: a strict restriction, since work stealing moves loosely
+        # restricted trials to any idle worker; `_rescue_stranded` resubmits the trial if
+        # every worker it may use is gone.
+        strict = elsewhere is not None
         if avoid:
-            workers = self._client.scheduler_info(n_workers=-1)["workers"]
-            elsewhere = [w for w in workers if w not in avoid] or None
+            pool = elsewhere or list(self._client.scheduler_info(n_workers=-1)["workers"])
+            elsewhere = [w for w in pool if w not in avoid] or elsewhere
+        submissions = self._submissions[trial.id] = self._submissions.get(trial.id, 0) + 1
+        key = f"{self.name}/{trial.id}" + (f"/{submissions - 1}" if submissions > 1 else "")
+        if strict and elsewhere:
+            self._restricted[key] = set(elsewhere)
         future = self._client.submit(
             run_trial,
             trial,
@@ -413,8 +456,8 @@ class Search:
             key=key,
             pure=False,
             workers=elsewhere,
-            # a preference only: the workers named may have died by the time it is scheduled
-            allow_other_workers=elsewhere is not None,
+            # otherwise a preference: the workers named may have died by the time it runs
+            allow_other_workers=elsewhere is not None and not strict,
             resources={"GPU": self.gpus_per_trial} if self.gpus_per_trial else None,
             priority=trial.rung,
             retries=self.max_retries,
@@ -424,6 +467,7 @@ class Search:
 
     def _collect(self, future: Future[Any], outcome: Any) -> None:
         trial, _ = self._in_flight.pop(str(future.key))
+        self._restricted.pop(str(future.key), None)
         attempt = 1 + self.health.attempts(trial.id)
         if isinstance(outcome, BaseException):  # Dask gave up: its workers kept dying
             if self._retried(trial, None, "lost", future):
@@ -443,6 +487,9 @@ class Search:
         else:
             for quarantine in self.health.completed(trial.id, worker, time.time()):
                 self._quarantine(quarantine)
+            if result.ok:
+                budget = trial.budget - trial.parent_budget
+                self._durations.observe(budget, outcome.get("start_time"), outcome.get("end_time"))
         self._collected.append(future)  # released by the writer once the result is stored
         self._record(trial, result, outcome, attempt=attempt)
 
