@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from morphml_dask.exceptions import ClusterError, MorphMLError, SecurityError, StorageError
+from morphml_dask.exceptions import MorphMLError, SecurityError, StorageError
 
 __all__ = ["main"]
 
@@ -78,6 +78,13 @@ def _cluster_arguments(command: argparse.ArgumentParser) -> None:
         "--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT, tls://...)"
     )
     command.add_argument(
+        "--cluster",
+        choices=["local", "slurm", "kubernetes"],
+        help="without --scheduler, the cluster to start (morphml.cluster.kind, local): SLURM "
+        "jobs from the site's dask-jobqueue settings, or a DaskCluster on Kubernetes, scaling "
+        "from 0 to morphml.cluster.maximum-workers workers",
+    )
+    command.add_argument(
         "--storage-options",
         metavar="JSON",
         help="fsspec options of the store as a JSON object, e.g. '{\"endpoint_url\": ...}'; "
@@ -126,13 +133,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from morphml_dask.deploy import connect
     from morphml_dask.driver import search_from_experiment
     from morphml_dask.experiment import load_experiment
 
     tls = _tls(args)
     options = _storage_options(args.storage_options)
     experiment = load_experiment(args.experiment)
-    with tls, _ClientFor(args.scheduler) as client:
+    name, gpus = experiment.name, experiment.gpus_per_trial
+    with tls, connect(args.scheduler, args.cluster, name=name, gpus_per_trial=gpus) as client:
         search = search_from_experiment(
             experiment, store=args.store, storage_options=options, client=client
         )
@@ -140,11 +149,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from morphml_dask.driver import resume
+    from morphml_dask.deploy import connect
+    from morphml_dask.driver import resume, stored_experiment
 
     tls = _tls(args)
     options = _storage_options(args.storage_options)
-    with tls, _ClientFor(args.scheduler) as client:
+    experiment = stored_experiment(args.url, options)
+    name, gpus = experiment.name, experiment.gpus_per_trial
+    with tls, connect(args.scheduler, args.cluster, name=name, gpus_per_trial=gpus) as client:
         search = resume(args.url, options, client=client)
         return _drive(search, search.optimizer.max_trials)
 
@@ -188,41 +200,6 @@ def _tls(args: argparse.Namespace) -> Any:
     from morphml_dask.driver import tls_settings
 
     return dask.config.set(tls_settings(*files))
-
-
-class _ClientFor:
-    """A client for --scheduler, or the local cluster a search makes for itself."""
-
-    def __init__(self, address: str | None) -> None:
-        self.address = address
-        self.client: Any = None
-
-    def __enter__(self) -> Any:
-        if self.address is not None:
-            from distributed import Client
-
-            try:
-                self.client = Client(self.address, timeout=30)  # type: ignore[no-untyped-call]
-            except (OSError, TypeError) as error:  # refused, timed out, or a TLS mismatch
-                tls = self.address.startswith("tls://")
-                raise ClusterError(
-                    f"cannot connect to the Dask scheduler at {self.address}",
-                    expected="a running scheduler that accepts this client",
-                    received=f"{type(error).__name__}: {error}",
-                    fix="check the address and that the scheduler runs; "
-                    + (
-                        "a tls:// scheduler needs --tls-ca-file, --tls-cert and --tls-key "
-                        "(or the distributed.comm.tls settings)"
-                        if tls
-                        else "a scheduler that requires TLS has a tls:// address and needs "
-                        "--tls-ca-file, --tls-cert and --tls-key"
-                    ),
-                ) from error
-        return self.client
-
-    def __exit__(self, *exc: object) -> None:
-        if self.client is not None:
-            self.client.close()
 
 
 def _drive(search: Any, total: int | None) -> int:

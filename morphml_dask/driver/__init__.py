@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from morphml_dask.driver._cluster import default_client, keep_restarting_workers, slots_of
-from morphml_dask.driver._run import resume, search_from_experiment
+from morphml_dask.driver._run import resume, search_from_experiment, stored_experiment
 from morphml_dask.driver._search import Search
 from morphml_dask.driver._security import tls_settings
 from morphml_dask.driver._worker import GPUPlugin, TaskPlugin, run_trial
@@ -18,5 +18,6 @@ __all__ = [
     "run_trial",
     "search_from_experiment",
     "slots_of",
+    "stored_experiment",
     "tls_settings",
 ]

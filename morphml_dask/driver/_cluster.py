@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from morphml_dask.config import config_value
 from morphml_dask.exceptions import UnschedulableError
 
 if TYPE_CHECKING:
@@ -30,19 +31,29 @@ def default_client(gpus_per_trial: int = 0) -> tuple[Client, LocalCluster | None
         pass
     gpus = _gpu_count()
     cores = os.cpu_count() or 1
-    options: dict[str, Any] = {"processes": True, "dashboard_address": "127.0.0.1:0"}
+    options: dict[str, Any] = {
+        "processes": True,
+        "dashboard_address": config_value("cluster.dashboard-address"),  # null: none
+    }
     if gpus:
         options.update(n_workers=gpus, threads_per_worker=1, resources={"GPU": 1})
     else:
         options.update(n_workers=max(1, min(cores, 4)), threads_per_worker=1)
+    # The morphml.cluster settings win over the defaults above.
+    for key, option in (("n-workers", "n_workers"), ("threads-per-worker", "threads_per_worker")):
+        value = config_value(f"cluster.{key}")
+        if value is not None:
+            options[option] = int(value)
     cluster = LocalCluster(**options)
     return Client(cluster), cluster
 
 
-def slots_of(client: Client, gpus_per_trial: int, wait: float = 10.0) -> int:
+def slots_of(client: Client, gpus_per_trial: int, wait: float = 10.0, none_ok: bool = False) -> int:
     """How many trials the cluster runs at once; raises if none can ever run.
 
-    Waits up to ``wait`` seconds for workers (clusters that are still starting).
+    Waits up to ``wait`` seconds for workers (clusters that are still starting). With
+    ``none_ok``, a cluster with no worker at all gives 0 rather than an error: an adaptive
+    cluster starts workers only once trials wait.
     """
     deadline = time.monotonic() + wait
     while True:
@@ -51,6 +62,8 @@ def slots_of(client: Client, gpus_per_trial: int, wait: float = 10.0) -> int:
         if slots > 0:
             return slots
         if time.monotonic() > deadline:
+            if none_ok and not workers:
+                return 0
             break
         time.sleep(0.1)
     need = f"{gpus_per_trial} GPU resource(s)" if gpus_per_trial else "a thread"

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from morphml_dask.experiment import Experiment
 
-__all__ = ["resume", "search_from_experiment"]
+__all__ = ["resume", "search_from_experiment", "stored_experiment"]
 
 
 def search_from_experiment(
@@ -42,6 +42,21 @@ def search_from_experiment(
     )
 
 
+def stored_experiment(url: str, storage_options: dict[str, Any] | None = None) -> Experiment:
+    """The experiment of the search stored at ``url``, from its checkpoint."""
+    from morphml_dask.experiment import load_experiment
+
+    checkpoint = open_store(url, storage_options).load_checkpoint()
+    if checkpoint is None or not checkpoint.config:
+        raise StorageError(
+            f"nothing to resume at {url!r}",
+            expected="the store of a search started with `morphml run` (it holds checkpoint.json)",
+            received="no checkpoint" if checkpoint is None else "a checkpoint without experiment",
+            fix="check the URL (and storage options), or start the search with `morphml run`",
+        )
+    return load_experiment(checkpoint.config)
+
+
 def resume(
     url: str,
     storage_options: dict[str, Any] | None = None,
@@ -54,18 +69,10 @@ def resume(
     The optimizer continues from its saved state; trials that were in flight run again under
     the same ids unless their results reached the store, which are told instead.
     """
-    from morphml_dask.experiment import load_experiment
-
     store = open_store(url, storage_options)
+    experiment = stored_experiment(url, storage_options)
     checkpoint = store.load_checkpoint()
-    if checkpoint is None or not checkpoint.config:
-        raise StorageError(
-            f"nothing to resume at {url!r}",
-            expected="the store of a search started with `morphml run` (it holds checkpoint.json)",
-            received="no checkpoint" if checkpoint is None else "a checkpoint without experiment",
-            fix="check the URL (and storage options), or start the search with `morphml run`",
-        )
-    experiment = load_experiment(checkpoint.config)
+    assert checkpoint is not None  # stored_experiment found it
     optimizer = experiment.make_optimizer()
     optimizer.load_state_dict(checkpoint.optimizer)
     return Search(

@@ -200,7 +200,8 @@ class Search:
         self._lifetimes = Lifetimes()
         self._restricted: dict[str, set[str]] = {}  # key -> the only workers it may use
         self._submissions: dict[str, int] = {}
-        self._rescued_at = 0.0
+        self._checked_at = time.monotonic()
+        self._capacity = 0
         self._durations = DurationEstimate()
         self._rows: list[dict[str, Any]] = []
         self._curves: dict[str, list[dict[str, float]]] = {}
@@ -209,7 +210,6 @@ class Search:
         self._stored: dict[str, TrialResult] = {}
         self._writer: StoreWriter | None = None
         self._flushed_at = 0.0
-        self._progress_at = 0.0
         self._workers_gone_since: float | None = None
         self.counts = {"done": 0, "failed": 0, "reused": 0, "retried": 0}
         self._client: Client | None = None
@@ -291,7 +291,9 @@ class Search:
             cleanup.enter_context(keep_restarting_workers())
         try:
             _register(client, GPUPlugin())
-            slots = slots_of(client, self.gpus_per_trial, wait=self.worker_wait)
+            self._size_queue(
+                slots_of(client, self.gpus_per_trial, wait=self.worker_wait, none_ok=True)
+            )
             task = f"{self.name}-{uuid.uuid4().hex[:8]}"
             _register(client, TaskPlugin(self.task, task, self.store.location.storage_options))
             self._remember_stored_results()
@@ -303,14 +305,13 @@ class Search:
             # A checkpoint at once, so that a driver killed before the first results were
             # stored can still be resumed (it holds the experiment).
             self._flush()
-            lookahead = max(2, slots // 4) if self.lookahead is None else self.lookahead
-            self._flushed_at = self._progress_at = time.monotonic()
+            self._flushed_at = self._checked_at = time.monotonic()
             while not self._stop.is_set():
                 # While the store fails, hold new trials back: running ones finish and their
                 # results wait in memory, so nothing is dropped and the buffer stays bounded.
                 holding = self._writer.congested
                 if not holding:
-                    self._fill(slots + lookahead)
+                    self._fill(self._capacity)
                 if not self._in_flight and not self._waiting and not holding:
                     if self.optimizer.finished:
                         break
@@ -323,7 +324,7 @@ class Search:
                 finished = _next_completions(self._completed, self._wait_budget())
                 for future, outcome in _outcomes(client, finished):
                     self._collect(future, outcome)
-                self._watch_workers(client, bool(finished))
+                self._watch_workers(client)
                 if (
                     self._rows
                     and not self._writer.congested
@@ -365,26 +366,27 @@ class Search:
                 if not self._reuse(trial):
                     self._submit(trial)
 
-    def _watch_workers(self, client: Client, progressed: bool) -> None:
-        """Raise when trials wait and no worker has been able to run them for
-        ``worker_timeout`` seconds: a cluster whose workers are all gone would otherwise
-        keep the search waiting forever."""
+    def _watch_workers(self, client: Client) -> None:
+        """Every few seconds: size the queue to the workers there are now (an adaptive
+        cluster grows as trials wait), resubmit trials whose workers all left, and raise
+        when trials have waited ``worker_timeout`` seconds with no worker able to run them,
+        which would otherwise keep the search waiting forever."""
         now = time.monotonic()
-        if self._restricted and now - self._rescued_at >= _WORKER_CHECK_S:
-            self._rescued_at = now
-            self._rescue_stranded(client)
-        if progressed or not (self._in_flight or self._waiting):
-            self._progress_at = now
+        if now - self._checked_at < _WORKER_CHECK_S:
             return
-        if now - self._progress_at < _WORKER_CHECK_S:
-            return
-        self._progress_at = now  # the next check is due in another _WORKER_CHECK_S
-        if running_slots(client, self.gpus_per_trial) > 0:
+        self._checked_at = now
+        self._rescue_stranded(client)
+        slots = running_slots(client, self.gpus_per_trial)
+        self._size_queue(slots)
+        if slots > 0 or not (self._in_flight or self._waiting):
             self._workers_gone_since = None
             return
         if self._workers_gone_since is None:
             self._workers_gone_since = now
-            logger.warning("no worker can run trials; %d trials wait", len(self._in_flight))
+            logger.warning(
+                "no worker can run trials; %d trials wait",
+                len(self._in_flight) + len(self._waiting),
+            )
         elif (
             self.worker_timeout is not None and now - self._workers_gone_since > self.worker_timeout
         ):
@@ -398,6 +400,13 @@ class Search:
                     "to wait longer"
                 ),
             )
+
+    def _size_queue(self, slots: int) -> None:
+        """Trials kept submitted: the slots plus the lookahead; with no worker yet, one
+        slot's worth, so that an adaptive cluster sees work and starts workers."""
+        slots = max(slots, 1)
+        lookahead = max(2, slots // 4) if self.lookahead is None else self.lookahead
+        self._capacity = slots + lookahead
 
     def _rescue_stranded(self, client: Client) -> None:
         """Submit again the trials restricted to workers that have all left since."""

@@ -1,0 +1,112 @@
+"""The cluster a command runs on: a scheduler address, or a cluster of the configured kind.
+
+``morphml run --cluster slurm`` starts a `slurm_cluster` from the site's dask-jobqueue
+settings and lets it scale from 0 to ``morphml.cluster.maximum-workers`` jobs as trials
+wait; ``--cluster kubernetes`` does the same with `kubernetes_cluster` and
+``morphml.cluster.image``; ``local`` (the default) leaves it to the search, which starts a
+`LocalCluster`. Whatever is started here is closed again on the way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from morphml_dask.config import config_value
+from morphml_dask.exceptions import ClusterError
+
+__all__ = ["CLUSTER_KINDS", "connect"]
+
+CLUSTER_KINDS = ("local", "slurm", "kubernetes")
+
+
+@contextlib.contextmanager
+def connect(
+    address: str | None, kind: str | None, *, name: str, gpus_per_trial: float
+) -> Iterator[Any]:
+    """A `distributed.Client` for ``address``, or for a new cluster of ``kind``; None for
+    the local kind, whose cluster the search starts itself."""
+    from distributed import Client
+
+    kind = str(config_value("cluster.kind", kind))
+    if kind not in CLUSTER_KINDS:
+        raise ClusterError(
+            f"unknown cluster kind {kind!r}",
+            expected=f"one of {', '.join(CLUSTER_KINDS)}",
+            received=repr(kind),
+            fix="pass --cluster local, slurm or kubernetes (or set morphml.cluster.kind)",
+        )
+    if address is not None:
+        if kind != "local":
+            raise ClusterError(
+                "both a scheduler address and a cluster kind",
+                expected="--scheduler ADDRESS or --cluster KIND",
+                received=f"--scheduler {address} --cluster {kind}",
+                fix="drop one of them: --scheduler connects to a running cluster, "
+                "--cluster starts one",
+            )
+        client = _client_of(address)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    if kind == "local":
+        yield None
+        return
+    maximum = int(config_value("cluster.maximum-workers"))
+    gpus = math.ceil(gpus_per_trial)
+    cluster = _start(kind, name, gpus, maximum)
+    try:
+        cluster.adapt(minimum=0, maximum=maximum)
+        with Client(cluster) as client:  # type: ignore[no-untyped-call]
+            yield client
+    finally:
+        cluster.close()
+
+
+def _start(kind: str, name: str, gpus: int, maximum: int) -> Any:
+    if kind == "slurm":
+        from morphml_dask.deploy._slurm import slurm_cluster
+
+        return slurm_cluster(gpus_per_worker=gpus, gres=str(config_value("cluster.gres")))
+    from morphml_dask.deploy._kubernetes import kubernetes_cluster
+
+    image = config_value("cluster.image")
+    if not image:
+        raise ClusterError(
+            "no image for the Kubernetes workers",
+            expected="the image built from clusters/kubernetes/Dockerfile",
+            received="morphml.cluster.image is null",
+            fix="set DASK_MORPHML__CLUSTER__IMAGE=registry/morphml-dask:TAG (or the key in "
+            "a Dask config file)",
+        )
+    return kubernetes_cluster(
+        f"morphml-{name}".lower().replace("_", "-")[:40],
+        image=str(image),
+        n_workers=0,
+        gpus_per_worker=gpus,
+    )
+
+
+def _client_of(address: str) -> Any:
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=30)  # type: ignore[no-untyped-call]
+    except (OSError, TypeError) as error:  # refused, timed out, or a TLS mismatch
+        raise ClusterError(
+            f"cannot connect to the Dask scheduler at {address}",
+            expected="a running scheduler that accepts this client",
+            received=f"{type(error).__name__}: {error}",
+            fix="check the address and that the scheduler runs; "
+            + (
+                "a tls:// scheduler needs --tls-ca-file, --tls-cert and --tls-key "
+                "(or the distributed.comm.tls settings)"
+                if address.startswith("tls://")
+                else "a scheduler that requires TLS has a tls:// address and needs "
+                "--tls-ca-file, --tls-cert and --tls-key"
+            ),
+        ) from error
