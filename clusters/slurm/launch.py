@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment", type=Path, help="the experiment YAML")
     parser.add_argument("--jobs", type=int, default=4, help="most SLURM jobs at once (4)")
-    parser.add_argument("--min-jobs", type=int, default=1, help="fewest SLURM jobs (1)")
+    parser.add_argument("--min-jobs", type=int, default=0, help="fewest SLURM jobs (0)")
     parser.add_argument("--gpus-per-worker", type=int, default=1, help="GPUs per job (1)")
     parser.add_argument("--gres", help="GRES name GPUs are asked under: gpu (default), gpu:a100")
     parser.add_argument("--cores", type=int, help="cores per job (jobqueue.slurm.cores)")
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         "--queue-wait",
         type=float,
         default=3600.0,
-        help="seconds to wait for the first job to start before giving up (3600)",
+        help="seconds the search may have no worker (jobs queueing) before it gives up (3600)",
     )
     args = parser.parse_args(argv)
 
@@ -56,19 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     with cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
         # Jobs are submitted while trials wait and cancelled when workers stay idle; retired
-        # workers (--lifetime) are replaced. The search waits for a first worker before it
-        # submits anything, so keep at least one job.
+        # workers (--lifetime) are replaced. The search queues trials for the workers there
+        # are (one slot's worth while there are none), so adapt grows the cluster as jobs start.
         cluster.adapt(minimum_jobs=args.min_jobs, maximum_jobs=args.jobs)
         print(f"dashboard: {client.dashboard_link}", flush=True)
         print(cluster.job_script(), flush=True)
-        slots_per_job = max(1, args.gpus_per_worker // max(1, int(experiment.gpus_per_trial)))
         search = search_from_experiment(
-            experiment,
-            store=args.store,
-            client=client,
-            worker_wait=args.queue_wait,
-            # Queue enough trials for adapt to see work for every job it may start.
-            lookahead=args.jobs * slots_per_job,
+            experiment, store=args.store, client=client, worker_timeout=args.queue_wait
         )
         table = search.run()
     done = table[table["state"] == "complete"]
