@@ -1016,26 +1016,29 @@ def with_config(settings: dict[str, Any], call: Call) -> Call:
     return configured
 
 
-class FakeClient:
-    """What `slots_of` reads of a `distributed.Client`: the workers and their resources."""
+def slots(workers: int, resources: dict[str, float], gpus_per_trial: int) -> Call:
+    """`slots_of` on a real (in-process) cluster of ``workers`` workers with ``resources``."""
 
-    def __init__(self, workers: dict[str, dict[str, Any]]) -> None:
-        self.workers = workers
-
-    def scheduler_info(self, n_workers: int = 5) -> dict[str, Any]:
-        return {"workers": self.workers}
-
-
-def slots(workers: dict[str, dict[str, Any]], gpus_per_trial: int) -> Call:
     def call(_: Path) -> object:
+        from distributed import Client, LocalCluster
+
         from morphml_dask.driver._cluster import slots_of
 
-        return slots_of(FakeClient(workers), gpus_per_trial, wait=0)  # type: ignore[arg-type]
+        with (
+            LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=False,
+                resources=resources,
+                dashboard_address=None,
+                worker_dashboard_address=None,
+            ) as cluster,
+            Client(cluster) as client,  # type: ignore[no-untyped-call]
+        ):
+            return slots_of(client, gpus_per_trial, wait=0)
 
     return call
 
-
-CPU_WORKERS = {"tcp://a": {"nthreads": 4, "resources": {}}}
 
 CLUSTER_CASES = [
     case(
@@ -1098,20 +1101,20 @@ CLUSTER_CASES = [
         "config-cluster-key-typo",
     ),
     case(
-        slots(CPU_WORKERS, 1),
+        slots(1, {}, 1),
         UnschedulableError,
         r"no worker can run the trials.*1 GPU resource\(s\).*1 worker\(s\) with resources "
         r"\[\{\}\].*gpus_per_trial=0",
         "gpus-wanted-on-a-cpu-cluster",
     ),
     case(
-        slots({"tcp://a": {"nthreads": 1, "resources": {"GPU": 1}}}, 2),
+        slots(1, {"GPU": 1}, 2),
         UnschedulableError,
         r"no worker can run the trials.*2 GPU resource\(s\).*\[\{'GPU': 1\}\]",
         "more-gpus-per-trial-than-a-worker-has",
     ),
     case(
-        slots({}, 0),
+        slots(0, {}, 0),
         UnschedulableError,
         r"no worker can run the trials.*a thread.*0 worker\(s\)",
         "a-cluster-without-workers",
