@@ -95,7 +95,9 @@ def _client_of(address: str) -> Any:
     from distributed import Client
 
     try:
-        return Client(address, timeout=30)  # type: ignore[no-untyped-call]
+        # Not the default client: one that fails to connect would stay registered as the
+        # default, and keep dask.config pointing at a scheduler that is not there.
+        return Client(address, timeout=30, set_as_default=False)  # type: ignore[no-untyped-call]
     except (OSError, TypeError) as error:  # refused, timed out, or a TLS mismatch
         raise ClusterError(
             f"cannot connect to the Dask scheduler at {address}",

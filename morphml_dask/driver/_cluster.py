@@ -26,7 +26,9 @@ def default_client(gpus_per_trial: int = 0) -> tuple[Client, LocalCluster | None
     from distributed import Client, LocalCluster, default_client
 
     try:
-        return default_client(), None
+        current = default_client()
+        if current.status == "running":  # not one that closed, or never connected
+            return current, None
     except ValueError:
         pass
     gpus = _gpu_count()

@@ -299,7 +299,7 @@ class Search:
             self._remember_stored_results()
             self._writer = StoreWriter(self.store, outage_timeout=self.store_outage_timeout)
             self._client, self._task_name = client, task
-            self._completed = as_completed()
+            self._completed = as_completed(loop=client.loop)
             for trial in self._resume_pending():
                 self._submit(trial)
             # A checkpoint at once, so that a driver killed before the first results were

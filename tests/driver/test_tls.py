@@ -185,9 +185,9 @@ def test_a_client_without_the_certificate_cannot_connect(
 ) -> None:
     address, _ = tls_cluster
     with pytest.raises(TypeError, match="TLS expects a `ssl_context` argument"):
-        Client(address, timeout=5)  # type: ignore[no-untyped-call]
+        Client(address, timeout=5, set_as_default=False)  # type: ignore[no-untyped-call]
     with pytest.raises(CommClosedError, match="Connection reset by peer"):
-        Client(address.replace("tls://", "tcp://"), timeout=5)  # type: ignore[no-untyped-call]
+        Client(address.replace("tls://", "tcp://"), timeout=5, set_as_default=False)  # type: ignore[no-untyped-call]
     rogue = _authority(tmp_path, "rogue")  # a valid certificate from a CA the cluster ignores
     security = Security(  # type: ignore[no-untyped-call]
         tls_ca_file=str(rogue[0]),
@@ -196,7 +196,7 @@ def test_a_client_without_the_certificate_cannot_connect(
         require_encryption=True,
     )
     with pytest.raises(CommClosedError, match="TLS certificate does not match"):
-        Client(address, security=security, timeout=5)  # type: ignore[no-untyped-call]
+        Client(address, security=security, timeout=5, set_as_default=False)  # type: ignore[no-untyped-call]
 
     # The CLI says what is wrong instead of printing a traceback.
     experiment = tmp_path / "experiment.yaml"
