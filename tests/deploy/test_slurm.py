@@ -130,7 +130,13 @@ def test_search_runs_in_slurm_jobs_two_fake_gpus(
         jobs: dict[str, str] = client.run(worker_job_id)
         listed = _squeue()
         assert sorted(state for state, _ in listed.values()) == ["PD", "R", "R"], listed
-        assert {reason for state, reason in listed.values() if state == "PD"} == {"Resources"}
+
+        def waits_for_resources() -> bool:
+            # A new job pends for "Priority" until SLURM's next scheduling pass looks at it.
+            pending = {reason for state, reason in _squeue().values() if state == "PD"}
+            return pending == {"Resources"}
+
+        assert _eventually(waits_for_resources, 30), _squeue()
         assert {listed[job][0] for job in jobs.values()} == {"R"}
 
         table = Search(
