@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "slurm-local.sh"
 STATE = Path(os.environ.get("MORPHML_SLURM_DIR", "/tmp/morphml-slurm"))
-# The settings INFRA verified for one node: loopback only, a dashboard on a free port.
+# The settings for one node on this machine: loopback only, a dashboard on a free port.
 LOCAL: dict[str, Any] = {
     "cores": 1,
     "memory": "1GB",
