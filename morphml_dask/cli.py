@@ -70,6 +70,24 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("url", help="the search's store URL")
     _cluster_arguments(resume)
     resume.set_defaults(command=_resume)
+
+    report = commands.add_parser(
+        "report",
+        help="write an HTML report and PNG figures of a stored search",
+        description="Read the search stored at URL (a folder or s3://...) and write a "
+        "self-contained report.html, with best-so-far, Pareto front, learning curves, failures, "
+        "worker timeline and the best architecture, and each figure as a PNG beside it.",
+    )
+    report.add_argument("url", help="the search's store URL")
+    report.add_argument("--out", type=Path, default=Path("report"), help="output folder (./report)")
+    report.add_argument(
+        "--storage-options", metavar="JSON", help="fsspec options of the store as a JSON object"
+    )
+    report.add_argument(
+        "--objective", help="metric to rank trials by (default: the one the search optimized)"
+    )
+    report.add_argument("--top", type=int, default=5, help="how many best trials to show (5)")
+    report.set_defaults(command=_report)
     return parser
 
 
@@ -159,6 +177,17 @@ def _resume(args: argparse.Namespace) -> int:
     with tls, connect(args.scheduler, args.cluster, name=name, gpus_per_trial=gpus) as client:
         search = resume(args.url, options, client=client)
         return _drive(search, search.optimizer.max_trials)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from morphml_dask.report import write_report
+
+    options = _storage_options(args.storage_options)
+    page = write_report(
+        args.url, args.out, storage_options=options, objective=args.objective, top=args.top
+    )
+    print(page)
+    return 0
 
 
 def _storage_options(text: str | None) -> dict[str, Any] | None:

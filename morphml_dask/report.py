@@ -1,0 +1,468 @@
+"""A self-contained HTML report of a stored search, with its figures as PNG files.
+
+`write_report` reads an experiment store (a folder, ``memory://`` or ``s3://``) and writes
+``report.html`` (figures embedded as ``data:`` URIs, so the file travels alone) and, beside
+it, ``best_so_far.png``, ``pareto.png``, ``curves.png``, ``failures.png``, ``timeline.png``
+and ``best_arch.png``. matplotlib (Agg) is imported only when a report is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from morphml_dask.exceptions import StorageError
+from morphml_dask.storage import ExperimentStore, open_store
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+__all__ = ["FIGURES", "write_report"]
+
+FIGURES = ("best_so_far", "pareto", "curves", "failures", "timeline", "best_arch")
+"""The PNG files a report holds, without their ``.png`` suffix, in page order."""
+
+_COMPLETE = "complete"
+_DEFAULT_OBJECTIVE = ("val_accuracy", "maximize")
+
+
+def write_report(
+    url: str,
+    out_dir: str | Path,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    objective: str | None = None,
+    top: int = 5,
+) -> Path:
+    """Write ``report.html`` and the report's PNG figures for the search stored at ``url``.
+
+    Parameters
+    ----------
+    url
+        The experiment store: a folder, ``memory://...`` or ``s3://...``.
+    out_dir
+        Folder to write into; created when missing, files of an earlier report replaced.
+    storage_options
+        fsspec options of the store (endpoint, credentials).
+    objective
+        The metric to rank trials by; by default the one the search optimized (from its
+        checkpoint), else ``val_accuracy``. Its direction comes from the checkpoint when the
+        search optimized that metric, else ``maximize``.
+    top
+        How many of the best trials the table and the learning curves show.
+
+    Returns
+    -------
+    Path
+        The HTML file.
+
+    Raises
+    ------
+    StorageError
+        When the store holds no trials, or has no column for ``objective``.
+    """
+    store = open_store(url, storage_options)
+    table = _read_trials(store)
+    metric, direction = _objective(store, table, objective)
+    best = store.best(max(top, 1), metric, direction)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    context = _Context(store, table, metric, direction, best)
+    images: dict[str, bytes] = {}
+    for name in FIGURES:
+        images[name] = _render(_DRAWERS[name], context)
+        (out / f"{name}.png").write_bytes(images[name])
+    page = out / "report.html"
+    page.write_text(_page(context, images), encoding="utf-8")
+    return page
+
+
+class _Context:
+    """What the figures and the tables are drawn from."""
+
+    def __init__(
+        self,
+        store: ExperimentStore,
+        table: pd.DataFrame,
+        metric: str,
+        direction: str,
+        best: pd.DataFrame,
+    ) -> None:
+        self.store = store
+        self.table = table
+        self.metric = metric
+        self.direction = direction
+        self.best = best
+
+
+def _read_trials(store: ExperimentStore) -> pd.DataFrame:
+    table = store.trials()
+    if table.empty:
+        raise StorageError(
+            f"no trials to report at {store.url!r}",
+            expected="the store of a search that stored at least one trial",
+            received="an empty or missing store",
+            fix="check the URL (and --storage-options), or run `morphml run` first",
+        )
+    return table
+
+
+def _objective(
+    store: ExperimentStore, table: pd.DataFrame, requested: str | None
+) -> tuple[str, str]:
+    """The metric to rank by and its direction: as asked, else as the search optimized."""
+    searched = _DEFAULT_OBJECTIVE
+    checkpoint = store.load_checkpoint()
+    if checkpoint is not None:
+        stored = checkpoint.optimizer.get("objective") or {}
+        if isinstance(stored, dict) and "metric" in stored:
+            searched = (str(stored["metric"]), str(stored.get("direction", "maximize")))
+    if requested is None:
+        metric, direction = searched
+    else:
+        metric = requested
+        direction = searched[1] if requested == searched[0] else "maximize"
+    if metric not in table.columns:
+        known = sorted(c for c in table.columns if table[c].dtype.kind == "f")
+        raise StorageError(
+            f"no metric {metric!r} in the trials table",
+            expected=f"one of {known}",
+            received=repr(metric),
+            fix="pass --objective NAME with a metric the task reports, e.g. val_accuracy",
+        )
+    return metric, direction
+
+
+# -- figures -----------------------------------------------------------------------------------
+
+
+def _render(draw: Callable[[Figure, _Context], None], context: _Context) -> bytes:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 4.5), dpi=100, layout="constrained")
+    draw(figure, context)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _message(figure: Figure, title: str, text: str) -> None:
+    axes = figure.add_subplot()
+    axes.set_title(title)
+    axes.text(0.5, 0.5, text, ha="center", va="center", fontsize=14, transform=axes.transAxes)
+    axes.set_axis_off()
+
+
+def _done(context: _Context) -> pd.DataFrame:
+    table = context.table
+    return table[(table["state"] == _COMPLETE) & table[context.metric].notna()]
+
+
+def _draw_best_so_far(figure: Figure, context: _Context) -> None:
+    done = _done(context)
+    if done.empty:
+        _message(figure, "Best so far", f"no completed trial reports {context.metric}")
+        return
+    accumulate = (np.fmax if context.direction == "maximize" else np.fmin).accumulate
+    asked = done.sort_values("trial_id", kind="stable")  # ids count up in the order asked
+    timed = done.dropna(subset=["end_time"]).sort_values("end_time", kind="stable")
+    zero = float(context.table["start_time"].min())
+    by_order, by_time = figure.subplots(1, 2, sharey=True)
+    panels = (
+        (by_order, asked, np.arange(1, len(asked) + 1), "trials in the order asked"),
+        (by_time, timed, timed["end_time"].to_numpy(dtype=float) - zero, "seconds since start"),
+    )
+    for axes, rows, x, label in panels:
+        values = rows[context.metric].to_numpy(dtype=float)
+        axes.scatter(x, values, s=10, alpha=0.4, label="trial")
+        axes.step(x, accumulate(values), where="post", color="C3", label="best so far")
+        axes.set_xlabel(label)
+    by_order.set_ylabel(context.metric)
+    by_order.legend(loc="lower right" if context.direction == "maximize" else "upper right")
+    figure.suptitle(f"Best {context.metric} so far ({context.direction})")
+
+
+def _pareto_front(cost: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats in both (lower cost, higher score)."""
+    order = np.lexsort((-score, cost))
+    front, best = [], -np.inf
+    for index in order:
+        if score[index] > best:
+            front.append(index)
+            best = score[index]
+    return np.asarray(front, dtype=int)
+
+
+def _draw_pareto(figure: Figure, context: _Context) -> None:
+    done = _done(context)
+    if "params" not in done.columns or done["params"].isna().all():
+        _message(figure, "Pareto front", "the task reports no 'params' metric")
+        return
+    done = done.dropna(subset=["params"])
+    cost = done["params"].to_numpy(dtype=float)
+    values = done[context.metric].to_numpy(dtype=float)
+    front = _pareto_front(cost, values if context.direction == "maximize" else -values)
+    axes = figure.add_subplot()
+    axes.scatter(cost, values, s=12, alpha=0.4, label="trial")
+    axes.plot(cost[front], values[front], "o-", color="C3", label="Pareto front")
+    axes.set_xscale("log")
+    axes.set_xlabel("parameters")
+    axes.set_ylabel(context.metric)
+    axes.set_title(f"{context.metric} against model size")
+    axes.legend()
+
+
+def _draw_curves(figure: Figure, context: _Context) -> None:
+    curves = context.store.curves()
+    ids = [t for t in context.best["trial_id"] if t in set(curves["trial"].values.tolist())]
+    names = [str(name) for name in curves.data_vars]
+    if not ids or not names:
+        _message(figure, "Learning curves", "no learning curves stored for the best trials")
+        return
+    metric = context.metric if context.metric in names else names[0]
+    axes = figure.add_subplot()
+    for trial_id in ids:
+        curve = curves[metric].sel(trial=trial_id).dropna("epoch")
+        axes.plot(curve["epoch"].values, curve.values, marker=".", label=trial_id)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(metric)
+    axes.set_title(f"Learning curves of the {len(ids)} best trials")
+    axes.legend(fontsize="small")
+
+
+def _failure_counts(table: pd.DataFrame) -> pd.DataFrame:
+    failed = table[table["state"] != _COMPLETE]
+    kinds = failed["error_kind"].fillna("unknown")
+    groups = failed.assign(kind=kinds).groupby("kind", sort=True)
+    counts = groups.agg(count=("trial_id", "size"), example=("error", "first"))
+    return counts.sort_values("count", ascending=False, kind="stable").reset_index()
+
+
+def _draw_failures(figure: Figure, context: _Context) -> None:
+    counts = _failure_counts(context.table)
+    if counts.empty:
+        _message(figure, "Failures", f"no failures in {len(context.table)} trials")
+        return
+    axes = figure.add_subplot()
+    bars = axes.bar(counts["kind"], counts["count"], color="C3")
+    axes.bar_label(bars)
+    axes.set_ylabel("failed trials")
+    axes.set_title(f"{int(counts['count'].sum())} failed of {len(context.table)} trials")
+
+
+def _ran(table: pd.DataFrame) -> pd.DataFrame:
+    """The trials that ran on a worker (reused results did not)."""
+    return table.dropna(subset=["worker", "start_time", "end_time"])
+
+
+def _draw_timeline(figure: Figure, context: _Context) -> None:
+    table = _ran(context.table)
+    if table.empty:
+        _message(figure, "Worker timeline", "no trial has start and end times")
+        return
+    zero = float(table["start_time"].min())
+    workers = sorted(table["worker"].unique().tolist())
+    axes = figure.add_subplot()
+    for state, color in ((_COMPLETE, "C0"), ("fail", "C3")):
+        rows = table[(table["state"] == _COMPLETE) == (state == _COMPLETE)]
+        lanes = [workers.index(w) for w in rows["worker"]]
+        start = rows["start_time"].to_numpy(dtype=float) - zero
+        width = rows["end_time"].to_numpy(dtype=float) - zero - start
+        axes.barh(
+            lanes,
+            width,
+            left=start,
+            height=0.8,
+            color=color,
+            label=state,
+            edgecolor="white",
+            linewidth=0.3,
+        )
+    axes.set_yticks(range(len(workers)), [_short(w) for w in workers])
+    axes.set_xlabel("seconds since the first start")
+    axes.set_title(f"Trials on {len(workers)} workers")
+    axes.legend(loc="upper right", fontsize="small")
+
+
+def _short(text: str, width: int = 28) -> str:
+    return text if len(text) <= width else f"...{text[-(width - 3) :]}"
+
+
+def _depths(count: int, edges: Sequence[tuple[int, int]], order: Sequence[int]) -> list[int]:
+    """Each node's longest distance from a source: its column in the drawing."""
+    depth = [0] * count
+    for node in order:
+        for src, dst in edges:
+            if src == node:
+                depth[dst] = max(depth[dst], depth[src] + 1)
+    return depth
+
+
+def _draw_best_arch(figure: Figure, context: _Context) -> None:
+    from morphml_dask.space import ArchGraph
+
+    if context.best.empty:
+        _message(figure, "Best architecture", "no completed trial")
+        return
+    row = context.best.iloc[0]
+    arch = ArchGraph.from_dict(json.loads(str(row["arch"])))
+    depth = _depths(len(arch.nodes), arch.edges, arch.topological_order())
+    position: dict[int, tuple[float, float]] = {}
+    for column in set(depth):
+        members = [i for i, d in enumerate(depth) if d == column]
+        for k, member in enumerate(members):
+            position[member] = (float(column), k - (len(members) - 1) / 2)
+    axes = figure.add_subplot()
+    for src, dst in arch.edges:
+        axes.annotate(
+            "",
+            xy=position[dst],
+            xytext=position[src],
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": "0.4",
+                "shrinkA": 18,
+                "shrinkB": 18,
+                "connectionstyle": "arc3,rad=0.1",
+            },
+        )
+    for index, node in enumerate(arch.nodes):
+        axes.text(
+            *position[index],
+            node.label,
+            ha="center",
+            va="center",
+            fontsize=9,
+            bbox={"boxstyle": "round", "facecolor": "#dbe8f5", "edgecolor": "C0"},
+        )
+    xs, ys = zip(*position.values(), strict=True)
+    axes.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
+    axes.set_ylim(min(ys) - 0.8, max(ys) + 0.8)
+    axes.set_axis_off()
+    axes.set_title(f"Best architecture: {row['trial_id']} ({str(row['fingerprint'])[:12]})")
+
+
+_DRAWERS: dict[str, Callable[[Figure, _Context], None]] = {
+    "best_so_far": _draw_best_so_far,
+    "pareto": _draw_pareto,
+    "curves": _draw_curves,
+    "failures": _draw_failures,
+    "timeline": _draw_timeline,
+    "best_arch": _draw_best_arch,
+}
+
+# -- HTML --------------------------------------------------------------------------------------
+
+_CAPTIONS = {
+    "best_so_far": "Best so far, by completed trial and by time",
+    "pareto": "Objective against parameter count, Pareto front highlighted",
+    "curves": "Learning curves of the best trials",
+    "failures": "Failures by kind",
+    "timeline": "Trials per worker over time",
+    "best_arch": "The best architecture",
+}
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em;max-width:70em}"
+    "table{border-collapse:collapse;margin-bottom:1.5em}"
+    "td,th{border:1px solid #ccc;padding:0.2em 0.6em;text-align:left}"
+    "th{background:#eee}img{max-width:100%}"
+)
+
+
+def _format(value: float) -> str:
+    """How the report shows a metric value."""
+    return f"{value:.6g}"
+
+
+def _table(id_: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return f'<table id="{id_}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _summary(context: _Context) -> str:
+    table = context.table
+    complete = int((table["state"] == _COMPLETE).sum())
+    wall = float(table["end_time"].max() - table["start_time"].min())
+    rows: list[tuple[str, object]] = [
+        ("store", context.store.url),
+        ("trials", len(table)),
+        ("complete", complete),
+        ("failed", len(table) - complete),
+        ("reused", int(table["reused"].sum())),
+        ("objective", f"{context.metric} ({context.direction})"),
+        ("wall time", f"{wall:.1f} s" if np.isfinite(wall) else "-"),
+    ]
+    if not context.best.empty:
+        best = context.best.iloc[0]
+        rows += [
+            ("best trial", best["trial_id"]),
+            (f"best {context.metric}", _format(float(best[context.metric]))),
+            ("best fingerprint", best["fingerprint"]),
+        ]
+    return _table("summary", ["", ""], rows)
+
+
+def _top_table(context: _Context) -> str:
+    extra = [c for c in ("params",) if c in context.best.columns and c != context.metric]
+    header = ["rank", "trial", context.metric, *extra, "budget", "fingerprint", "worker"]
+    rows = [
+        [
+            rank,
+            row["trial_id"],
+            _format(float(row[context.metric])),
+            *(_format(float(row[c])) for c in extra),
+            row["budget"],
+            str(row["fingerprint"])[:12],
+            row["worker"],
+        ]
+        for rank, (_, row) in enumerate(context.best.iterrows(), start=1)
+    ]
+    return _table("top", header, rows)
+
+
+def _failure_table(context: _Context) -> str:
+    counts = _failure_counts(context.table)
+    rows = [[r.kind, r.count, _short(str(r.example), 200)] for r in counts.itertuples()]
+    return _table("failures", ["kind", "count", "example error"], rows)
+
+
+def _worker_table(context: _Context) -> str:
+    table = _ran(context.table)
+    rows = []
+    for worker in sorted(table["worker"].unique().tolist()):
+        mine = table[table["worker"] == worker]
+        busy = float((mine["end_time"] - mine["start_time"]).sum())
+        failed = int((mine["state"] != _COMPLETE).sum())
+        rows.append([worker, len(mine), failed, f"{busy:.1f}"])
+    return _table("workers", ["worker", "trials", "failed", "busy seconds"], rows)
+
+
+def _page(context: _Context, images: dict[str, bytes]) -> str:
+    figures = "".join(
+        f'<figure id="fig-{name}"><img alt="{html.escape(_CAPTIONS[name])}" '
+        f'src="data:image/png;base64,{base64.b64encode(images[name]).decode("ascii")}">'
+        f"<figcaption>{html.escape(_CAPTIONS[name])}</figcaption></figure>"
+        for name in FIGURES
+    )
+    title = html.escape(f"morphml report: {context.store.url}")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{_STYLE}</style></head><body><h1>{title}</h1>"
+        f"<h2>Summary</h2>{_summary(context)}"
+        f"<h2>Top {len(context.best)} trials</h2>{_top_table(context)}"
+        f"<h2>Failures</h2>{_failure_table(context)}"
+        f"<h2>Workers</h2>{_worker_table(context)}"
+        f"<h2>Figures</h2>{figures}</body></html>\n"
+    )

@@ -1,0 +1,162 @@
+"""`morphml report`: the HTML page and the PNG figures of a real stored search."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib", reason="the report draws its figures with matplotlib")
+
+from distributed import Client, LocalCluster
+
+from morphml_dask.cli import main
+from morphml_dask.driver import Search
+from morphml_dask.exceptions import StorageError
+from morphml_dask.faults import FlakyTask
+from morphml_dask.optim import RegularizedEvolution
+from morphml_dask.report import FIGURES, write_report
+from morphml_dask.space import CellSpace
+from morphml_dask.storage import open_store
+from morphml_dask.tasks import NB201TabularTask
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=1, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
+        yield client
+
+
+@pytest.fixture(scope="module")
+def stored_search(client: Client, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The URL of a finished search of 30 trials, about a tenth of them failed."""
+    url = str(tmp_path_factory.mktemp("search") / "store")
+    Search(
+        RegularizedEvolution(CellSpace(), population_size=8, max_trials=30, seed=0),
+        FlakyTask(NB201TabularTask(), raise_rate=0.1, nan_rate=0.0),
+        store=url,
+        client=client,
+        persist_interval=0.2,
+    ).run()
+    return url
+
+
+@pytest.fixture(scope="module")
+def report(stored_search: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("report")
+    assert main(["report", stored_search, "--out", str(out), "--top", "3"]) == 0
+    return out, (out / "report.html").read_text(encoding="utf-8")
+
+
+def _section(page: str, table_id: str) -> list[list[str]]:
+    """The body rows of the HTML table ``table_id``, as cell texts."""
+    match = re.search(rf'<table id="{table_id}">.*?<tbody>(.*?)</tbody>', page)
+    assert match is not None, f"no table {table_id}"
+    return [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", match[1])]
+
+
+def test_the_summary_names_the_best_trial_of_the_store(
+    stored_search: str, report: tuple[Path, str]
+) -> None:
+    store = open_store(stored_search)
+    table = store.trials()
+    best = store.best(1, "val_accuracy", "maximize").iloc[0]
+    summary = dict(_section(report[1], "summary"))
+    assert summary["trials"] == str(len(table)) == "30"
+    assert summary["complete"] == str(int((table["state"] == "complete").sum()))
+    assert summary["failed"] == str(int((table["state"] == "fail").sum()))
+    assert summary["best trial"] == best["trial_id"]
+    assert summary["best val_accuracy"] == f"{best['val_accuracy']:.6g}"
+    assert summary["best fingerprint"] == best["fingerprint"]
+    assert summary["store"] == store.url
+    top = _section(report[1], "top")
+    expected = store.best(3, "val_accuracy", "maximize")["trial_id"].tolist()
+    assert [row[1] for row in top] == expected
+
+
+def test_the_failure_and_worker_tables_match_the_store(
+    stored_search: str, report: tuple[Path, str]
+) -> None:
+    table = open_store(stored_search).trials()
+    failed = table[table["state"] == "fail"]
+    assert len(failed) > 0, "the flaky task should have failed some trials"
+    assert set(failed["error_kind"]) == {"error"}
+    failures = _section(report[1], "failures")
+    assert [row[:2] for row in failures] == [["error", str(len(failed))]]
+    assert "injected failure" in failures[0][2]
+    workers = _section(report[1], "workers")
+    ran = table[~table["reused"]]  # reused results ran on no worker
+    assert ran["worker"].notna().all() and table[table["reused"]]["worker"].isna().all()
+    assert [row[0] for row in workers] == sorted(ran["worker"].unique())
+    assert [int(row[1]) for row in workers] == ran["worker"].value_counts().sort_index().tolist()
+    assert sum(int(row[2]) for row in workers) == len(failed)
+
+
+def test_the_page_embeds_every_figure_and_writes_them_as_pngs(report: tuple[Path, str]) -> None:
+    import matplotlib.image
+
+    out, page = report
+    assert page.count("data:image/png;base64,") == len(FIGURES) == 6
+    assert 'src="report' not in page and '.png"' not in page  # no links to files
+    for name in FIGURES:
+        data = (out / f"{name}.png").read_bytes()
+        assert data.startswith(PNG_MAGIC), name
+        pixels = np.asarray(matplotlib.image.imread(out / f"{name}.png"))
+        assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100, name
+        colours = np.unique(pixels[::4, ::4].reshape(-1, pixels.shape[-1]), axis=0)
+        assert len(colours) > 10, f"{name}.png is nearly blank"
+
+
+def test_another_objective_ranks_by_it(stored_search: str, tmp_path: Path) -> None:
+    page = write_report(stored_search, tmp_path, objective="params", top=2).read_text("utf-8")
+    table = open_store(stored_search).trials()
+    done = table[table["state"] == "complete"]
+    best = done.sort_values("params", ascending=False, kind="stable").iloc[0]
+    summary = dict(_section(page, "summary"))
+    assert summary["objective"] == "params (maximize)"
+    assert summary["best params"] == f"{best['params']:.6g}"
+
+
+def test_an_unknown_objective_is_refused(stored_search: str, tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=r"no metric 'accuracy' in the trials table"):
+        write_report(stored_search, tmp_path, objective="accuracy")
+
+
+def test_an_empty_store_exits_2_with_a_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "nothing"
+    assert main(["report", str(empty), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "no trials to report at" in error
+    assert "received: an empty or missing store" in error
+    assert "fix: check the URL (and --storage-options), or run `morphml run` first" in error
+    assert not (tmp_path / "out" / "report.html").exists()
+
+
+def test_a_report_reads_an_s3_store(
+    s3_url: str, s3_options: dict[str, Any], stored_search: str, tmp_path: Path
+) -> None:
+    import s3fs
+
+    s3fs.S3FileSystem(**s3_options).put(f"{stored_search}/", s3_url, recursive=True)
+    options = json.dumps(s3_options)
+    assert main(["report", s3_url, "--out", str(tmp_path), "--storage-options", options]) == 0
+    remote = dict(_section((tmp_path / "report.html").read_text("utf-8"), "summary"))
+    local_page = write_report(stored_search, tmp_path / "local").read_text("utf-8")
+    local = dict(_section(local_page, "summary"))
+    assert remote.pop("store") == s3_url
+    assert local.pop("store") != s3_url
+    assert remote == local and remote["trials"] == "30"
