@@ -211,7 +211,7 @@ class Search:
         self._writer: StoreWriter | None = None
         self._flushed_at = 0.0
         self._workers_gone_since: float | None = None
-        self.counts = {"done": 0, "failed": 0, "reused": 0, "retried": 0}
+        self.counts = {"done": 0, "failed": 0, "reused": 0, "retried": 0, "submitted": 0}
         self._client: Client | None = None
         self._task_name = ""
         self._completed: Any = None
@@ -473,6 +473,7 @@ class Search:
         )
         self._in_flight[key] = (trial, future)
         self._completed.add(future)
+        self.counts["submitted"] += 1
 
     def _collect(self, future: Future[Any], outcome: Any) -> None:
         trial, _ = self._in_flight.pop(str(future.key))
