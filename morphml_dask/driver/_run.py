@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from morphml_dask.driver._search import Search
 from morphml_dask.exceptions import StorageError
-from morphml_dask.storage import open_store
+from morphml_dask.storage import Checkpoint, ExperimentStore, open_store
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -46,15 +46,7 @@ def stored_experiment(url: str, storage_options: dict[str, Any] | None = None) -
     """The experiment of the search stored at ``url``, from its checkpoint."""
     from morphml_dask.experiment import load_experiment
 
-    checkpoint = open_store(url, storage_options).load_checkpoint()
-    if checkpoint is None or not checkpoint.config:
-        raise StorageError(
-            f"nothing to resume at {url!r}",
-            expected="the store of a search started with `morphml run` (it holds checkpoint.json)",
-            received="no checkpoint" if checkpoint is None else "a checkpoint without experiment",
-            fix="check the URL (and storage options), or start the search with `morphml run`",
-        )
-    return load_experiment(checkpoint.config)
+    return load_experiment(_checkpoint(open_store(url, storage_options)).config)
 
 
 def resume(
@@ -69,10 +61,11 @@ def resume(
     The optimizer continues from its saved state; trials that were in flight run again under
     the same ids unless their results reached the store, which are told instead.
     """
+    from morphml_dask.experiment import load_experiment
+
     store = open_store(url, storage_options)
-    experiment = stored_experiment(url, storage_options)
-    checkpoint = store.load_checkpoint()
-    assert checkpoint is not None  # stored_experiment found it
+    checkpoint = _checkpoint(store)
+    experiment = load_experiment(checkpoint.config)
     optimizer = experiment.make_optimizer()
     optimizer.load_state_dict(checkpoint.optimizer)
     return Search(
@@ -85,3 +78,16 @@ def resume(
         config=checkpoint.config,
         **options,
     )
+
+
+def _checkpoint(store: ExperimentStore) -> Checkpoint:
+    """The store's checkpoint, or a `StorageError` when it holds no search to resume."""
+    checkpoint = store.load_checkpoint()
+    if checkpoint is None or not checkpoint.config:
+        raise StorageError(
+            f"nothing to resume at {store.url!r}",
+            expected="the store of a search started with `morphml run` (it holds checkpoint.json)",
+            received="no checkpoint" if checkpoint is None else "a checkpoint without experiment",
+            fix="check the URL (and storage options), or start the search with `morphml run`",
+        )
+    return checkpoint
