@@ -273,8 +273,14 @@ class _Progress:
         self.total = total
         self.interactive = sys.stdout.isatty()
         self.shown = -1
+        self.announced = False
 
     def show(self, final: bool = False) -> None:
+        if not self.announced and (link := self.search.dashboard_link):
+            # The morphml page is there when the scheduler was started with it (morphml's
+            # local cluster and deploy helpers do that; see morphml_dask.dashboard).
+            self.announced = True
+            print(f"dashboard: {link} (this search: {link.rsplit('/', 1)[0]}/morphml)")
         status = self.search.status()
         if not (self.interactive or final) and status["done"] // 10 == self.shown:
             return

@@ -1,13 +1,17 @@
-"""Shared fixtures: a real S3 server (moto, over HTTP on 127.0.0.1) for storage tests."""
+"""Shared fixtures: a real S3 server (moto, over HTTP on 127.0.0.1) for storage tests, and a
+local cluster that serves the morphml dashboard page."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +45,23 @@ def s3_url(s3_options: dict[str, Any]) -> str:
 @pytest.fixture(autouse=True)
 def _no_aws_metadata_lookups() -> None:
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def dashboard_client() -> Iterator[Client]:
+    """A client of a LocalCluster (2 worker processes x 2 threads) whose scheduler serves
+    the morphml dashboard page."""
+    from distributed import Client, LocalCluster
+
+    from morphml_dask.dashboard import enable
+
+    with enable():
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=2, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0"
+        )
+    client = Client(cluster, set_as_default=False)  # type: ignore[no-untyped-call]
+    try:
+        yield client
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+        cluster.close()  # type: ignore[no-untyped-call]

@@ -101,6 +101,7 @@ def test_importing_loads_the_defaults_into_dask_config() -> None:
         "persist-interval",
         "store-outage-timeout",
         "worker-timeout",
+        "dashboard",
         "time-scale",
         "scheduler-address",
         "cluster.kind",

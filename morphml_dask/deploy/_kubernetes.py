@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
+from morphml_dask.config import config_value
 from morphml_dask.exceptions import ClusterError
 
 __all__ = ["kubernetes_cluster", "kubernetes_spec"]
@@ -145,7 +146,7 @@ def kubernetes_spec(
     # Only the workers read and write the store: the scheduler never sees the credentials.
     secrets = [] if credentials_secret is None else _secret_env(credentials_secret)
     for container, container_env, container_resources in (
-        (scheduler_container, env_vars, scheduler),
+        (scheduler_container, env_vars + _dashboard_env(), scheduler),
         (worker_container, env_vars + secrets, worker_resources),
     ):
         _set_or_drop(container, "env", container_env)
@@ -153,6 +154,20 @@ def kubernetes_spec(
     if gpus_per_worker:
         worker_pod["tolerations"] = [dict(_GPU_TOLERATION)]
     return spec
+
+
+def _dashboard_env() -> list[dict[str, Any]]:
+    """The scheduler's route modules with the morphml page (``morphml.dashboard``)."""
+    if not config_value("dashboard"):
+        return []
+    from morphml_dask.dashboard import routes_with_morphml
+
+    return [
+        {
+            "name": "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES",
+            "value": repr(routes_with_morphml()),
+        }
+    ]
 
 
 def kubernetes_cluster(

@@ -130,7 +130,10 @@ def slurm_cluster(
     }
     # None means "as configured": dask-jobqueue reads jobqueue.slurm.* itself.
     given = {key: value for key, value in options.items() if value is not None}
-    return SLURMCluster(**given)
+    from morphml_dask.driver._cluster import dashboard_routes
+
+    with dashboard_routes():  # the scheduler runs here, in the driver's process
+        return SLURMCluster(**given)
 
 
 def worker_job_id() -> str | None:

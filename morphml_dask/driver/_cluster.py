@@ -14,7 +14,13 @@ from morphml_dask.exceptions import UnschedulableError
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
 
-__all__ = ["default_client", "keep_restarting_workers", "running_slots", "slots_of"]
+__all__ = [
+    "dashboard_routes",
+    "default_client",
+    "keep_restarting_workers",
+    "running_slots",
+    "slots_of",
+]
 
 
 def default_client(gpus_per_trial: int = 0) -> tuple[Client, LocalCluster | None]:
@@ -46,8 +52,17 @@ def default_client(gpus_per_trial: int = 0) -> tuple[Client, LocalCluster | None
         value = config_value(f"cluster.{key}")
         if value is not None:
             options[option] = int(value)
-    cluster = LocalCluster(**options)
+    with dashboard_routes():
+        cluster = LocalCluster(**options)
     return Client(cluster), cluster
+
+
+def dashboard_routes() -> contextlib.AbstractContextManager[None]:
+    """Schedulers started within serve the morphml dashboard page, unless
+    ``morphml.dashboard`` is off."""
+    from morphml_dask.dashboard import enable
+
+    return enable() if config_value("dashboard") else contextlib.nullcontext()
 
 
 def slots_of(client: Client, gpus_per_trial: int, wait: float = 10.0, none_ok: bool = False) -> int:

@@ -29,6 +29,7 @@ from morphml_dask.driver._cluster import (
     slots_of,
 )
 from morphml_dask.driver._health import INFRASTRUCTURE_FAILURES, Quarantine, WorkerHealth
+from morphml_dask.driver._monitor import ProgressPublisher
 from morphml_dask.driver._placement import DurationEstimate, Lifetimes
 from morphml_dask.driver._worker import GPUPlugin, TaskPlugin, run_trial
 from morphml_dask.driver._writer import StoreWriter
@@ -209,6 +210,7 @@ class Search:
         self._evaluated: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
         self._stored: dict[str, TrialResult] = {}
         self._writer: StoreWriter | None = None
+        self._publisher: ProgressPublisher | None = None
         self._flushed_at = 0.0
         self._workers_gone_since: float | None = None
         self.counts = {"done": 0, "failed": 0, "reused": 0, "retried": 0, "submitted": 0}
@@ -266,6 +268,8 @@ class Search:
             "waiting_for_store": self._writer is not None and self._writer.congested,
             "store_retries": 0 if self._writer is None else self._writer.retries,
             "store_longest_write_s": 0.0 if self._writer is None else self._writer.longest_write_s,
+            "store_last_write_s": 0.0 if self._writer is None else self._writer.last_write_s,
+            "store_backlog_batches": 0 if self._writer is None else self._writer.backlog_batches,
             "quarantined": self._quarantined(),
             "best_trial": None if best is None else best.id,
             "elapsed": 0.0 if self.started_at is None else time.time() - self.started_at,
@@ -299,6 +303,15 @@ class Search:
             self._remember_stored_results()
             self._writer = StoreWriter(self.store, outage_timeout=self.store_outage_timeout)
             self._client, self._task_name = client, task
+            if config_value("dashboard"):
+                self._publisher = ProgressPublisher(
+                    client,
+                    task,
+                    self.name,
+                    self.task.objective,
+                    self.task.direction,
+                    self.status,
+                )
             self._completed = as_completed(loop=client.loop)
             for trial in self._resume_pending():
                 self._submit(trial)
@@ -339,6 +352,8 @@ class Search:
                     with contextlib.suppress(Exception):  # the writer's own error wins
                         self._flush()
                 self._writer.stop()
+            if self._publisher is not None:
+                self._publisher.close()
             for _, future in self._in_flight.values():
                 future.cancel()
             self._in_flight.clear()
@@ -576,6 +591,8 @@ class Search:
         checkpoint = Checkpoint(self.optimizer.state_dict(), self.config, self.optimizer.pending)
         assert self._writer is not None
         self._writer.submit(self._rows, self._curves, checkpoint, self._collected)
+        if self._publisher is not None:
+            self._publisher.add(self._rows)
         self._rows, self._curves, self._collected = [], {}, []
         self._flushed_at = time.monotonic()
 

@@ -53,6 +53,7 @@ class StoreWriter:
         self.outage_timeout = outage_timeout
         self.retries = 0
         self.longest_write_s = 0.0  # one batch, retries included
+        self.last_write_s = 0.0
         self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=backlog)
         self._failing_since: float | None = None
         self._error: BaseException | None = None
@@ -64,6 +65,11 @@ class StoreWriter:
     def congested(self) -> bool:
         """Whether the store is failing or half the backlog waits: time to stop submitting."""
         return self._failing_since is not None or self._queue.qsize() >= self.backlog // 2
+
+    @property
+    def backlog_batches(self) -> int:
+        """Batches handed over and not yet written."""
+        return self._queue.qsize()
 
     def submit(
         self,
@@ -129,7 +135,8 @@ class StoreWriter:
             if self._failing_since is not None:
                 logger.warning("store %s reachable again", self.store.url)
                 self._failing_since = None
-            self.longest_write_s = max(self.longest_write_s, time.monotonic() - started)
+            self.last_write_s = time.monotonic() - started
+            self.longest_write_s = max(self.longest_write_s, self.last_write_s)
             for future in futures:
                 future.release()
             return

@@ -402,7 +402,28 @@ def test_spec_gives_the_credentials_to_the_workers_only() -> None:
         "AWS_SECRET_ACCESS_KEY",
         "AWS_ENDPOINT_URL",
     ]
-    assert _container(spec, "scheduler")["env"] == [{"name": "A", "value": "1"}]
+    scheduler_env = _container(spec, "scheduler")["env"]
+    assert [var["name"] for var in scheduler_env] == [
+        "A",
+        "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES",
+    ]
+
+
+def test_spec_starts_the_scheduler_with_the_morphml_dashboard_page() -> None:
+    import dask.config
+
+    (routes,) = [
+        var["value"]
+        for var in _container(_spec(), "scheduler")["env"]
+        if var["name"] == "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES"
+    ]
+    # Read the way `dask scheduler` reads its environment.
+    read = dask.config.collect_env({"DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES": routes})
+    modules = read["distributed"]["scheduler"]["http"]["routes"]
+    assert modules[-1] == "morphml_dask.dashboard.routes"
+    assert "distributed.http.scheduler.prometheus" in modules  # the built-in pages stay
+    with dask.config.set({"morphml.dashboard": False}):
+        assert "env" not in _container(_spec(), "scheduler")
 
 
 def test_spec_accepts_gpu_limits_that_agree() -> None:

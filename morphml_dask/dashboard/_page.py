@@ -1,0 +1,217 @@
+"""The morphml page of the Dask dashboard: a Bokeh document fed from the scheduler's boards.
+
+Each open page redraws once a second, and only when the board changed; every source it
+fills is bounded (see `SearchBoard`), so a page costs the scheduler the same whatever the
+number of trials.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+from typing import Any
+
+from bokeh.core.properties import field
+from bokeh.layouts import column, row
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool, NumeralTickFormatter
+from bokeh.models.widgets import Div
+from bokeh.plotting import figure as bokeh_figure
+
+from morphml_dask.dashboard._board import SearchBoard
+from morphml_dask.dashboard._extension import boards_of
+
+__all__ = ["morphml_doc"]
+
+REFRESH_MS = 1000
+STATE_COLOURS = {"complete": "#1f77b4", "failed": "#d62728", "in flight": "#2ca02c"}
+
+
+def figure(**options: Any) -> Any:
+    """`bokeh.plotting.figure`, loosely typed: its stubs reject options passed as a dict."""
+    return bokeh_figure(**options)
+
+
+def _millis(seconds: float) -> float:
+    """Bokeh's datetime axes count milliseconds."""
+    return seconds * 1000.0
+
+
+class SearchPage:
+    """The page's sources and figures, refilled from a board."""
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+        self.drawn: tuple[int, int] | None = None  # (board id, version) on the page
+        self.summary = Div(text=_summary_html(None), sizing_mode="stretch_width")
+        self.history = ColumnDataSource({"time": [], "complete": [], "failed": [], "in flight": []})
+        self.best_time = ColumnDataSource({"time": [], "best": []})
+        self.best_trials = ColumnDataSource({"trials": [], "best": []})
+        self.scatter = ColumnDataSource({"params": [], "value": [], "trial": []})
+        self.front = ColumnDataSource({"params": [], "value": [], "trial": []})
+        self.rungs = ColumnDataSource({"budget": [], "trials": []})
+        self.timeline = ColumnDataSource(
+            {"y": [], "start": [], "end": [], "trial": [], "where": [], "colour": []}
+        )
+        self.figures = self._figures()
+
+    def _figures(self) -> dict[str, Any]:
+        common: dict[str, Any] = {
+            "height": 260,
+            "sizing_mode": "stretch_width",
+            "toolbar_location": "above",
+        }
+        states = figure(title="Trials by state", x_axis_type="datetime", **common)
+        for state, colour in STATE_COLOURS.items():
+            states.line("time", field(state), source=self.history, color=colour, legend_label=state)
+        states.legend.location = "top_left"
+
+        over_time = figure(title="Best so far vs time", x_axis_type="datetime", **common)
+        over_time.step("time", "best", source=self.best_time, mode="after")
+        over_trials = figure(title="Best so far vs trials", **common)
+        over_trials.step("trials", "best", source=self.best_trials, mode="after")
+
+        pareto = figure(title="Objective vs parameters", x_axis_type="log", **common)
+        pareto.scatter("params", "value", source=self.scatter, alpha=0.4, size=4)
+        pareto.step("params", "value", source=self.front, mode="after", color="#d62728")
+        pareto.scatter("params", "value", source=self.front, color="#d62728", size=6)
+        pareto.add_tools(HoverTool(tooltips=[("trial", "@trial"), ("value", "@value")]))
+        pareto.xaxis.axis_label = "parameters"
+        pareto.xaxis.formatter = NumeralTickFormatter(format="0.0a")
+
+        rungs = figure(title="Trials per budget (rungs)", x_range=FactorRange(), **common)
+        rungs.vbar(x="budget", top="trials", source=self.rungs, width=0.8)
+        rungs.xaxis.axis_label = "budget (epochs)"
+
+        timeline = figure(
+            title="Trials by worker and GPU (latest)",
+            x_axis_type="datetime",
+            height=320,
+            sizing_mode="stretch_width",
+        )
+        timeline.hbar(
+            y="y",
+            left="start",
+            right="end",
+            height=0.8,
+            color="colour",
+            source=self.timeline,
+        )
+        timeline.add_tools(HoverTool(tooltips=[("trial", "@trial"), ("where", "@where")]))
+        return {
+            "states": states,
+            "best_time": over_time,
+            "best_trials": over_trials,
+            "pareto": pareto,
+            "rungs": rungs,
+            "timeline": timeline,
+        }
+
+    @property
+    def root(self) -> Any:
+        f = self.figures
+        return column(
+            self.summary,
+            row(f["states"], f["best_time"], sizing_mode="stretch_width"),
+            row(f["best_trials"], f["pareto"], f["rungs"], sizing_mode="stretch_width"),
+            f["timeline"],
+            sizing_mode="stretch_width",
+        )
+
+    def update(self) -> None:
+        board = boards_of(self.scheduler).latest()
+        if board is None or self.drawn == (id(board), board.version):
+            return
+        self.drawn = (id(board), board.version)
+        self.summary.text = _summary_html(board)
+        history = board.history or [(board.updated_at, 0, 0, 0)]
+        times, complete, failed, running = (list(c) for c in zip(*history, strict=True))
+        self.history.data = {
+            "time": [_millis(t) for t in times],
+            "complete": [d - f for d, f in zip(complete, failed, strict=True)],
+            "failed": list(failed),
+            "in flight": list(running),
+        }
+        self.best_time.data = {
+            "time": [_millis(t) for t, _, _ in board.best_curve] + [_millis(board.updated_at)],
+            "best": [b for _, _, b in board.best_curve] + [board.best],
+        }
+        self.best_trials.data = {
+            "trials": [n for _, n, _ in board.best_curve] + [board.done],
+            "best": [b for _, _, b in board.best_curve] + [board.best],
+        }
+        self.scatter.data = _points(board.scatter)
+        self.front.data = _points(board.front)
+        budgets = sorted(board.rungs)
+        self.figures["rungs"].x_range.factors = [str(b) for b in budgets]
+        self.rungs.data = {
+            "budget": [str(b) for b in budgets],
+            "trials": [board.rungs[b] for b in budgets],
+        }
+        self._draw_timeline(board)
+
+    def _draw_timeline(self, board: SearchBoard) -> None:
+        """One row per worker (and GPU) and per trial running there at once (threads)."""
+        trials = sorted(board.timeline, key=lambda t: t[2])
+        lanes: dict[str, list[float]] = {}  # place -> when each of its lanes is free
+        lane_of = []
+        for _, where, start, end, _ in trials:
+            ends = lanes.setdefault(where, [])
+            lane = next((i for i, free in enumerate(ends) if free <= start), len(ends))
+            ends[lane : lane + 1] = [end]
+            lane_of.append(lane)
+        base, rows = {}, 0
+        for where in sorted(lanes):
+            base[where], rows = rows, rows + len(lanes[where])
+        self.timeline.data = {
+            "y": [base[t[1]] + lane for t, lane in zip(trials, lane_of, strict=True)],
+            "start": [_millis(t[2]) for t in trials],
+            "end": [_millis(t[3]) for t in trials],
+            "trial": [t[0] for t in trials],
+            "where": [t[1] for t in trials],
+            "colour": [STATE_COLOURS["complete" if t[4] else "failed"] for t in trials],
+        }
+        axis = self.figures["timeline"].yaxis
+        axis.ticker = list(base.values())
+        axis.major_label_overrides = {row: where for where, row in base.items()}
+
+
+def _points(points: list[tuple[float, float, str]]) -> dict[str, Any]:
+    return {
+        "params": [p for p, _, _ in points],
+        "value": [v for _, v, _ in points],
+        "trial": [t for _, _, t in points],
+    }
+
+
+def _summary_html(board: SearchBoard | None) -> str:
+    if board is None:
+        return (
+            "<h3>morphml</h3><p class='morphml-waiting'>No search has reported to this "
+            "scheduler yet. Searches send their progress once a second while they run.</p>"
+        )
+    best = "none yet" if board.best is None else f"{board.best:.4g} ({board.best_trial})"
+    state = "finished" if board.status.get("finished") else "running"
+    updated = datetime.fromtimestamp(board.updated_at).strftime("%H:%M:%S")
+    return (
+        f"<h3>morphml search <code>{html.escape(board.name)}</code> ({state})</h3>"
+        f"<p><b class='morphml-done' data-trials='{board.done}'>{board.done}</b> trials done, "
+        f"<b class='morphml-failed'>{board.failed}</b> failed, "
+        f"<b class='morphml-in-flight'>{board.running}</b> in flight; "
+        f"{board.results_per_second():.1f} results/s; "
+        f"best {html.escape(board.objective)}: <b class='morphml-best'>{html.escape(best)}</b>"
+        f"; updated {updated}</p>"
+    )
+
+
+def morphml_doc(scheduler: Any, extra: dict[str, Any], doc: Any) -> None:
+    """The Bokeh document of the page (the signature distributed's dashboard calls)."""
+    from distributed.dashboard.components.scheduler import BOKEH_THEME, env
+
+    page = SearchPage(scheduler)
+    page.update()
+    doc.title = "Dask: morphml search"
+    doc.add_root(page.root)
+    doc.add_periodic_callback(page.update, REFRESH_MS)
+    doc.template = env.get_template("simple.html")
+    doc.template_variables.update(extra)
+    doc.theme = BOKEH_THEME
