@@ -3,7 +3,9 @@
 `write_report` reads an experiment store (a folder, ``memory://`` or ``s3://``) and writes
 ``report.html`` (figures embedded as ``data:`` URIs, so the file travels alone) and, beside
 it, ``best_so_far.png``, ``pareto.png``, ``curves.png``, ``failures.png``, ``timeline.png``
-and ``best_arch.png``. matplotlib (Agg) is imported only when a report is written.
+and ``best_arch.png``. `draw_figure` returns one of those figures as a matplotlib `Figure`
+(what ``Search.plot`` shows in a notebook). matplotlib is imported only when a figure is
+drawn.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from morphml_dask.exceptions import StorageError
+from morphml_dask.exceptions import MorphMLError, StorageError
 from morphml_dask.storage import ExperimentStore, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-__all__ = ["FIGURES", "write_report"]
+__all__ = ["FIGURES", "draw_figure", "write_report"]
 
 FIGURES = ("best_so_far", "pareto", "curves", "failures", "timeline", "best_arch")
 """The PNG files a report holds, without their ``.png`` suffix, in page order."""
@@ -70,19 +72,71 @@ def write_report(
         When the store holds no trials, or has no column for ``objective``.
     """
     store = open_store(url, storage_options)
-    table = _read_trials(store)
-    metric, direction = _objective(store, table, objective)
-    best = store.best(max(top, 1), metric, direction)
+    context = _context(store, _read_trials(store), objective, None, top)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    context = _Context(store, table, metric, direction, best)
     images: dict[str, bytes] = {}
     for name in FIGURES:
-        images[name] = _render(_DRAWERS[name], context)
+        images[name] = _png(_figure(_DRAWERS[name], context))
         (out / f"{name}.png").write_bytes(images[name])
     page = out / "report.html"
     page.write_text(_page(context, images), encoding="utf-8")
     return page
+
+
+def draw_figure(
+    name: str,
+    store: ExperimentStore,
+    *,
+    table: pd.DataFrame | None = None,
+    objective: str | None = None,
+    direction: str | None = None,
+    top: int = 5,
+) -> Figure:
+    """One of the report's figures, as a matplotlib `Figure` (shown inline by Jupyter).
+
+    Parameters
+    ----------
+    name
+        One of `FIGURES`.
+    store
+        The experiment store the search writes to.
+    table
+        Its trials table, when the caller has read it already; by default ``store.trials()``.
+    objective, direction
+        The metric to rank trials by and ``"maximize"`` or ``"minimize"``; by default as in
+        `write_report`.
+    top
+        How many of the best trials the learning curves show.
+
+    Raises
+    ------
+    MorphMLError
+        For a ``name`` not in `FIGURES`.
+    StorageError
+        When the store holds no trials, or has no column for ``objective``.
+    """
+    if name not in _DRAWERS:
+        raise MorphMLError(
+            f"unknown report figure {name!r}",
+            expected=f"one of {list(FIGURES)}",
+            received=repr(name),
+            fix='pass e.g. draw_figure("best_so_far", store)',
+        )
+    table = _read_trials(store) if table is None else table
+    return _figure(_DRAWERS[name], _context(store, table, objective, direction, top))
+
+
+def _context(
+    store: ExperimentStore,
+    table: pd.DataFrame,
+    objective: str | None,
+    direction: str | None,
+    top: int,
+) -> _Context:
+    metric, direction = _objective(store, table, objective, direction)
+    best = store.best(max(top, 1), metric, direction)
+    return _Context(store, table, metric, direction, best)
 
 
 class _Context:
@@ -116,7 +170,10 @@ def _read_trials(store: ExperimentStore) -> pd.DataFrame:
 
 
 def _objective(
-    store: ExperimentStore, table: pd.DataFrame, requested: str | None
+    store: ExperimentStore,
+    table: pd.DataFrame,
+    requested: str | None,
+    requested_direction: str | None = None,
 ) -> tuple[str, str]:
     """The metric to rank by and its direction: as asked, else as the search optimized."""
     searched = _DEFAULT_OBJECTIVE
@@ -138,17 +195,21 @@ def _objective(
             received=repr(metric),
             fix="pass --objective NAME with a metric the task reports, e.g. val_accuracy",
         )
-    return metric, direction
+    return metric, requested_direction or direction
 
 
 # -- figures -----------------------------------------------------------------------------------
 
 
-def _render(draw: Callable[[Figure, _Context], None], context: _Context) -> bytes:
+def _figure(draw: Callable[[Figure, _Context], None], context: _Context) -> Figure:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(8, 4.5), dpi=100, layout="constrained")
     draw(figure, context)
+    return figure
+
+
+def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()

@@ -160,6 +160,14 @@ class BaseOptimizer(abc.ABC):
         """The completed trial with the best objective so far."""
         return None if self._best is None else Trial.from_dict(self._best[2])
 
+    @property
+    def best_value(self) -> float | None:
+        """The objective's value for `best_trial`, as the task reported it."""
+        if self._best is None:
+            return None
+        score = self._best[0]
+        return score if self.objective.direction == "maximize" else -score
+
     # -- persistence -----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
