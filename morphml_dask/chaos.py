@@ -55,6 +55,7 @@ class ExecutionLog(WorkerPlugin):
         self.folder = str(folder)
 
     def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        """Append a line for ``key`` when it starts executing; other transitions pass."""
         if finish == "executing":
             line = f"{time.time():.6f} {key}\n"
             with open(os.path.join(self.folder, f"{os.getpid()}.log"), "a") as log:
