@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MorphMLError as error:
         print(f"morphml: error: {error}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as error:
+        package = (error.name or "").split(".")[0]
+        extra = _EXTRAS.get(package)
+        if extra is None:
+            raise
+        print(
+            f"morphml: error: this command needs the Python package {package!r}, "
+            f"which is not installed\n  fix: pip install 'morphml_dask[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
+
+
+# Optional packages, by the extra that installs them.
+_EXTRAS = {
+    "matplotlib": "report",
+    "s3fs": "s3",
+    "dask_jobqueue": "slurm",
+    "dask_kubernetes": "kubernetes",
+    "bokeh": "dashboard",
+}
+
+
+@contextlib.contextmanager
+def _reading_store(url: str) -> Iterator[None]:
+    """Errors of reading an existing store (no such endpoint, bucket or credentials) as a
+    `StorageError` that says what to check."""
+    try:
+        yield
+    except (MorphMLError, ModuleNotFoundError):
+        raise
+    except Exception as error:
+        raise StorageError(
+            f"cannot read the store at {url}",
+            expected="a reachable store holding a search",
+            received=f"{type(error).__name__}: {error}",
+            fix="check the URL, and for S3 the endpoint and credentials: --storage-options "
+            '\'{"endpoint_url": "http://HOST:PORT"}\' or AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, '
+            "AWS_SECRET_ACCESS_KEY",
+        ) from error
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -172,7 +213,8 @@ def _resume(args: argparse.Namespace) -> int:
 
     tls = _tls(args)
     options = _storage_options(args.storage_options)
-    experiment = stored_experiment(args.url, options)
+    with _reading_store(args.url):
+        experiment = stored_experiment(args.url, options)
     name, gpus = experiment.name, experiment.gpus_per_trial
     with tls, connect(args.scheduler, args.cluster, name=name, gpus_per_trial=gpus) as client:
         search = resume(args.url, options, client=client)
@@ -183,9 +225,10 @@ def _report(args: argparse.Namespace) -> int:
     from morphml_dask.report import write_report
 
     options = _storage_options(args.storage_options)
-    page = write_report(
-        args.url, args.out, storage_options=options, objective=args.objective, top=args.top
-    )
+    with _reading_store(args.url):
+        page = write_report(
+            args.url, args.out, storage_options=options, objective=args.objective, top=args.top
+        )
     print(page)
     return 0
 

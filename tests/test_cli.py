@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,49 @@ def test_invalid_yaml_exits_2(tmp_path: Path) -> None:
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "morphml: error: " in done.stderr and "YAML" in done.stderr
+
+
+def test_resume_from_an_unreachable_endpoint_says_what_to_check(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    from morphml_dask.cli import main
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    options = json.dumps(
+        {
+            "endpoint_url": f"http://127.0.0.1:{closed}",
+            "config_kwargs": {"retries": {"max_attempts": 1}},
+        }
+    )
+    assert main(["resume", "s3://bucket/experiment", "--storage-options", options]) == 2
+    error = capsys.readouterr().err
+    assert "morphml: error: cannot read the store at s3://bucket/experiment" in error
+    assert re.search(r"received: \w+(Error|Exception)", error), error
+    assert "fix: check the URL, and for S3 the endpoint and credentials" in error
+    assert "Traceback" not in error
+
+
+def test_report_without_matplotlib_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from morphml_dask.cli import main
+    from morphml_dask.optim import RandomSearch
+    from morphml_dask.space import CellSpace
+    from morphml_dask.storage import open_store, trial_row
+    from morphml_dask.testing import synthetic_result
+
+    store = open_store(str(tmp_path / "store"))
+    trials = RandomSearch(CellSpace(), seed=0).ask(5)
+    store.append([trial_row(t, synthetic_result(t)) for t in trials])
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    status = main(["report", str(tmp_path / "store"), "--out", str(tmp_path / "report")])
+    error = capsys.readouterr().err
+    assert status == 2, error
+    assert "needs the Python package 'matplotlib'" in error
+    assert "fix: pip install 'morphml_dask[report]'" in error

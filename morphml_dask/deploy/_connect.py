@@ -31,6 +31,8 @@ def connect(
     from distributed import Client
 
     kind = str(config_value("cluster.kind", kind))
+    configured = config_value("scheduler-address", address)
+    address = None if configured is None else str(configured)
     if kind not in CLUSTER_KINDS:
         raise ClusterError(
             f"unknown cluster kind {kind!r}",
@@ -61,7 +63,7 @@ def connect(
     cluster = _start(kind, name, gpus, maximum)
     try:
         cluster.adapt(minimum=0, maximum=maximum)
-        with Client(cluster) as client:  # type: ignore[no-untyped-call]
+        with Client(cluster) as client:
             yield client
     finally:
         cluster.close()

@@ -320,6 +320,7 @@ class Search:
             self._flush()
             self._flushed_at = self._checked_at = time.monotonic()
             while not self._stop.is_set():
+                self._writer.check()
                 # While the store fails, hold new trials back: running ones finish and their
                 # results wait in memory, so nothing is dropped and the buffer stays bounded.
                 holding = self._writer.congested

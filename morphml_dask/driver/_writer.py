@@ -120,6 +120,11 @@ class StoreWriter:
             except MorphMLError as error:  # the data is wrong: writing it again cannot help
                 self._error = error
                 return
+            except (FileNotFoundError, PermissionError) as error:
+                # A bucket that does not exist, or credentials without the right: waiting
+                # cannot help either (an outage shows as connection errors and timeouts).
+                self._error = _unwritable(self.store.url, error)
+                return
             except Exception as error:
                 now = time.monotonic()
                 if self._failing_since is None:
@@ -141,6 +146,11 @@ class StoreWriter:
                 future.release()
             return
 
+    def check(self) -> None:
+        """Raise the error that stopped the writer, if any: the search loop calls it every
+        round, so that a store that fails for good ends a search with nothing in flight."""
+        self._raise_if_failed()
+
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
@@ -155,4 +165,14 @@ def _outage(url: str, timeout: float, error: Exception) -> StorageError:
             "check the endpoint and credentials, then continue with `morphml resume URL`; "
             "raise morphml.store-outage-timeout to wait longer"
         ),
+    )
+
+
+def _unwritable(url: str, error: Exception) -> StorageError:
+    return StorageError(
+        f"the store at {url} cannot be written",
+        expected="an existing bucket or folder that these credentials may write",
+        received=f"{type(error).__name__}: {error}",
+        fix="create the bucket (or fix the URL), or use credentials allowed to write there; "
+        "then run again, or `morphml resume URL` if results were stored before",
     )

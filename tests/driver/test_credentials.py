@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -114,3 +115,36 @@ def test_storage_options_must_be_a_json_object(
     assert "received: invalid JSON" in error
     assert main(["resume", str(tmp_path), "--storage-options", "[1, 2]"]) == 2
     assert "received: [1, 2]" in capsys.readouterr().err
+
+
+def test_a_bucket_that_does_not_exist_stops_the_search_at_once(
+    s3_options: dict[str, Any],
+) -> None:
+    """Not retried as an outage for morphml.store-outage-timeout: no wait can create it."""
+    from distributed import Client
+
+    from morphml_dask.driver import Search
+    from morphml_dask.exceptions import StorageError
+    from morphml_dask.optim import RandomSearch
+    from morphml_dask.space import CellSpace
+    from morphml_dask.tasks import NB201TabularTask
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False) as cluster,  # type: ignore[no-untyped-call]
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
+        search = Search(
+            RandomSearch(CellSpace(), max_trials=10, seed=0),
+            NB201TabularTask(),
+            store=f"s3://missing-{uuid.uuid4().hex[:8]}/experiment",
+            storage_options=s3_options,
+            client=client,
+            store_outage_timeout=3600,
+        )
+        with pytest.raises(
+            StorageError,
+            match=r"(?s)the store at s3://missing-\w+/experiment cannot be written.*"
+            r"received: FileNotFoundError: The specified bucket does not exist.*"
+            r"fix: create the bucket",
+        ):
+            search.run()
