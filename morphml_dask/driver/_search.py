@@ -30,8 +30,9 @@ from morphml_dask.driver._cluster import (
 )
 from morphml_dask.driver._health import INFRASTRUCTURE_FAILURES, Quarantine, WorkerHealth
 from morphml_dask.driver._monitor import ProgressPublisher
+from morphml_dask.driver._packing import PackSize
 from morphml_dask.driver._placement import DurationEstimate, Lifetimes
-from morphml_dask.driver._worker import GPUPlugin, TaskPlugin, run_trial
+from morphml_dask.driver._worker import GPUPlugin, TaskPlugin, run_trial, run_trials
 from morphml_dask.driver._writer import StoreWriter
 from morphml_dask.exceptions import SearchStalledError, UnschedulableError
 from morphml_dask.storage import Checkpoint, ExperimentStore, open_store, trial_row
@@ -39,7 +40,9 @@ from morphml_dask.trial import Trial, TrialResult
 
 if TYPE_CHECKING:
     import pandas as pd
+    import xarray as xr
     from distributed import Client, Future
+    from matplotlib.figure import Figure
 
     from morphml_dask.optim import BaseOptimizer
     from morphml_dask.tasks import BaseTask
@@ -135,8 +138,8 @@ class Search:
         (``morphml.store-outage-timeout``, 600).
     worker_timeout
         Seconds the cluster may have no worker able to run the trials, while trials wait,
-        before the search stops with an `UnschedulableError`; None waits forever
-        (``morphml.worker-timeout``, 600).
+        before the search stops with an `UnschedulableError` (``morphml.worker-timeout``,
+        600; set that to null to wait forever, since None here means the configured value).
     name
         Prefix of the Dask keys (``<name>/<trial id>``).
     config
@@ -145,6 +148,11 @@ class Search:
     worker_wait
         Seconds to wait at the start for a worker that can run the trials before raising
         `UnschedulableError`.
+    max_pack
+        The most trials one Dask task may carry (32; 1 sends each trial in a task of its
+        own). Trials far shorter than a task's overhead are packed, so that a search of
+        millisecond trials is not limited by the scheduler; each keeps its own row, and the
+        queue grows by the same factor, so that every slot stays busy (`PackSize`).
     """
 
     def __init__(
@@ -165,6 +173,7 @@ class Search:
         name: str = "search",
         config: Mapping[str, Any] | None = None,
         worker_wait: float = 10.0,
+        max_pack: int = 32,
     ) -> None:
         if not isinstance(store, ExperimentStore):
             store = open_store(config_value("store", store), storage_options)
@@ -191,6 +200,8 @@ class Search:
         # Saved in every checkpoint, so never with the secrets of its storage options.
         self.config: dict[str, Any] = without_credentials(dict(config or {}))
         self.worker_wait = worker_wait
+        self._packing = PackSize(max_pack)
+        self._packs: dict[str, list[str]] = {}  # a packed task's key -> its trials' keys
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -221,6 +232,7 @@ class Search:
         # a fresh optimizer reproduces the search exactly (what the tests check).
         self.events: list[tuple[Any, ...]] = []
         self.started_at: float | None = None
+        self.finished_at: float | None = None
 
     # -- running ---------------------------------------------------------------------------
 
@@ -272,7 +284,9 @@ class Search:
             "store_backlog_batches": 0 if self._writer is None else self._writer.backlog_batches,
             "quarantined": self._quarantined(),
             "best_trial": None if best is None else best.id,
-            "elapsed": 0.0 if self.started_at is None else time.time() - self.started_at,
+            "elapsed": 0.0
+            if self.started_at is None
+            else (self.finished_at or time.time()) - self.started_at,
             "finished": self.optimizer.finished,
         }
 
@@ -282,6 +296,7 @@ class Search:
         from distributed import as_completed
 
         self.started_at = time.time()
+        self.finished_at = None
         # The objects alive now (torch, xarray, a local scheduler's state) would make every
         # full garbage collection during the search scan them: a 0.2 s pause of the loop and
         # of a local scheduler, long enough to leave dozens of slots idle.
@@ -366,21 +381,60 @@ class Search:
                 owned.close()
             cleanup.close()
             gc.unfreeze()
+            self.finished_at = time.time()
 
     def _fill(self, capacity: int) -> None:
-        """Ask for trials until ``capacity`` run or wait queued, or the optimizer has none;
-        trials answered from the store leave their place free for the next ask."""
+        """Ask for trials until ``capacity`` tasks' worth run or wait queued, or the optimizer
+        has none; trials answered from the store leave their place free for the next ask."""
         waiting, self._waiting = self._waiting, []
         for trial, avoid in waiting:
             self._submit(trial, avoid)
-        while (want := capacity - len(self._in_flight) - len(self._waiting)) > 0:
+        pack = self._pack_size()
+        while (want := capacity * pack - len(self._in_flight) - len(self._waiting)) > 0:
             asked = self.optimizer.ask(want)
             if not asked:
                 return
             self.events.append(("ask", want, [t.id for t in asked]))
-            for trial in asked:
-                if not self._reuse(trial):
-                    self._submit(trial)
+            fresh = [trial for trial in asked if not self._reuse(trial)]
+            for start in range(0, len(fresh), pack):
+                self._submit_pack(fresh[start : start + pack])
+
+    def _pack_size(self) -> int:
+        """Trials per task now: one while placement restricts trials to some workers, since
+        a pack goes where its longest trial may."""
+        if self._client is None or self._lifetimes.any_retiring(self._client):
+            return 1
+        return self._packing.size()
+
+    def _submit_pack(self, trials: list[Trial]) -> None:
+        """Submit ``trials`` in one task (`run_trials`) under the key
+        ``<name>/<first id>+<more>``; each trial stays in flight under its own key."""
+        assert self._client is not None and self._completed is not None
+        if len(trials) == 1:
+            self._submit(trials[0])
+            return
+        key = f"{self.name}/{trials[0].id}+{len(trials) - 1}"
+        future = self._client.submit(
+            run_trials,
+            trials,
+            self._task_name,
+            self.store.url,
+            None,
+            self.gpus_per_trial,
+            key=key,
+            pure=False,
+            resources={"GPU": self.gpus_per_trial} if self.gpus_per_trial else None,
+            priority=max(trial.rung for trial in trials),
+            retries=self.max_retries,
+        )
+        self._packs[key] = []
+        for trial in trials:
+            submissions = self._submissions[trial.id] = self._submissions.get(trial.id, 0) + 1
+            suffix = f"/{submissions - 1}" if submissions > 1 else ""
+            self._packs[key].append(f"{self.name}/{trial.id}{suffix}")
+            self._in_flight[self._packs[key][-1]] = (trial, future)
+        self._completed.add(future)
+        self.counts["submitted"] += len(trials)
 
     def _watch_workers(self, client: Client) -> None:
         """Every few seconds: size the queue to the workers there are now (an adaptive
@@ -492,9 +546,22 @@ class Search:
         self.counts["submitted"] += 1
 
     def _collect(self, future: Future[Any], outcome: Any) -> None:
-        trial, _ = self._in_flight.pop(str(future.key))
-        self._restricted.pop(str(future.key), None)
+        """Take in a finished task: one trial's outcome, or a list of them for a pack (an
+        exception, when Dask gave the pack up, is every one of its trials' outcome)."""
+        keys = self._packs.pop(str(future.key), None)
+        if keys is None:
+            self._collect_trial(str(future.key), future, outcome)
+            return
+        outcomes = outcome if isinstance(outcome, list) else [outcome] * len(keys)
+        for key, each in zip(keys, outcomes, strict=True):
+            self._collect_trial(key, future, each)
+
+    def _collect_trial(self, key: str, future: Future[Any], outcome: Any) -> None:
+        trial, _ = self._in_flight.pop(key)
+        self._restricted.pop(key, None)
         attempt = 1 + self.health.attempts(trial.id)
+        if not isinstance(outcome, BaseException):
+            self._packing.observe(outcome.get("start_time"), outcome.get("end_time"))
         if isinstance(outcome, BaseException):  # Dask gave up: its workers kept dying
             if self._retried(trial, None, "lost", future):
                 return
@@ -642,3 +709,62 @@ class Search:
             else:
                 again.append(trial)
         return again
+
+    # -- notebooks ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``"not started"``, ``"running"``, ``"finished"``, ``"stopped"`` or ``"failed"``
+        (a search started with `start` whose loop raised; `wait` re-raises the error)."""
+        if self._error is not None:
+            return "failed"
+        if self.running:
+            return "running"
+        if self.started_at is None:
+            return "not started"
+        return "finished" if self.optimizer.finished else "stopped"
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The Dask dashboard's URL while the search's client is connected, else None."""
+        client = self._client or self.client
+        if client is None or client.status != "running":
+            return None
+        with contextlib.suppress(Exception):  # a scheduler without a dashboard
+            return str(client.dashboard_link)
+        return None
+
+    def results(self) -> pd.DataFrame:
+        """The trials stored so far, one row per trial id (`ExperimentStore.trials`)."""
+        return self.store.trials()
+
+    def curves(self) -> xr.Dataset:
+        """The learning curves stored so far, dims ``(trial, epoch)``."""
+        return self.store.curves()
+
+    def plot(self, kind: str = "best", *, top: int = 5) -> Figure:
+        """A matplotlib figure of the stored trials (needs matplotlib).
+
+        Parameters
+        ----------
+        kind
+            ``"best"`` (best objective so far, by trial and by time), ``"pareto"`` (objective
+            against parameters), ``"curves"`` (learning curves of the ``top`` trials) or
+            ``"timeline"`` (trials per worker over time).
+        top
+            How many of the best trials ``"curves"`` shows.
+        """
+        from morphml_dask.notebook import plot_search
+
+        return plot_search(self, kind, top=top)
+
+    def _repr_html_(self) -> str:
+        from morphml_dask.notebook import search_html
+
+        return search_html(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any] | None:
+        # While running: a widget that keeps itself up to date; Jupyter adds _repr_html_.
+        from morphml_dask.notebook import search_mimebundle
+
+        return search_mimebundle(self)

@@ -21,7 +21,7 @@ from morphml_dask.exceptions import TrainingDivergedError
 from morphml_dask.tasks import BaseTask, TrainingTask
 from morphml_dask.trial import Trial, TrialResult
 
-__all__ = ["GPUPlugin", "TaskPlugin", "run_trial"]
+__all__ = ["GPUPlugin", "TaskPlugin", "run_trial", "run_trials"]
 
 
 class GPUPlugin(WorkerPlugin):
@@ -174,6 +174,19 @@ def run_trial(
         "start_time": start,
         "end_time": time.time(),
     }
+
+
+def run_trials(
+    trials: list[Trial],
+    task: BaseTask | str,
+    store_url: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    gpus: int = 0,
+) -> list[dict[str, Any]]:
+    """`run_trial` for each of ``trials`` in turn, in one Dask task: the driver packs trials
+    far shorter than a task's overhead (`PackSize`). Each gets its own outcome, in order, and
+    one that fails is that trial's failure alone."""
+    return [run_trial(trial, task, store_url, storage_options, gpus) for trial in trials]
 
 
 def _evaluate(
