@@ -265,6 +265,10 @@ def _scalar(expected: str, test: Callable[[Any], bool], convert: Callable[[Any],
     return check
 
 
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
 def _bounds(low: float | None, high: float | None, strict_low: bool = False) -> str:
     if low is not None and high is not None:
         return f" from {low} to {high}"
@@ -441,6 +445,8 @@ _OPTIMIZERS = {
             "budget": _integer(1),
             "constraints": _optional(_metric_bounds),
             "objectives": _OBJECTIVES,
+            "greedy_start": _integer(0),
+            "avoid_repeats": _scalar("true or false", _is_bool, bool),
             **_COMMON,
         },
     ),

@@ -142,6 +142,8 @@ def test_the_normalized_document_fills_every_default() -> None:
         "budget": 12,
         "constraints": None,
         "objectives": None,
+        "greedy_start": 0,
+        "avoid_repeats": False,
         "objective": "val_accuracy",
         "direction": "maximize",
         "seed": 0,

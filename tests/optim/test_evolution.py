@@ -114,3 +114,115 @@ def test_multi_objective_front_is_the_non_dominated_set() -> None:
     front = optimizer.pareto_front()
     assert len(front) > 1
     assert {points[t.arch.fingerprint] for t in front} == expected
+
+
+@pytest.mark.parametrize("space", [CellSpace(), DagSpace(max_nodes=4)])
+def test_greedy_start_and_avoid_repeats_keep_the_contract(space: CellSpace | DagSpace) -> None:
+    check_optimizer(
+        lambda seed: RegularizedEvolution(
+            space,
+            population_size=6,
+            sample_size=3,
+            greedy_start=12,
+            avoid_repeats=True,
+            max_trials=40,
+            seed=seed,
+        )
+    )
+
+
+def test_greedy_start_climbs_from_the_best_result_then_runs_the_papers_algorithm() -> None:
+    """Predicted equals actual: one random cell, then mutations of the best result told so
+    far until greedy_start results are back, then tournaments over the last P results."""
+    space = CellSpace()
+    optimizer = RegularizedEvolution(
+        space, population_size=5, sample_size=2, greedy_start=8, seed=3
+    )
+    rng = np.random.default_rng(3)
+    history: list[tuple[ArchGraph, float]] = []
+    for step in range(40):
+        (trial,) = optimizer.ask(1)
+        if not history:
+            expected = space.sample(rng)
+        elif len(history) < 8:
+            leader = max(history, key=lambda member: member[1])  # ties: the earlier
+            expected = space.mutate(leader[0], rng)
+        else:
+            population = history[-5:]
+            picks = sorted(int(i) for i in rng.choice(5, size=2, replace=False))
+            parent = max(picks, key=lambda i: population[i][1])
+            expected = space.mutate(population[parent][0], rng)
+        assert trial.arch == expected, f"step {step}"
+        result = synthetic_result(trial)
+        optimizer.tell(result)
+        history.append((trial.arch, result.metrics["val_accuracy"]))
+
+
+def test_greedy_start_waits_for_a_first_result_and_ignores_failures() -> None:
+    space = CellSpace()
+    optimizer = RegularizedEvolution(space, greedy_start=20, seed=0)
+    first = optimizer.ask(10)  # nothing is back: every one is random
+    optimizer.tell(TrialResult.failed(first[0].id, "boom"))
+    optimizer.tell(TrialResult.complete(first[1].id, {"val_accuracy": 50.0}))
+    optimizer.tell(TrialResult.complete(first[2].id, {"val_accuracy": 70.0}))
+    leader = space.to_ops(first[2].arch)
+    for child in optimizer.ask(8):
+        ops = space.to_ops(child.arch)
+        assert sum(a != b for a, b in zip(ops, leader, strict=True)) == 1
+
+
+def test_avoid_repeats_draws_new_children_of_the_same_parent() -> None:
+    space = CellSpace()
+    children: dict[bool, set[str]] = {}
+    for avoid, count in ((True, 12), (False, 24)):
+        optimizer = RegularizedEvolution(space, greedy_start=50, avoid_repeats=avoid, seed=4)
+        (first,) = optimizer.ask(1)
+        optimizer.tell(TrialResult.complete(first.id, {"val_accuracy": 60.0}))
+        children[avoid] = {t.arch.fingerprint for t in optimizer.ask(count)}
+        children[avoid].add(first.arch.fingerprint)
+    # 12 children of one cell, all new, and the parent.
+    assert len(children[True]) == 13
+    # A cell has 24 one-edge neighbours: 24 children drawn without the option repeat some.
+    assert len(children[False]) < 25
+
+
+def test_avoid_repeats_remembers_across_a_checkpoint() -> None:
+    space = CellSpace()
+    optimizer = RegularizedEvolution(space, greedy_start=50, avoid_repeats=True, seed=5)
+    (first,) = optimizer.ask(1)
+    optimizer.tell(TrialResult.complete(first.id, {"val_accuracy": 60.0}))
+    before = [t.arch.fingerprint for t in optimizer.ask(6)]
+    resumed = RegularizedEvolution(space, greedy_start=50, avoid_repeats=True, seed=5)
+    resumed.load_state_dict(optimizer.state_dict())
+    after = [t.arch.fingerprint for t in resumed.ask(6)]
+    assert len(set(before + after + [first.arch.fingerprint])) == 13
+
+
+def test_checkpoints_from_before_the_options_still_load() -> None:
+    optimizer = RegularizedEvolution(CellSpace(), population_size=3, max_trials=20, seed=6)
+    run_optimizer(optimizer, workers=2)
+    state = optimizer.state_dict()
+    for key in ("fed", "leader", "asked_fingerprints"):
+        del state["algorithm"][key]
+    resumed = RegularizedEvolution(CellSpace(), population_size=3, seed=6)
+    resumed.load_state_dict(state)
+    assert resumed.finished
+    assert resumed.state_dict()["algorithm"]["fed"] == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"greedy_start": -1}, r"(?s)invalid greedy_start.*at least 0.*received: -1"),
+        ({"greedy_start": True}, r"(?s)invalid greedy_start.*received: True"),
+        ({"greedy_start": 2.5}, r"(?s)invalid greedy_start.*received: 2.5"),
+        ({"avoid_repeats": "yes"}, r"(?s)invalid avoid_repeats.*True or False.*'yes'"),
+        (
+            {"greedy_start": 10, "objectives": MULTI},
+            r"(?s)greedy_start needs a single objective.*drop greedy_start",
+        ),
+    ],
+)
+def test_bad_strategy_settings(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(OptimizerError, match=message):
+        RegularizedEvolution(CellSpace(), **kwargs)  # type: ignore[arg-type]
