@@ -262,30 +262,11 @@ def run_search(
 
 
 def bare_loop(client: Client, durations: Sequence[float], slots: int) -> tuple[float, float]:
-    """``time.sleep`` tasks of ``durations``, ``slots`` in flight, one submitted per
-    completion: makespan from the workers' start/stop times, and the driver's wall time."""
-    from distributed import as_completed, get_task_stream
+    """`workloads.bare_loop`: makespan on the workers and the driver's wall time."""
+    from workloads import bare_loop as bare
 
-    pending = list(durations)
-    with get_task_stream(client) as stream:
-        start = time.perf_counter()
-        first = [client.submit(time.sleep, d, pure=False) for d in pending[:slots]]
-        pending = pending[slots:]
-        completed = as_completed(first)  # type: ignore[no-untyped-call]
-        for future in completed:
-            future.release()
-            if pending:
-                next_future = client.submit(time.sleep, pending.pop(0), pure=False)
-                completed.add(next_future)  # type: ignore[no-untyped-call]
-        wall = time.perf_counter() - start
-    spans = [
-        (part["start"], part["stop"])
-        for task in stream.data
-        for part in task["startstops"]
-        if part["action"] == "compute"
-    ]
-    makespan = max(stop for _, stop in spans) - min(begin for begin, _ in spans)
-    return makespan, wall
+    result = bare(client, durations, slots)
+    return result["makespan_s"], result["wall_s"]
 
 
 def measure(
