@@ -64,4 +64,4 @@ def dashboard_client() -> Iterator[Client]:
         yield client
     finally:
         client.close()  # type: ignore[no-untyped-call]
-        cluster.close()  # type: ignore[no-untyped-call]
+        cluster.close()
