@@ -171,18 +171,10 @@ def _noop_item(item: int) -> int:
 def local_cluster(slots: int, workers: int = 2) -> Iterator[Client]:
     """A client of a ``LocalCluster`` of ``workers`` processes sharing ``slots`` threads (one
     process when ``slots`` is 1), warmed up so that imports are not timed."""
-    from distributed import Client, LocalCluster
+    from morphml_dask.testing import local_client
 
     workers = max(1, min(workers, slots))
-    with (
-        LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=workers,
-            threads_per_worker=slots // workers,
-            processes=True,
-            dashboard_address="127.0.0.1:0",
-        ) as cluster,
-        Client(cluster) as client,  # type: ignore[no-untyped-call]
-    ):
+    with local_client(n_workers=workers, threads_per_worker=slots // workers) as client:
         client.wait_for_workers(workers)
         client.run(_warm_worker)
         _warm_worker()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from morphml_dask.exceptions import MorphMLError, StorageError
@@ -68,7 +67,7 @@ def search_html(search: Search) -> str:
         ("state", html.escape(search.state)),
         *((name, str(int(status[name]))) for name in _COUNTS),
         (f"best {html.escape(objective.metric)} ({objective.direction})", best),
-        ("elapsed", _duration(_elapsed(search))),
+        ("elapsed", _duration(status["elapsed"])),
         ("store", f"<code>{html.escape(search.store.url)}</code>"),
     ]
     link = search.dashboard_link
@@ -80,13 +79,6 @@ def search_html(search: Search) -> str:
     )
     title = f"<strong>morphml search</strong> <code>{html.escape(search.name)}</code>"
     return f'<div class="morphml-search">{title}<table style="{_STYLE}">{body}</table></div>'
-
-
-def _elapsed(search: Search) -> float:
-    if search.started_at is None:
-        return 0.0
-    end = search.finished_at if search.finished_at is not None else time.time()
-    return max(end - search.started_at, 0.0)
 
 
 def _duration(seconds: float) -> str:

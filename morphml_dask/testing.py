@@ -35,6 +35,7 @@ __all__ = [
     "check_same_seed_same_sequence",
     "check_state_dict_round_trip",
     "check_store",
+    "local_client",
     "moto_s3_server",
     "run_optimizer",
     "synthetic_result",
@@ -289,3 +290,19 @@ def moto_s3_server(timeout: float = 30.0) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def local_client(n_workers: int = 2, threads_per_worker: int = 2, **options: Any) -> Iterator[Any]:
+    """A `distributed.Client` of a fresh `LocalCluster` of worker processes, its dashboard on
+    a free port of 127.0.0.1, both closed at the end; ``options`` go to `LocalCluster`."""
+    from distributed import Client, LocalCluster
+
+    options = {"processes": True, "dashboard_address": "127.0.0.1:0", **options}
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=n_workers, threads_per_worker=threads_per_worker, **options
+        ) as cluster,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
+        yield client

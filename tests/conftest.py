@@ -51,17 +51,8 @@ def _no_aws_metadata_lookups() -> None:
 def dashboard_client() -> Iterator[Client]:
     """A client of a LocalCluster (2 worker processes x 2 threads) whose scheduler serves
     the morphml dashboard page."""
-    from distributed import Client, LocalCluster
-
     from morphml_dask.dashboard import enable
+    from morphml_dask.testing import local_client
 
-    with enable():
-        cluster = LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=2, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0"
-        )
-    client = Client(cluster, set_as_default=False)  # type: ignore[no-untyped-call]
-    try:
+    with enable(), local_client(n_workers=2, threads_per_worker=2) as client:
         yield client
-    finally:
-        client.close()  # type: ignore[no-untyped-call]
-        cluster.close()

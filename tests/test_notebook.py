@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="Search.plot draws with matplotlib")
 
-from distributed import Client, LocalCluster
+from distributed import Client
 from IPython.core.formatters import DisplayFormatter
 
 from morphml_dask import notebook
@@ -25,6 +25,7 @@ from morphml_dask.optim import RandomSearch, RegularizedEvolution
 from morphml_dask.report import draw_figure
 from morphml_dask.space import CellSpace
 from morphml_dask.tasks import NB201TabularTask
+from morphml_dask.testing import local_client
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 TRIALS = 40
@@ -32,12 +33,7 @@ TRIALS = 40
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with (
-        LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
-        ) as cluster,
-        Client(cluster) as client,  # type: ignore[no-untyped-call]
-    ):
+    with local_client(n_workers=2, threads_per_worker=1) as client:
         yield client
 
 

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("matplotlib", reason="the report draws its figures with matplotlib")
 
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from morphml_dask.cli import main
 from morphml_dask.driver import Search
@@ -24,18 +24,14 @@ from morphml_dask.report import FIGURES, write_report
 from morphml_dask.space import CellSpace
 from morphml_dask.storage import open_store
 from morphml_dask.tasks import NB201TabularTask
+from morphml_dask.testing import local_client
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with (
-        LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=1, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0"
-        ) as cluster,
-        Client(cluster) as client,  # type: ignore[no-untyped-call]
-    ):
+    with local_client(n_workers=1, threads_per_worker=2) as client:
         yield client
 
 

@@ -81,8 +81,6 @@ def receive(
     trials: Sequence[TrialSummary],
     status: Mapping[str, Any],
     dask_scheduler: Any = None,
-) -> int:
-    """Run on the scheduler: take in a driver's update; returns the trials the board holds."""
-    board = boards_of(dask_scheduler).board(run, name, objective, direction)
-    board.update(trials, status)
-    return board.done
+) -> None:
+    """Run on the scheduler: take in a driver's update."""
+    boards_of(dask_scheduler).board(run, name, objective, direction).update(trials, status)

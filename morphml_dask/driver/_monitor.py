@@ -82,7 +82,6 @@ class ProgressPublisher:
         self.direction = direction
         self.status = status
         self.interval = interval
-        self.sent = 0
         self.enabled = True
         self._rows: list[Mapping[str, Any]] = []
         self._lock = threading.Lock()
@@ -122,7 +121,6 @@ class ProgressPublisher:
             self.client.run_on_scheduler(
                 receive, self.run, self.name, self.objective, self.direction, trials, status
             )
-            self.sent += len(trials)
         except (ImportError, RuntimeError) as error:
             # The scheduler cannot import morphml_dask: nothing later would get through.
             self.enabled = False

@@ -84,13 +84,13 @@ class StoreWriter:
         until then the cluster keeps the results, and a driver that dies before the write
         leaves them as in flight, to run again on resume.
         """
-        self._raise_if_failed()
+        self.check()
         self._queue.put(([dict(r) for r in rows], dict(curves), checkpoint, list(futures)))
 
     def close(self) -> None:
         """Write everything queued, stop the thread, and raise if a write failed."""
         self.stop()
-        self._raise_if_failed()
+        self.check()
 
     def stop(self) -> None:
         """Write everything queued and stop the thread; errors stay with the writer."""
@@ -149,9 +149,6 @@ class StoreWriter:
     def check(self) -> None:
         """Raise the error that stopped the writer, if any: the search loop calls it every
         round, so that a store that fails for good ends a search with nothing in flight."""
-        self._raise_if_failed()
-
-    def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
 

@@ -18,16 +18,12 @@ from morphml_dask.optim import RandomSearch, RegularizedEvolution
 from morphml_dask.space import CellSpace
 from morphml_dask.storage import open_store
 from morphml_dask.tasks import NB201TabularTask
+from morphml_dask.testing import local_client
 
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with (
-        LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=2, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0"
-        ) as cluster,
-        Client(cluster) as client,  # type: ignore[no-untyped-call]
-    ):
+    with local_client(n_workers=2, threads_per_worker=2) as client:
         yield client
 
 

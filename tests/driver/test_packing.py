@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from distributed import Client, LocalCluster, get_task_stream
+from distributed import Client, get_task_stream
 
 from morphml_dask.driver import Search
 from morphml_dask.driver._packing import PackSize
@@ -18,6 +18,7 @@ from morphml_dask.optim import RandomSearch
 from morphml_dask.space import CellSpace
 from morphml_dask.storage import open_store
 from morphml_dask.tasks import NB201TabularTask
+from morphml_dask.testing import local_client
 
 
 def _memory_url() -> str:
@@ -26,12 +27,7 @@ def _memory_url() -> str:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with (
-        LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=2, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0"
-        ) as cluster,
-        Client(cluster) as client,  # type: ignore[no-untyped-call]
-    ):
+    with local_client(n_workers=2, threads_per_worker=2) as client:
         yield client
 
 

@@ -19,6 +19,16 @@ def test_regularized_evolution_keeps_the_contract(space: CellSpace | DagSpace) -
     )
 
 
+def _tournament_child(
+    space: CellSpace, history: list[tuple[ArchGraph, float]], rng: np.random.Generator
+) -> ArchGraph:
+    """The paper's step for P=5, S=2: mutate the best of 2 of the 5 latest results."""
+    population = history[-5:]
+    picks = sorted(int(i) for i in rng.choice(5, size=2, replace=False))
+    parent = max(picks, key=lambda i: population[i][1])
+    return space.mutate(population[parent][0], rng)
+
+
 def test_sequential_run_is_the_papers_algorithm() -> None:
     """P random architectures, then each child is a one-edge mutation of the best of S
     members sampled from the P most recent results (predicted equals actual)."""
@@ -28,13 +38,7 @@ def test_sequential_run_is_the_papers_algorithm() -> None:
     history: list[tuple[ArchGraph, float]] = []
     for step in range(40):
         (trial,) = optimizer.ask(1)
-        if step < 5:
-            expected = space.sample(rng)
-        else:
-            population = history[-5:]
-            picks = sorted(int(i) for i in rng.choice(5, size=2, replace=False))
-            parent = max(picks, key=lambda i: population[i][1])
-            expected = space.mutate(population[parent][0], rng)
+        expected = space.sample(rng) if step < 5 else _tournament_child(space, history, rng)
         assert trial.arch == expected, f"step {step}"
         result = synthetic_result(trial)
         optimizer.tell(result)
@@ -148,10 +152,7 @@ def test_greedy_start_climbs_from_the_best_result_then_runs_the_papers_algorithm
             leader = max(history, key=lambda member: member[1])  # ties: the earlier
             expected = space.mutate(leader[0], rng)
         else:
-            population = history[-5:]
-            picks = sorted(int(i) for i in rng.choice(5, size=2, replace=False))
-            parent = max(picks, key=lambda i: population[i][1])
-            expected = space.mutate(population[parent][0], rng)
+            expected = _tournament_child(space, history, rng)
         assert trial.arch == expected, f"step {step}"
         result = synthetic_result(trial)
         optimizer.tell(result)
