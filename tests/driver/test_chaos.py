@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import yaml
@@ -16,12 +17,11 @@ from morphml_dask.tasks import NB201TabularTask
 def test_killing_worker_processes_loses_and_duplicates_no_trial(tmp_path: Path) -> None:
     logs = tmp_path / "executions"
     logs.mkdir()
-    with (
-        LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=4, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
-        ) as cluster,
-        Client(cluster) as client,  # type: ignore[no-untyped-call]
-    ):
+    cluster = LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=4, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+    )
+    client = Client(cluster)  # type: ignore[no-untyped-call]
+    try:
         report = worker_chaos(
             client,
             RegularizedEvolution(CellSpace(), population_size=20, max_trials=300, seed=0),
@@ -30,6 +30,13 @@ def test_killing_worker_processes_loses_and_duplicates_no_trial(tmp_path: Path) 
             logs,
             interval=2.0,
         )
+    finally:
+        # Closing a LocalCluster whose nanny is restarting a SIGKILLed worker can hang in
+        # distributed (seen once in CI, after the search had finished): bound the teardown,
+        # which is not what this test is about.
+        with contextlib.suppress(TimeoutError):
+            client.close(timeout=30)  # type: ignore[no-untyped-call]
+            cluster.close(timeout=60)
     assert report.kills >= 3, report
     assert report.interrupted > 0, report
     assert (report.requested, report.stored, report.duplicated, report.lost) == (300, 300, 0, 0)
