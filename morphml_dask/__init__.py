@@ -6,13 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 from morphml_dask.exceptions import (
     DatasetError,
+    InputError,
     InvalidArchitectureError,
     MorphMLError,
     SearchSpaceError,
     StorageError,
 )
 from morphml_dask.space import ArchGraph, CellSpace, DagSpace, Node
-from morphml_dask.trial import Trial, TrialResult, TrialState
+from morphml_dask.trial import Trial, TrialRecord, TrialResult, TrialState
 
 if TYPE_CHECKING:
     from morphml_dask.storage import open_store
@@ -24,12 +25,14 @@ __all__ = [
     "CellSpace",
     "DagSpace",
     "DatasetError",
+    "InputError",
     "InvalidArchitectureError",
     "MorphMLError",
     "Node",
     "SearchSpaceError",
     "StorageError",
     "Trial",
+    "TrialRecord",
     "TrialResult",
     "TrialState",
     "__version__",

@@ -28,7 +28,7 @@ from typing import Any, TypeVar, overload
 import dask.config
 import yaml
 
-from morphml_dask.exceptions import MorphMLError
+from morphml_dask.exceptions import InputError
 
 __all__ = ["config_keys", "config_value", "load_defaults", "load_schema"]
 
@@ -43,7 +43,7 @@ def _read_yaml(filename: str) -> dict[str, Any]:
     text = resources.files(_PACKAGE).joinpath(filename).read_text(encoding="utf-8")
     document = yaml.safe_load(text)
     if not isinstance(document, dict):  # pragma: no cover - the shipped files are dicts
-        raise MorphMLError(
+        raise InputError(
             f"{filename} is not a YAML mapping",
             expected="a mapping at the top of the file",
             received=type(document).__name__,
@@ -101,7 +101,7 @@ def config_value(key: str, value: Any = None) -> Any:
 
     Raises
     ------
-    MorphMLError
+    InputError
         When ``key`` is not a morphml_dask setting.
 
     Examples
@@ -125,7 +125,7 @@ def config_value(key: str, value: Any = None) -> Any:
     except KeyError:
         known = config_keys()
         close = difflib.get_close_matches(key.replace("_", "-"), known, n=1)
-        raise MorphMLError(
+        raise InputError(
             f"unknown configuration key morphml.{key}",
             expected=f"one of {known}",
             received=repr(key),

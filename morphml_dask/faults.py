@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from morphml_dask.exceptions import TaskError
 from morphml_dask.tasks import BaseTask, Evaluation
 
 if TYPE_CHECKING:
@@ -63,9 +64,11 @@ class FlakyTask(BaseTask):
         message: str = "injected failure",
     ) -> None:
         if min(raise_rate, nan_rate) < 0 or raise_rate + nan_rate > 1:
-            raise ValueError(
-                f"expected raise_rate and nan_rate in [0, 1] summing to at most 1, "
-                f"received {raise_rate} and {nan_rate}"
+            raise TaskError(
+                "invalid failure rates of FlakyTask",
+                expected="raise_rate and nan_rate in [0, 1], summing to at most 1",
+                received=f"raise_rate={raise_rate!r}, nan_rate={nan_rate!r}",
+                fix="lower the rates, e.g. FlakyTask(task, raise_rate=0.2, nan_rate=0.05)",
             )
         self.task = task
         self.raise_rate = raise_rate

@@ -1,8 +1,9 @@
 """The records that cross between optimizer, driver, workers and storage.
 
-`Trial` is what an optimizer asks to be evaluated; `TrialResult` is what comes back. Both are
-frozen and have versioned, JSON-ready `to_dict` / `from_dict`, because they travel to Dask
-workers and into the store.
+`Trial` is what an optimizer asks to be evaluated; `TrialResult` is what comes back;
+`TrialRecord` is a finished trial as the store keeps it (the two, plus where and when it ran).
+All are frozen and have versioned, JSON-ready `to_dict` / `from_dict`, because they travel to
+Dask workers, to the scheduler's dashboard and into the store.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from morphml_dask.exceptions import MorphMLError
+from morphml_dask.exceptions import InputError
 from morphml_dask.space import ArchGraph
 
-__all__ = ["Trial", "TrialResult", "TrialState"]
+__all__ = ["Trial", "TrialRecord", "TrialResult", "TrialState"]
 
 _TRIAL_FORMAT = "morphml.trial"
 _RESULT_FORMAT = "morphml.result"
+_RECORD_FORMAT = "morphml.record"
 _VERSION = 1
 
 
@@ -142,17 +144,97 @@ class TrialResult:
         )
 
 
+@dataclass(frozen=True)
+class TrialRecord:
+    """A finished trial as the store keeps it: one row of the trials table.
+
+    Attributes
+    ----------
+    trial, result
+        What was asked and what came back; ``result.trial_id`` is ``trial.id``.
+    worker, device
+        Where it ran, e.g. the Dask worker address and ``"cuda:0"``; None when reused.
+    job_id
+        The batch job the worker ran in (``SLURM_JOB_ID``), if any.
+    start_time, end_time
+        Unix seconds on the worker.
+    attempt
+        1 for the first run, more when the driver ran it again (a lost worker, an
+        infrastructure failure).
+    reused
+        True when the result was copied from an earlier trial with the same fingerprint and
+        budget instead of being trained.
+    """
+
+    trial: Trial
+    result: TrialResult
+    worker: str | None = None
+    device: str | None = None
+    job_id: str | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    attempt: int = 1
+    reused: bool = False
+
+    def __post_init__(self) -> None:
+        if self.result.trial_id != self.trial.id:
+            raise InputError(
+                "the result belongs to another trial",
+                expected=f"a TrialResult with trial_id {self.trial.id!r}",
+                received=f"trial_id {self.result.trial_id!r}",
+                fix="pair each trial with its own result",
+            )
+
+    @property
+    def trial_id(self) -> str:
+        return self.trial.id
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": _RECORD_FORMAT,
+            "version": _VERSION,
+            "trial": self.trial.to_dict(),
+            "result": self.result.to_dict(),
+            "worker": self.worker,
+            "device": self.device,
+            "job_id": self.job_id,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "attempt": self.attempt,
+            "reused": self.reused,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialRecord:
+        _check_document(data, _RECORD_FORMAT, "TrialRecord")
+        return cls(
+            trial=Trial.from_dict(data["trial"]),
+            result=TrialResult.from_dict(data["result"]),
+            worker=data.get("worker"),
+            device=data.get("device"),
+            job_id=data.get("job_id"),
+            start_time=data.get("start_time"),
+            end_time=data.get("end_time"),
+            attempt=int(data.get("attempt", 1)),
+            reused=bool(data.get("reused", False)),
+        )
+
+
 def _check_document(data: Mapping[str, Any], fmt: str, name: str) -> None:
     if not isinstance(data, Mapping) or data.get("format") != fmt:
         received = data.get("format") if isinstance(data, Mapping) else type(data).__name__
-        raise MorphMLError(
+        raise InputError(
             f"not a {name} document",
             expected=f'a mapping with "format": "{fmt}"',
             received=repr(received),
             fix=f"pass the dict produced by {name}.to_dict()",
         )
     if data.get("version") != _VERSION:
-        raise MorphMLError(
+        raise InputError(
             f"unsupported {name} document version",
             expected=f"version {_VERSION}",
             received=repr(data.get("version")),

@@ -22,10 +22,11 @@ from morphml_dask.config import config_value
 from morphml_dask.exceptions import (
     DatasetError,
     ExperimentError,
+    InputError,
     InvalidArchitectureError,
     MorphMLError,
     SearchSpaceError,
-    StorageError,
+    StorageInputError,
     TaskError,
     UnschedulableError,
 )
@@ -48,6 +49,8 @@ def _check(call: Call, error: type[MorphMLError], pattern: str, tmp_path: Path) 
         call(tmp_path)
     message = str(caught.value)
     assert type(caught.value) is error, f"{type(caught.value).__name__}: {message}"
+    # Bad input is a ValueError; an outage or a dead cluster never is.
+    assert isinstance(caught.value, ValueError) == issubclass(error, InputError), message
     assert re.search(pattern, message, re.DOTALL), message
     for part in ("\n  expected: ", "\n  received: ", "\n  fix: "):
         assert part in message, message
@@ -273,13 +276,32 @@ EXPERIMENT_CASES = [
     case(
         load(with_section("optimizer", sample_size=5)),
         ExperimentError,
-        r"invalid optimizer section: invalid sample_size.*fix: in optimizer: ",
+        r"invalid value for optimizer\.sample_size.*from 1 to population_size \(4\)"
+        r".*received: 5 \(int\).*fix: set optimizer\.sample_size to e\.g\. 3",
         "sample-larger-than-population",
+    ),
+    case(
+        load(nb201_doc(optimizer={"name": "genetic-algorithm", "objectives": [["params", "min"]]})),
+        ExperimentError,
+        r"invalid value for optimizer\.objectives\[0\]\[1\].*\['maximize', 'minimize'\]"
+        r".*received: 'min' \(str\)",
+        "objective-direction-not-a-choice",
+    ),
+    case(
+        load(
+            nb201_doc(
+                optimizer={"name": "genetic-algorithm", "objectives": [["params", "minimize"]]}
+            )
+        ),
+        ExperimentError,
+        r"invalid optimizer section: objective is not one of the objectives"
+        r".*\[\['params', 'minimize'\]\].*fix: in optimizer: pass objective='params'",
+        "objective-outside-the-objectives",
     ),
     case(
         load(nb201_doc(optimizer={"name": "asha", "budgets": [200, 12]})),
         ExperimentError,
-        r"invalid optimizer section: invalid budgets.*strictly increasing",
+        r"invalid value for optimizer\.budgets.*strictly increasing.*received: \[200, 12\] \(list\)",
         "asha-budgets-decreasing",
     ),
     case(
@@ -304,7 +326,7 @@ EXPERIMENT_CASES = [
     case(
         load(with_section("task", dataset="mnist")),
         ExperimentError,
-        r"invalid task section: unknown NAS-Bench-201 dataset.*'mnist'.*cifar10",
+        r"invalid value for task\.dataset: unknown NAS-Bench-201 dataset.*'mnist' \(str\).*cifar10",
         "tabular-dataset-unknown",
     ),
     case(
@@ -347,19 +369,19 @@ SPACE_CASES = [
     case(
         lambda _: DagSpace(max_nodes=33),
         SearchSpaceError,
-        r"invalid DagSpace setting max_nodes/min_nodes.*max_nodes=33",
+        r"invalid DagSpace setting max_nodes\n.*an integer from 1 to 32.*received: 33 \(int\)",
         "dag-too-many-nodes",
     ),
     case(
         lambda _: DagSpace(max_nodes=True),
         SearchSpaceError,
-        r"invalid DagSpace setting max_nodes/min_nodes.*max_nodes=True",
+        r"invalid DagSpace setting max_nodes\n.*received: True \(bool\)",
         "dag-nodes-a-bool",
     ),
     case(
         lambda _: DagSpace(ops=["conv", "lstm"]),
         SearchSpaceError,
-        r"invalid DagSpace setting ops.*a subset of \['conv', 'sep_conv'.*\['conv', 'lstm'\]",
+        r"invalid DagSpace setting ops\[1\].*one of \['conv', 'sep_conv'.*received: 'lstm' \(str\)",
         "dag-unknown-op",
     ),
     case(
@@ -377,7 +399,7 @@ SPACE_CASES = [
     case(
         lambda _: DagSpace(kernels=[2]),
         SearchSpaceError,
-        r"invalid DagSpace setting kernels.*\[1, 3, 5, 7\].*received: \[2\]",
+        r"invalid DagSpace setting kernels\[0\].*\[1, 3, 5, 7\].*received: 2 \(int\)",
         "dag-even-kernel",
     ),
     case(
@@ -389,19 +411,19 @@ SPACE_CASES = [
     case(
         lambda _: DagSpace(widths=[16.0]),  # type: ignore[list-item]
         SearchSpaceError,
-        r"invalid DagSpace setting widths.*integer channel counts.*received: \[16\.0\]",
+        r"invalid DagSpace setting widths\[0\].*a channel count, an integer.*received: 16\.0 \(float\)",
         "dag-width-a-float",
     ),
     case(
         lambda _: DagSpace(widths=[8192]),
         SearchSpaceError,
-        r"invalid DagSpace setting widths.*in 1\.\.4096.*received: \[8192\]",
+        r"invalid DagSpace setting widths\[0\].*from 1 to 4096.*received: 8192 \(int\)",
         "dag-width-too-wide",
     ),
     case(
         lambda _: DagSpace(skip_prob=1.5),
         SearchSpaceError,
-        r"invalid DagSpace setting skip_prob.*a probability in \[0, 1\].*received: 1\.5",
+        r"invalid DagSpace setting skip_prob.*a probability from 0 to 1.*received: 1\.5 \(float\)",
         "dag-skip-prob-above-1",
     ),
     case(
@@ -461,8 +483,16 @@ SPACE_CASES = [
     case(
         load(train_doc(space={"ops": ["conv", "lstm"]})),
         ExperimentError,
-        r"invalid space section: invalid DagSpace setting ops.*'lstm'.*fix: in space: ",
+        r"invalid value for space\.ops\[1\].*one of \['conv'.*received: 'lstm' \(str\)"
+        r".*fix: set space\.ops\[1\] to one of",
         "document-space-unknown-op",
+    ),
+    case(
+        load(train_doc(space={"min_nodes": 4})),
+        ExperimentError,
+        r"invalid space section: invalid DagSpace setting max_nodes/min_nodes"
+        r".*received: min_nodes=4, max_nodes=3.*fix: in space: ",
+        "document-space-min-above-max",
     ),
     case(
         load(with_section("space", max_nodes=4)),
@@ -473,13 +503,13 @@ SPACE_CASES = [
     case(
         load(train_doc(space={"widths": [16, "32"]})),
         ExperimentError,
-        r"invalid value for space\.widths\[1\].*an integer >= 1.*'32' \(str\)",
+        r"invalid value for space\.widths\[1\].*an integer from 1 to 4096.*'32' \(str\)",
         "document-space-width-text",
     ),
     case(
         load(train_doc(space={"skip_prob": 2})),
         ExperimentError,
-        r"invalid value for space\.skip_prob.*a number from 0 to 1.*received: 2",
+        r"invalid value for space\.skip_prob.*a probability from 0 to 1.*received: 2 \(int\)",
         "document-space-skip-prob",
     ),
     case(
@@ -1095,7 +1125,7 @@ CLUSTER_CASES = [
     ),
     case(
         lambda _: config_value("cluster.n-wrokers"),
-        MorphMLError,
+        InputError,
         r"unknown configuration key morphml\.cluster\.n-wrokers.*"
         r"use morphml\.cluster\.n-workers",
         "config-cluster-key-typo",
@@ -1144,32 +1174,32 @@ def store(url: Any, options: Any = None) -> Call:
 STORE_CASES = [
     case(
         store(""),
-        StorageError,
+        StorageInputError,
         r"invalid store URL.*a path or fsspec URL.*received: ''",
         "url-empty",
     ),
     case(
         store(Path("runs")),
-        StorageError,
+        StorageInputError,
         r"invalid store URL.*received: PosixPath\('runs'\).*as a string",
         "url-a-path-object",
     ),
     case(
         store(" s3://bucket/runs"),
-        StorageError,
+        StorageInputError,
         r"invalid store URL.*without surrounding spaces.*received: ' s3://bucket/runs'",
         "url-with-spaces",
     ),
     case(
         store("nosuchproto://bucket/runs"),
-        StorageError,
+        StorageInputError,
         r"cannot open the store at 'nosuchproto://bucket/runs'.*whose protocol is installed"
         r".*Protocol not known: nosuchproto",
         "url-unknown-protocol",
     ),
     case(
         store("s3://"),
-        StorageError,
+        StorageInputError,
         r"the store URL 's3://' names no bucket.*s3://bucket/prefix",
         "url-s3-without-bucket",
         needs_s3fs,
@@ -1182,53 +1212,53 @@ STORE_CASES = [
     ),
     case(
         store("memory://runs", f"key=AKIA&secret={SECRET}"),
-        StorageError,
+        StorageInputError,
         r"invalid storage_options.*a mapping of fsspec options.*received: a value of type str",
         "credentials-a-string",
     ),
     case(
         store("memory://runs", [("key", "AKIA"), ("secret", SECRET)]),
-        StorageError,
+        StorageInputError,
         r"invalid storage_options.*received: a value of type list",
         "credentials-a-list-of-pairs",
     ),
     case(
         store("memory://runs", {1: SECRET}),
-        StorageError,
+        StorageInputError,
         r"storage_options has names that are not strings.*received: names \['1'\]",
         "credentials-name-not-a-string",
     ),
     case(
         store("s3://bucket/runs", {"key": 12345, "secret": SECRET}),
-        StorageError,
+        StorageInputError,
         r"invalid S3 storage option key.*a string.*received: a value of type int",
         "s3-key-a-number",
         needs_s3fs,
     ),
     case(
         store("s3://bucket/runs", {"anon": "yes"}),
-        StorageError,
+        StorageInputError,
         r"invalid S3 storage option anon.*true or false.*a value of type str",
         "s3-anon-text",
         needs_s3fs,
     ),
     case(
         store("s3://bucket/runs", {"client_kwargs": "region_name=eu-west-1"}),
-        StorageError,
+        StorageInputError,
         r"invalid S3 storage option client_kwargs.*a mapping.*a value of type str",
         "s3-client-kwargs-text",
         needs_s3fs,
     ),
     case(
         store("s3://bucket/runs", {"endpoint": "http://127.0.0.1:9000"}),
-        StorageError,
+        StorageInputError,
         r"unknown S3 storage option.*received: \['endpoint'\].*rename endpoint to endpoint_url",
         "s3-endpoint-typo",
         needs_s3fs,
     ),
     case(
         store("s3://bucket/runs", {"key": "AKIA"}),
-        StorageError,
+        StorageInputError,
         r"incomplete S3 credentials.*both key and secret.*a key without a secret"
         r".*AWS_SECRET_ACCESS_KEY",
         "s3-key-without-secret",
@@ -1282,3 +1312,34 @@ def test_the_census_counts_at_least_60_distinct_bad_inputs_across_every_kind() -
     assert len(patterns) == len(set(patterns)), "every case pins its own message"
     assert all(len(cases) >= 10 for cases in KINDS.values())
     assert len(ids) >= 60
+
+
+def test_infrastructure_errors_are_not_value_errors() -> None:
+    """`except ValueError` in a user's code must not swallow a store outage or a dead
+    cluster; bad input stays catchable as `ValueError`."""
+    from morphml_dask import exceptions
+
+    infrastructure = (
+        exceptions.StorageError,
+        exceptions.SchedulerUnreachableError,
+        exceptions.UnschedulableError,
+        exceptions.SearchStalledError,
+    )
+    for cls in infrastructure:
+        error = cls("x", expected="e", received="r", fix="f")
+        assert isinstance(error, MorphMLError) and not isinstance(error, ValueError)
+    assert issubclass(exceptions.StorageError, OSError)
+    assert issubclass(exceptions.SchedulerUnreachableError, OSError)
+    assert issubclass(exceptions.UnschedulableError, RuntimeError)
+    assert issubclass(exceptions.SearchStalledError, RuntimeError)
+    for name in exceptions.__all__:
+        cls = getattr(exceptions, name)
+        if issubclass(cls, InputError):
+            assert issubclass(cls, ValueError), name
+    assert issubclass(exceptions.StorageInputError, exceptions.StorageError)
+    assert not issubclass(MorphMLError, ValueError)
+    # The key survives the trip to a worker and back.
+    import pickle
+
+    keyed = ExperimentError("p", expected="e", received="r", fix="f", key="population_size")
+    assert pickle.loads(pickle.dumps(keyed)).key == "population_size"
