@@ -6,7 +6,7 @@ and this package turns its `ArchGraph` values into `torch.nn.Module` objects.
 
 from __future__ import annotations
 
-from typing import TypeGuard
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -15,8 +15,12 @@ from morphml_dask.models._dag import DagNetwork
 from morphml_dask.models._nb201 import NB201Network
 from morphml_dask.models._profile import count_flops, count_parameters
 from morphml_dask.space import ArchGraph, CellSpace
+from morphml_dask.validation import is_int
 
-__all__ = ["build_model", "count_flops", "count_parameters"]
+if TYPE_CHECKING:
+    from morphml_dask.storage import ExperimentStore
+
+__all__ = ["build_model", "count_flops", "count_parameters", "load_model"]
 
 
 def build_model(
@@ -59,11 +63,48 @@ def build_model(
     >>> model = build_model(arch, num_classes=10, in_channels=1)
     """
     _check_arguments(arch, num_classes, in_channels)
-    channels = 3 if in_channels is None else in_channels
+    classes = int(num_classes)  # NumPy integers pass the check; torch layers want ints
+    channels = 3 if in_channels is None else int(in_channels)
     space = CellSpace()
     if space.contains(arch):
-        return NB201Network(space.to_ops(arch), num_classes, in_channels=channels)
-    return DagNetwork(arch.pruned(), num_classes, in_channels=channels)
+        return NB201Network(space.to_ops(arch), classes, in_channels=channels)
+    return DagNetwork(arch.pruned(), classes, in_channels=channels)
+
+
+def load_model(store: ExperimentStore, trial_id: str, rung: int | None = None) -> nn.Module:
+    """The trained model of a stored trial, rebuilt from its architecture and weights.
+
+    Parameters
+    ----------
+    store
+        The experiment, e.g. ``open_store("./runs/my-search")``.
+    trial_id
+        A stored trial whose weights the search saved, e.g.
+        ``store.best(1)["trial_id"].iloc[0]``.
+    rung
+        The rung whose weights to load; the highest saved rung by default.
+
+    Returns
+    -------
+    torch.nn.Module
+        The model in evaluation mode.
+
+    Raises
+    ------
+    StorageInputError
+        When ``trial_id`` is not stored, or no weights are saved for it (at ``rung``).
+
+    Examples
+    --------
+    >>> from morphml_dask import open_store
+    >>> store = open_store("./runs/my-search")  # doctest: +SKIP
+    >>> model = load_model(store, "t000042")  # doctest: +SKIP
+    """
+    arch = store.record(trial_id).trial.arch
+    saved = store.saved_weights(trial_id, rung)
+    model = build_model(arch, saved.num_classes, in_channels=saved.in_channels)
+    model.load_state_dict(saved.state_dict)
+    return model.eval()
 
 
 def _check_arguments(arch: object, num_classes: object, in_channels: object) -> None:
@@ -75,22 +116,17 @@ def _check_arguments(arch: object, num_classes: object, in_channels: object) -> 
             fix="pass a graph from a search space, e.g. CellSpace().from_arch_str(...) or "
             "DagSpace().sample(rng)",
         )
-    if not _is_int(num_classes) or num_classes < 2:
+    if not is_int(num_classes) or num_classes < 2:
         raise ModelBuildError(
             "invalid num_classes",
             expected="an integer >= 2",
             received=repr(num_classes),
             fix="pass the number of classes in the dataset, e.g. build_model(arch, num_classes=10)",
         )
-    if in_channels is not None and (not _is_int(in_channels) or in_channels < 1):
+    if in_channels is not None and (not is_int(in_channels) or in_channels < 1):
         raise ModelBuildError(
             "invalid in_channels",
             expected="None (meaning 3, RGB) or an integer >= 1",
             received=repr(in_channels),
             fix="pass the number of image channels, e.g. in_channels=1 for grayscale images",
         )
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    # bool is an int subclass, but True classes or channels is a mistake.
-    return isinstance(value, int) and not isinstance(value, bool)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from morphml_dask.storage._artifacts import SavedWeights
 from morphml_dask.storage._checkpoints import Checkpoint
 from morphml_dask.storage._fs import Location
 from morphml_dask.storage._store import BaseStore, ExperimentStore, open_store
-from morphml_dask.storage._trials import trial_row
 
-__all__ = ["BaseStore", "Checkpoint", "ExperimentStore", "Location", "open_store", "trial_row"]
+__all__ = ["BaseStore", "Checkpoint", "ExperimentStore", "Location", "SavedWeights", "open_store"]

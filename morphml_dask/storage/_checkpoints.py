@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from morphml_dask.exceptions import StorageError
+from morphml_dask.exceptions import StorageError, StorageInputError
 from morphml_dask.storage._fs import Location
 from morphml_dask.trial import Trial
 
@@ -67,11 +67,17 @@ class Checkpoint:
 
 
 def save_checkpoint(location: Location, checkpoint: Checkpoint) -> None:
-    """Replace the experiment's checkpoint, whole or not at all."""
+    """Replace the experiment's checkpoint, whole or not at all.
+
+    Raises
+    ------
+    StorageInputError
+        When the checkpoint holds values that are not plain JSON (nothing is written).
+    """
     try:
         text = json.dumps(checkpoint.to_dict(), allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as error:
-        raise StorageError(
+        raise StorageInputError(
             "the checkpoint is not plain JSON",
             expected="JSON values only (no NaN or infinity, no objects)",
             received=f"{type(error).__name__}: {error}",
@@ -81,7 +87,13 @@ def save_checkpoint(location: Location, checkpoint: Checkpoint) -> None:
 
 
 def load_checkpoint(location: Location) -> Checkpoint | None:
-    """The saved checkpoint, or None when the experiment has none yet."""
+    """The saved checkpoint, or None when the experiment has none yet.
+
+    Raises
+    ------
+    StorageError
+        When ``checkpoint.json`` is not JSON, not a checkpoint, or of another version.
+    """
     path = location.path(CHECKPOINT_FILE)
     if not location.exists(path):
         return None

@@ -13,7 +13,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from morphml_dask.exceptions import StorageError
+from morphml_dask.exceptions import StorageInputError
 
 __all__ = ["Location", "new_part_name"]
 
@@ -28,11 +28,16 @@ class Location:
     storage_options
         Passed to the filesystem, e.g. ``{"key": ..., "secret": ..., "endpoint_url": ...}``
         for S3 through s3fs.
+
+    Raises
+    ------
+    StorageInputError
+        For a URL or options that cannot be used (see `open_store`).
     """
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         if not isinstance(url, str) or not url.strip() or url != url.strip():
-            raise StorageError(
+            raise StorageInputError(
                 "invalid store URL",
                 expected="a path or fsspec URL such as ./runs/my-search or s3://bucket/prefix, "
                 "without surrounding spaces",
@@ -43,7 +48,7 @@ class Location:
         try:
             fs, root = fsspec.core.url_to_fs(url, **options)
         except (ImportError, ValueError, TypeError) as error:
-            raise StorageError(
+            raise StorageInputError(
                 f"cannot open the store at {url!r}",
                 expected="a URL whose protocol is installed (s3:// needs s3fs) and valid options",
                 received=f"{type(error).__name__}: {error}",
@@ -126,7 +131,7 @@ def _check_options(storage_options: object) -> dict[str, Any]:
     if storage_options is None:
         return {}
     if not isinstance(storage_options, Mapping):
-        raise StorageError(
+        raise StorageInputError(
             "invalid storage_options",
             expected="None or a mapping of fsspec options, e.g. {'anon': True} or "
             "{'key': ..., 'secret': ..., 'endpoint_url': ...}",
@@ -135,7 +140,7 @@ def _check_options(storage_options: object) -> dict[str, Any]:
         )
     bad = [k for k in storage_options if not isinstance(k, str)]
     if bad:
-        raise StorageError(
+        raise StorageInputError(
             "storage_options has names that are not strings",
             expected="option names as strings, e.g. 'key', 'secret', 'endpoint_url'",
             received=f"names {[repr(k) for k in bad]}"[:300],
@@ -148,7 +153,7 @@ def _check_s3(url: str, root: str, options: dict[str, Any], fs_class: type) -> N
     """s3fs accepts any option and wrong types at once, and fails at the first request
     (a typo of ``endpoint_url`` even silently talks to AWS): catch both before."""
     if not root.strip("/"):
-        raise StorageError(
+        raise StorageInputError(
             f"the store URL {url!r} names no bucket",
             expected="s3://bucket/prefix",
             received=repr(url),
@@ -158,7 +163,7 @@ def _check_s3(url: str, root: str, options: dict[str, Any], fs_class: type) -> N
     for name, (kind, what) in _S3_TYPES.items():
         value = options.get(name)
         if value is not None and not isinstance(value, kind):
-            raise StorageError(
+            raise StorageInputError(
                 f"invalid S3 storage option {name}",
                 expected=what,
                 received=f"a value of type {type(value).__name__}",  # not the value: a secret?
@@ -169,7 +174,7 @@ def _check_s3(url: str, root: str, options: dict[str, Any], fs_class: type) -> N
     has_secret = options.get("secret") is not None or options.get("password") is not None
     if has_key != has_secret:
         given, missing = ("key", "secret") if has_key else ("secret", "key")
-        raise StorageError(
+        raise StorageInputError(
             "incomplete S3 credentials",
             expected="both key and secret, or neither (credentials from the environment)",
             received=f"a {given} without a {missing}",
@@ -188,7 +193,7 @@ def _check_s3_names(options: dict[str, Any], fs_class: type) -> None:
     unknown = sorted(set(options) - known)
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
-        raise StorageError(
+        raise StorageInputError(
             "unknown S3 storage option",
             expected=f"options of s3fs.S3FileSystem, e.g. {sorted(_S3_TYPES)}",
             received=f"{unknown}",

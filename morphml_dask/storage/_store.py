@@ -3,58 +3,91 @@
 from __future__ import annotations
 
 import abc
-import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from morphml_dask.exceptions import StorageError
-from morphml_dask.space import ArchGraph
-from morphml_dask.storage._artifacts import load_weights, save_weights
+from morphml_dask.exceptions import StorageInputError
+from morphml_dask.storage._artifacts import SavedWeights, load_weights, save_weights
 from morphml_dask.storage._checkpoints import Checkpoint, load_checkpoint, save_checkpoint
-from morphml_dask.storage._curves import CurveStore
+from morphml_dask.storage._curves import Curve, CurveStore
 from morphml_dask.storage._fs import Location
-from morphml_dask.storage._trials import COLUMNS, TrialsTable, trial_row
+from morphml_dask.storage._schema import COLUMNS
+from morphml_dask.storage._trials import TrialsTable
 
 if TYPE_CHECKING:
     import pandas as pd
     import torch
     import xarray as xr
 
-    from morphml_dask.trial import Trial, TrialResult
+    from morphml_dask.trial import TrialRecord
 
 __all__ = ["BaseStore", "ExperimentStore", "open_store"]
 
-Curve = Sequence[Mapping[str, float]]
-
 
 class BaseStore(abc.ABC):
-    """Where a search keeps its results, curves, weights and checkpoints."""
+    """Where a search keeps its finished trials, curves and checkpoints.
+
+    Every append is exactly once by trial id: ids already stored, or repeated within one call,
+    are skipped, so a result written twice (a retried task, a resumed search) counts once.
+    `morphml_dask.testing.check_store` is the contract an implementation passes.
+    """
 
     @abc.abstractmethod
-    def append(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Store trial rows (see `trial_row`); ids already stored are skipped."""
+    def append_records(self, records: Sequence[TrialRecord]) -> int:
+        """Store finished trials; returns how many were written (new ids only)."""
 
     @abc.abstractmethod
     def append_curves(self, curves: Mapping[str, Curve]) -> int:
-        """Store per-epoch metrics by trial id; ids already stored are skipped."""
+        """Store per-epoch metrics by trial id; returns how many were written (new ids only)."""
+
+    @abc.abstractmethod
+    def records(self) -> list[TrialRecord]:
+        """Every stored trial once, in write order."""
+
+    @abc.abstractmethod
+    def record(self, trial_id: str) -> TrialRecord:
+        """One stored trial; an unknown id raises `StorageInputError`."""
 
     @abc.abstractmethod
     def trials(self) -> pd.DataFrame:
-        """One row per trial id."""
+        """One row per trial id, with a float column per metric."""
 
     @abc.abstractmethod
     def curves(self) -> xr.Dataset:
         """Learning curves with dims ``(trial, epoch)``."""
 
     @abc.abstractmethod
-    def save_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Replace the search checkpoint, whole or not at all."""
 
     @abc.abstractmethod
-    def load_checkpoint(self) -> Checkpoint | None: ...
+    def load_checkpoint(self) -> Checkpoint | None:
+        """The search checkpoint, or None when none was saved."""
 
     @abc.abstractmethod
     def compact(self) -> int:
         """Merge small parts; returns how many were removed. Reads see no difference."""
+
+    def best(
+        self, k: int = 1, metric: str = "val_accuracy", direction: str = "maximize"
+    ) -> pd.DataFrame:
+        """The ``k`` completed trials with the best ``metric``, best first.
+
+        Raises
+        ------
+        StorageInputError
+            When no trial reported ``metric``.
+        """
+        table = self.trials()
+        if metric not in table.columns:
+            raise StorageInputError(
+                f"no metric {metric!r} in the trials table",
+                expected=f"one of {sorted(set(table.columns) - set(COLUMNS))}",
+                received=repr(metric),
+                fix="pass metric= the name a task reports, e.g. 'val_accuracy'",
+            )
+        done = table[table["state"] == "complete"].dropna(subset=[metric])
+        return done.sort_values(metric, ascending=direction == "minimize", kind="stable").head(k)
 
 
 class ExperimentStore(BaseStore):
@@ -67,8 +100,14 @@ class ExperimentStore(BaseStore):
         artifacts/<trial id>/rung-<k>.pt   model weights
         checkpoint.json                optimizer state, config, trials in flight
 
-    Every write is whole or nothing, appends are exactly-once by trial id, and every format
-    is data only (Parquet, Zarr, JSON, tensors). Use `open_store` to get one.
+    The trials and the curves are two part logs (one protocol, two codecs). Every write is
+    whole or nothing, appends are exactly once by trial id, and every format is data only
+    (Parquet, Zarr, JSON, tensors). Use `open_store` to get one.
+
+    Parameters
+    ----------
+    url, storage_options
+        As for `open_store`.
     """
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
@@ -78,6 +117,7 @@ class ExperimentStore(BaseStore):
 
     @property
     def url(self) -> str:
+        """The URL the store was opened at."""
         return self.location.url
 
     def __repr__(self) -> str:
@@ -85,25 +125,35 @@ class ExperimentStore(BaseStore):
 
     # -- writing -----------------------------------------------------------------------
 
-    def append(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        return self._trials.append(rows)
+    def append_records(self, records: Sequence[TrialRecord]) -> int:
+        """Store finished trials, as one part; returns how many were written.
 
-    def record(
-        self,
-        trial: Trial,
-        result: TrialResult,
-        curve: Curve | None = None,
-        **details: Any,
-    ) -> bool:
-        """Store one finished trial and its curve; False when its id was already stored.
+        Records whose trial id is stored already, or appeared earlier in ``records``, are
+        skipped; nothing is written when none is left.
 
-        ``details`` are the row's worker, device, start_time, end_time, attempt, reused.
+        Raises
+        ------
+        StorageInputError
+            When ``records`` is not a sequence of `TrialRecord` or a field has the wrong type
+            (nothing is written).
         """
-        if curve:
-            self._curves.append({trial.id: curve})
-        return self._trials.append([trial_row(trial, result, **details)]) == 1
+        return self._trials.append(records)
 
     def append_curves(self, curves: Mapping[str, Curve]) -> int:
+        """Store learning curves by trial id, as one part; returns how many were written.
+
+        Parameters
+        ----------
+        curves
+            Trial id -> list of per-epoch points, each a dict with an integer-valued
+            ``"epoch"`` and metric values, e.g. ``{"epoch": 3, "val_loss": 0.41}``. Ids stored
+            already are skipped.
+
+        Raises
+        ------
+        StorageInputError
+            When a curve is malformed (nothing is written).
+        """
         return self._curves.append(curves)
 
     def save_weights(
@@ -115,7 +165,8 @@ class ExperimentStore(BaseStore):
         num_classes: int,
         in_channels: int,
     ) -> str:
-        """Save a trained model's weights for later promotion or `load_model`."""
+        """Save a trained model's weights for later promotion or
+        `morphml_dask.models.load_model`; returns the path written."""
         return save_weights(
             self.location,
             trial_id,
@@ -129,58 +180,58 @@ class ExperimentStore(BaseStore):
         save_checkpoint(self.location, checkpoint)
 
     def compact(self) -> int:
-        """Merge small parts of the trials table and the curves; returns parts removed."""
+        """Merge the parts of the trials table and of the curves; returns parts removed."""
         return self._trials.compact() + self._curves.compact()
 
     # -- reading -----------------------------------------------------------------------
 
+    def records(self) -> list[TrialRecord]:
+        """Every stored trial once (its first write), in write order.
+
+        Metrics come back as written, NaN and infinities included. The table keeps no
+        `Trial.info` (optimizer bookkeeping, kept by the checkpoint): it comes back empty.
+        """
+        return self._trials.records()
+
+    def record(self, trial_id: str) -> TrialRecord:
+        """The stored trial ``trial_id``.
+
+        Raises
+        ------
+        StorageInputError
+            When no trial of that id is stored.
+        """
+        return self._trials.record(trial_id)
+
     def trials(self) -> pd.DataFrame:
+        """Every stored trial once, in write order: the columns of the trials table (see
+        ``docs/storage.md``) and one float column per metric."""
         return self._trials.read()
 
     def curves(self) -> xr.Dataset:
+        """All committed curves, loaded into memory, with dims ``(trial, epoch)``.
+
+        Trials come in write order, each once; epochs are the sorted union of every part's.
+        An empty store gives a Dataset with ``trial`` and ``epoch`` of length 0.
+        """
         return self._curves.read()
 
     def load_checkpoint(self) -> Checkpoint | None:
         return load_checkpoint(self.location)
 
-    def best(
-        self, k: int = 1, metric: str = "val_accuracy", direction: str = "maximize"
-    ) -> pd.DataFrame:
-        """The ``k`` completed trials with the best ``metric``."""
-        table = self.trials()
-        if metric not in table.columns:
-            raise StorageError(
-                f"no metric {metric!r} in the trials table",
-                expected=f"one of {sorted(set(table.columns) - set(COLUMNS))}",
-                received=repr(metric),
-                fix="pass metric= the name a task reports, e.g. 'val_accuracy'",
-            )
-        done = table[table["state"] == "complete"].dropna(subset=[metric])
-        return done.sort_values(metric, ascending=direction == "minimize", kind="stable").head(k)
-
     def load_weights(self, trial_id: str, rung: int | None = None) -> dict[str, torch.Tensor]:
         """The saved state dict of a trial (its highest rung unless ``rung`` is given)."""
-        state: dict[str, torch.Tensor] = load_weights(self.location, trial_id, rung)["state_dict"]
-        return state
+        return self.saved_weights(trial_id, rung).state_dict
 
-    def load_model(self, trial_id: str, rung: int | None = None) -> torch.nn.Module:
-        """The trained model of ``trial_id``, rebuilt from its architecture and weights."""
-        from morphml_dask.models import build_model
+    def saved_weights(self, trial_id: str, rung: int | None = None) -> SavedWeights:
+        """The saved weights of a trial with what rebuilding its model needs.
 
-        table = self.trials()
-        row = table[table["trial_id"] == trial_id]
-        if row.empty:
-            raise StorageError(
-                f"no trial {trial_id!r} in this store",
-                expected="an id from store.trials()['trial_id']",
-                received=repr(trial_id),
-                fix="pick a stored trial, e.g. store.best(1)['trial_id'].iloc[0]",
-            )
-        arch = ArchGraph.from_dict(json.loads(str(row["arch"].iloc[0])))
-        saved = load_weights(self.location, trial_id, rung)
-        model = build_model(arch, saved["num_classes"], in_channels=saved["in_channels"])
-        model.load_state_dict(saved["state_dict"])
-        return model.eval()
+        Raises
+        ------
+        StorageInputError
+            When no weights are saved for the trial (at ``rung``).
+        """
+        return load_weights(self.location, trial_id, rung)
 
 
 def open_store(
@@ -197,7 +248,7 @@ def open_store(
 
     Raises
     ------
-    StorageError
+    StorageInputError
         For a URL that is not a non-empty string, a protocol that is not installed, options
         that are not a mapping of names, and, on S3, unknown options, options of the wrong
         type, a missing bucket or a key without its secret. Messages never show values.

@@ -1,7 +1,9 @@
-"""The Parquet trials table on memory://, a local folder and a real S3 server (moto)."""
+"""The Parquet trials table (a part log with the Parquet codec) on memory://, a local folder
+and a real S3 server (moto)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -9,7 +11,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +20,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from morphml_dask.exceptions import StorageError
+from morphml_dask.exceptions import StorageError, StorageInputError
 from morphml_dask.space import ArchGraph, Node
 from morphml_dask.storage._fs import Location, new_part_name
-from morphml_dask.storage._trials import (
-    SCHEMA,
-    SCHEMA_VERSION,
-    TrialsTable,
+from morphml_dask.storage._records import (
     decode_metrics,
     encode_metrics,
-    trial_row,
+    record_row,
+    validate_rows,
 )
-from morphml_dask.trial import Trial, TrialResult
+from morphml_dask.storage._schema import SCHEMA, SCHEMA_VERSION
+from morphml_dask.storage._trials import TrialsTable
+from morphml_dask.trial import Trial, TrialRecord, TrialResult, TrialState
 
 COLUMNS = list(SCHEMA.names)
 NEWER = (
@@ -69,14 +71,18 @@ def arch(channels: int = 8) -> ArchGraph:
     return ArchGraph(nodes, [(0, 1), (1, 2)])
 
 
+def record(trial_id: str, budget: Any = 4, **fields: Any) -> TrialRecord:
+    trial = Trial(trial_id, arch(), budget=budget)
+    return TrialRecord(trial, TrialResult.complete(trial_id, {"accuracy": 0.5}), **fields)
+
+
+def records(*ids: int) -> list[TrialRecord]:
+    return [record(f"t{i}") for i in ids]
+
+
 def row(trial_id: str, **overrides: Any) -> dict[str, Any]:
-    trial = Trial(trial_id, arch(), budget=4)
-    result = TrialResult.complete(trial_id, {"accuracy": 0.5})
-    return {**trial_row(trial, result), **overrides}
-
-
-def rows(*ids: int) -> list[dict[str, Any]]:
-    return [row(f"t{i}") for i in ids]
+    """The raw row of `record`, as the codec writes it, with columns overridden."""
+    return {**record_row(record(trial_id)), **overrides}
 
 
 def write_part(location: Location, table: pa.Table, version: bytes | None) -> str:
@@ -99,18 +105,19 @@ def test_round_trip_keeps_every_column_kind(location: Location) -> None:
     broken = Trial("c", arch(), budget=1)
     metrics = {"accuracy": 0.91, "loss": math.nan, "gain": math.inf, "drop": -math.inf}
     written = [
-        trial_row(parent, TrialResult.complete("a", {"accuracy": 0.5, "budget": 7.0})),
-        trial_row(
+        TrialRecord(parent, TrialResult.complete("a", {"accuracy": 0.5, "budget": 7.0})),
+        TrialRecord(
             child,
             TrialResult.complete("b", metrics),
             worker="tcp://127.0.0.1:4000",
             device="cuda:1",
+            job_id="4242",
             start_time=1_700_000_000.25,
             end_time=1_700_000_060.5,
             attempt=2,
             reused=True,
         ),
-        trial_row(broken, TrialResult.failed("c", "CUDA out of memory", kind="oom")),
+        TrialRecord(broken, TrialResult.failed("c", "CUDA out of memory", kind="oom")),
     ]
     table = TrialsTable(location)
     assert table.append(written) == 3
@@ -151,12 +158,31 @@ def test_round_trip_keeps_every_column_kind(location: Location) -> None:
     assert frame["budget"].dtype == "int64" and frame["accuracy"].dtype == "float64"
     assert table.ids() == {"a", "b", "c"}
 
+    for read in (table.records(), TrialsTable(sibling(location)).records()):
+        assert [r.trial_id for r in read] == ["a", "b", "c"]
+        assert read[0] == written[0] and read[2] == written[2]
+        back = read[1]
+        assert back.trial == child and back.trial.arch == graph
+        assert dataclasses.replace(back, result=written[1].result) == written[1]
+        assert back.result.state is TrialState.COMPLETE and back.result.error is None
+        decoded = dict(back.result.metrics)
+        assert math.isnan(decoded.pop("loss"))
+        assert decoded == {"accuracy": 0.91, "gain": math.inf, "drop": -math.inf}
+    assert table.record("c") == written[2] and table.record("c").result.error_kind == "oom"
+    with pytest.raises(
+        StorageInputError,
+        match=r"(?s)no trial 'd' in this store.*expected: an id from store.trials\(\)"
+        r".*fix: pick a stored trial",
+    ):
+        table.record("d")
+
 
 def test_empty_table_reads_the_fixed_columns(location: Location) -> None:
     table = TrialsTable(location)
     frame = table.read()
     assert frame.empty and list(frame.columns) == COLUMNS
     assert table.ids() == set() and table.parts() == [] and table.compact() == 0
+    assert table.records() == []
 
 
 def test_metrics_json_is_portable() -> None:
@@ -166,6 +192,12 @@ def test_metrics_json_is_portable() -> None:
     assert decode_metrics(text)["c"] == -math.inf
     with pytest.raises(StorageError, match=r"(?s)malformed metrics JSON.*expected: a JSON object"):
         decode_metrics('{"a": "fast"}')
+    with pytest.raises(
+        StorageInputError, match=r"(?s)metric 'a' of a result is not a number.*received: True"
+    ):
+        encode_metrics({"a": True})
+    with pytest.raises(StorageInputError, match=r"(?s)the metrics of a result are not a mapping"):
+        encode_metrics([0.5])  # type: ignore[arg-type]
 
 
 # -- exactly once ------------------------------------------------------------------------------
@@ -173,12 +205,12 @@ def test_metrics_json_is_portable() -> None:
 
 def test_append_of_a_stored_id_writes_nothing(location: Location) -> None:
     table = TrialsTable(location)
-    assert table.append(rows(1, 2)) == 2
+    assert table.append(records(1, 2)) == 2
     parts = table.parts()
-    assert table.append([row("t1", budget=99)]) == 0
+    assert table.append([record("t1", budget=99)]) == 0
     assert table.append([]) == 0
     assert table.parts() == parts
-    assert table.append(rows(2, 3)) == 1
+    assert table.append(records(2, 3)) == 1
     assert len(table.parts()) == 2
     frame = table.read()
     assert list(frame["trial_id"]) == ["t1", "t2", "t3"] and list(frame["budget"]) == [4, 4, 4]
@@ -186,7 +218,7 @@ def test_append_of_a_stored_id_writes_nothing(location: Location) -> None:
 
 def test_duplicates_within_a_batch_keep_the_first(location: Location) -> None:
     table = TrialsTable(location)
-    assert table.append([row("x", budget=1), row("y"), row("x", budget=2)]) == 2
+    assert table.append([record("x", budget=1), record("y"), record("x", budget=2)]) == 2
     frame = table.read()
     assert list(frame["trial_id"]) == ["x", "y"] and frame["budget"].iloc[0] == 1
 
@@ -195,11 +227,12 @@ def test_read_keeps_the_first_of_ids_written_twice_by_racing_appenders(
     location: Location,
 ) -> None:
     table = TrialsTable(location)
-    table.append([row("x", budget=1)])
+    table.append([record("x", budget=1)])
     # A second process that had not seen "x" yet wrote it too.
     write_part(location, pa.Table.from_pylist([row("x", budget=2)], schema=SCHEMA), b"1")
     frame = TrialsTable(sibling(location)).read()
     assert list(frame["trial_id"]) == ["x"] and frame["budget"].iloc[0] == 1
+    assert [r.trial.budget for r in TrialsTable(sibling(location)).records()] == [1]
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["one-instance", "two-instances"])
@@ -214,7 +247,7 @@ def test_two_threads_appending_overlapping_ids(location: Location, shared: bool)
         try:
             start.wait()
             for first in range(ids.start, ids.stop, 4):
-                table.append(rows(*range(first, min(first + 4, ids.stop))))
+                table.append(records(*range(first, min(first + 4, ids.stop))))
         except BaseException as error:  # pragma: no cover - reported below
             errors.append(error)
 
@@ -234,24 +267,30 @@ def test_two_threads_appending_overlapping_ids(location: Location, shared: bool)
 
 
 _APPENDER = """
-import json, os, sys, time
+import dataclasses, json, os, sys, time
 from morphml_dask.storage._fs import Location
 from morphml_dask.storage._trials import TrialsTable
+from morphml_dask.trial import TrialRecord, TrialResult
 
 url, options, go, template, first, last = sys.argv[1:]
 table = TrialsTable(Location(url, json.loads(options)))
-template = json.loads(template)
+template = TrialRecord.from_dict(json.loads(template))
+
+def record(trial_id):
+    trial = dataclasses.replace(template.trial, id=trial_id)
+    return dataclasses.replace(template, trial=trial, result=TrialResult.complete(trial_id, {}))
+
 while not os.path.exists(go):
     time.sleep(0.002)
 for start in range(int(first), int(last), 4):
     ids = range(start, min(start + 4, int(last)))
-    table.append([dict(template, trial_id=f"t{i}") for i in ids])
+    table.append([record(f"t{i}") for i in ids])
 """
 
 
 def test_two_processes_appending_overlapping_ids(shared_location: Location, tmp_path: Path) -> None:
     go = tmp_path / "go"
-    template = json.dumps(row("template"))
+    template = json.dumps(record("template").to_dict())
     options = json.dumps(shared_location.storage_options)
     command = [sys.executable, "-c", _APPENDER, shared_location.url, options, str(go), template]
     # Both walk t0..t39 in the same order, so they race on the same ids.
@@ -272,26 +311,29 @@ def test_index_sees_parts_written_by_another_instance(
     location: Location, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer = TrialsTable(location)
-    reader_location = sibling(location)
-    reader = TrialsTable(reader_location)
-    writer.append(rows(1))
-    assert reader.append(rows(1, 2)) == 1
+    reader = TrialsTable(sibling(location))
+    writer.append(records(1))
+    assert reader.append(records(1, 2)) == 1
     assert writer.ids() == {"t1", "t2"}
 
     reads: list[str] = []
-    original = reader_location.read
+    original = reader.log._fetch
 
-    def counting_read(path: str) -> bytes:
-        reads.append(path)
-        return original(path)
+    def counting_fetch(paths: list[str]) -> dict[str, bytes]:
+        reads.extend(paths)
+        return original(paths)
 
-    monkeypatch.setattr(reader_location, "read", counting_read)
+    monkeypatch.setattr(reader.log, "_fetch", counting_fetch)
     for i in range(3, 6):
-        writer.append(rows(i))
-    assert reader.append(rows(5, 6)) == 1
+        writer.append(records(i))
+    assert reader.append(records(5, 6)) == 1
     assert len(reads) == 3  # only the three parts it had not seen
     assert reader.ids() == {f"t{i}" for i in range(1, 7)}
     assert len(reads) == 3
+    # Reading decodes each part once, then only parts new since.
+    assert len(reader.read()) == 6 and len(reads) == 3 + 6
+    writer.append(records(7))
+    assert len(reader.read()) == 7 and len(reads) == 3 + 6 + 1
 
 
 # -- compaction --------------------------------------------------------------------------------
@@ -300,7 +342,7 @@ def test_index_sees_parts_written_by_another_instance(
 def test_compaction_keeps_every_row_and_leaves_one_part(location: Location) -> None:
     table = TrialsTable(location)
     for i in range(5):
-        table.append(rows(2 * i, 2 * i + 1))
+        table.append(records(2 * i, 2 * i + 1))
     write_part(location, pa.Table.from_pylist([row("t0", budget=9)], schema=SCHEMA), b"1")
     before = table.read()
     assert len(table.parts()) == 6
@@ -310,7 +352,7 @@ def test_compaction_keeps_every_row_and_leaves_one_part(location: Location) -> N
     after = TrialsTable(sibling(location)).read()
     assert after.equals(before) and len(after) == 10 and after["budget"].iloc[0] == 4
     assert table.compact() == 0
-    assert table.append(rows(9, 10)) == 1 and len(table.ids()) == 11
+    assert table.append(records(9, 10)) == 1 and len(table.ids()) == 11
 
 
 def test_a_crash_between_the_compacted_write_and_the_deletes_loses_nothing(
@@ -318,12 +360,12 @@ def test_a_crash_between_the_compacted_write_and_the_deletes_loses_nothing(
 ) -> None:
     table = TrialsTable(location)
     for i in range(3):
-        table.append(rows(i))
+        table.append(records(i))
 
-    def crash(path: str) -> None:
+    def crash(path: Any, recursive: bool = False) -> None:
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(location.fs, "rm_file", crash)
+    monkeypatch.setattr(location.fs, "rm", crash)
     with pytest.raises(RuntimeError, match="killed"):
         table.compact()
     monkeypatch.undo()
@@ -339,19 +381,18 @@ def test_a_reader_racing_a_compaction_sees_every_row(
 ) -> None:
     writer = TrialsTable(location)
     for i in range(4):
-        writer.append(rows(i))
-    reader_location = sibling(location)
-    original = reader_location.read
+        writer.append(records(i))
+    reader = TrialsTable(sibling(location))
+    original = reader.log._fetch
     compacted: list[int] = []
 
-    def read_after_a_compaction(path: str) -> bytes:
+    def fetch_after_a_compaction(paths: list[str]) -> dict[str, bytes]:
         # The reader has listed the four parts; they vanish before it reads the first.
         if not compacted:
             compacted.append(writer.compact())
-        return original(path)
+        return original(paths)
 
-    monkeypatch.setattr(reader_location, "read", read_after_a_compaction)
-    reader = TrialsTable(reader_location)
+    monkeypatch.setattr(reader.log, "_fetch", fetch_after_a_compaction)
     if call == "read":
         assert list(reader.read()["trial_id"]) == ["t0", "t1", "t2", "t3"]
     else:
@@ -373,17 +414,22 @@ def version_0_part(location: Location) -> str:
 def test_a_version_0_part_is_migrated(location: Location) -> None:
     version_0_part(location)
     table = TrialsTable(location)
-    table.append(rows(1))
+    table.append(records(1))
     frame = table.read()
     assert list(frame["trial_id"]) == ["old", "t1"]
     old = frame.iloc[0]
     assert (old["parent_budget"], bool(old["reused"]), old["error"]) == (0, False, "boom")
     assert old["error_kind"] is None or old["error_kind"] != old["error_kind"]
-    assert table.append([row("old")]) == 0
+    assert table.append([record("old")]) == 0
+    migrated = table.record("old")
+    assert migrated.trial == Trial("old", arch(), budget=4)
+    assert migrated.result == TrialResult("old", TrialState.FAIL, {"accuracy": 0.5}, "boom")
+    assert (migrated.reused, migrated.job_id, migrated.attempt) == (False, None, 1)
 
     assert table.compact() == 2  # rewrites the old part at the current version
     (part,) = table.parts()
-    metadata = pq.ParquetFile(io.BytesIO(location.read(part))).metadata.metadata
+    data = location.read(location.path("trials", part))
+    metadata = pq.ParquetFile(io.BytesIO(data)).metadata.metadata
     assert metadata[b"morphml.schema_version"] == str(SCHEMA_VERSION).encode()
     assert TrialsTable(sibling(location)).read().equals(frame)
 
@@ -392,23 +438,26 @@ def test_a_version_1_part_gets_an_empty_job_id(location: Location) -> None:
     old = {k: v for k, v in row("v1").items() if k != "job_id"}
     write_part(location, pa.Table.from_pylist([old]), b"1")
     table = TrialsTable(location)
-    table.append([{**row("t2"), "job_id": "4242"}])
+    table.append([record("t2", job_id="4242")])
     frame = table.read()
     assert list(frame["trial_id"]) == ["v1", "t2"]
     assert frame["job_id"].iloc[0] is None or frame["job_id"].isna().iloc[0]
     assert frame["job_id"].iloc[1] == "4242"
+    assert [r.job_id for r in table.records()] == [None, "4242"]
 
 
 def test_a_part_from_a_newer_version_is_refused(location: Location) -> None:
     table = TrialsTable(location)
-    table.append(rows(1))
-    write_part(location, pa.Table.from_pylist(rows(2), schema=SCHEMA), b"3")
+    table.append(records(1))
+    write_part(location, pa.Table.from_pylist([row("t2")], schema=SCHEMA), b"3")
     with pytest.raises(StorageError, match=rf"(?s){NEWER}.*fix: pip install -U morphml_dask"):
         table.read()
     with pytest.raises(StorageError, match=NEWER):
         TrialsTable(location).ids()
     with pytest.raises(StorageError, match=NEWER):
-        table.append(rows(3))
+        table.append(records(3))
+    with pytest.raises(StorageError, match=NEWER):
+        table.records()
 
 
 @pytest.mark.parametrize(
@@ -417,7 +466,7 @@ def test_a_part_from_a_newer_version_is_refused(location: Location) -> None:
 def test_a_part_without_a_readable_version_is_refused(
     location: Location, version: bytes | None, received: str
 ) -> None:
-    write_part(location, pa.Table.from_pylist(rows(1), schema=SCHEMA), version)
+    write_part(location, pa.Table.from_pylist([row("t1")], schema=SCHEMA), version)
     with pytest.raises(
         StorageError,
         match=rf"(?s)has no readable schema version.*expected: key-value metadata "
@@ -458,7 +507,7 @@ def _without(column: str) -> dict[str, Any]:
         (
             _without("budget"),
             r"trial row 0 has the wrong columns.*expected: exactly the columns trial_id, "
-            r"fingerprint.*received: missing \['budget'\], unknown \[\].*fix: build rows with trial_row",
+            r"fingerprint.*received: missing \['budget'\], unknown \[\].*fix: build rows with record_row",
         ),
         (
             {**row("t"), "colour": "red"},
@@ -479,24 +528,59 @@ def _without(column: str) -> dict[str, Any]:
         ("t", r"trial row 0 is not a mapping.*received: str"),
     ],
 )
-def test_invalid_rows_are_refused(location: Location, bad: Any, message: str) -> None:
+def test_the_codec_refuses_malformed_rows(bad: Any, message: str) -> None:
+    with pytest.raises(StorageInputError, match=rf"(?s){message}"):
+        validate_rows([bad])
+
+
+def _with_trial(**fields: Any) -> TrialRecord:
+    return dataclasses.replace(record("t"), trial=dataclasses.replace(record("t").trial, **fields))
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (
+            _with_trial(budget="4"),
+            r"column 'budget' of trial row 1 has the wrong type.*expected: an int\n"
+            r".*received: '4' \(str\).*fix: convert the value, and store TrialRecord",
+        ),
+        (_with_trial(rung=True), r"column 'rung' .*expected: an int.*received: True \(bool\)"),
+        (
+            _with_trial(budget=2**63),  # more than Parquet's int64 holds
+            r"column 'budget' .*expected: an int.*received: 9223372036854775808 \(int\)",
+        ),
+        (_with_trial(parent=3), r"column 'parent' .*expected: a str or None.*received: 3 \(int\)"),
+        (record("t", end_time="noon"), r"column 'end_time' .*expected: a float \(unix seconds\)"),
+        (record("t", reused=1), r"column 'reused' .*expected: a bool.*received: 1 \(int\)"),
+        (record("t", device=0), r"column 'device' .*expected: a str or None.*received: 0 \(int\)"),
+        (
+            TrialRecord(Trial("t", arch(), 1), TrialResult("t", TrialState.RUNNING)),
+            r"unknown state.*expected: \"complete\" or \"fail\".*received: 'running'",
+        ),
+        (
+            TrialRecord(Trial("t", arch(), 1), TrialResult("t", TrialState.COMPLETE, {"a": "x"})),  # type: ignore[dict-item]
+            r"metric 'a' of a result is not a number.*received: 'x' \(str\)",
+        ),
+        (
+            _with_trial(arch={"nodes": []}),
+            r"record 1 does not hold a Trial of an ArchGraph and a TrialResult"
+            r".*received: trial Trial, arch dict, result TrialResult",
+        ),
+        ("t", r"record 1 is not a TrialRecord.*received: str"),
+    ],
+)
+def test_records_of_the_wrong_types_are_refused(location: Location, bad: Any, message: str) -> None:
     table = TrialsTable(location)
-    with pytest.raises(StorageError, match=rf"(?s){message}"):
-        table.append([bad])
-    assert table.parts() == []
+    with pytest.raises(StorageInputError, match=rf"(?s){message}"):
+        table.append([record("fine"), bad])
+    assert table.parts() == []  # nothing of a refused batch is written
 
 
-def test_a_row_of_another_trial_is_refused() -> None:
-    with pytest.raises(
-        StorageError,
-        match=r"(?s)belongs to another trial.*expected: a TrialResult with trial_id 'a'"
-        r".*received: trial_id 'b'",
-    ):
-        trial_row(Trial("a", arch(), budget=1), TrialResult.complete("b", {}))
-
-
-def test_rows_accept_numpy_scalars(location: Location) -> None:
-    good: Mapping[str, Any] = row("n", budget=np.int64(3), start_time=np.float64(1.5))
+def test_records_accept_numpy_scalars(location: Location) -> None:
+    good = _with_trial(budget=np.int64(3))
+    good = dataclasses.replace(good, start_time=np.float64(1.5))
     table = TrialsTable(location)
     assert table.append([good]) == 1
     assert table.read()["budget"].iloc[0] == 3
+    assert table.record("t").trial.budget == 3 and table.record("t").start_time == 1.5
