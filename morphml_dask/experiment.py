@@ -14,6 +14,10 @@ the optimizer can be built, without writing anything. Every mistake raises `Expe
 naming the key at fault (``optimizer.population_size``). `Experiment.to_dict` returns the
 document with every default filled in, which the driver stores with its checkpoints so that
 ``load_experiment(experiment.to_dict())`` rebuilds the same search.
+
+The ``name`` of each section picks a kind registered with
+`morphml_dask.registry.register_kind`; the kind's constructor checks its settings, and this
+module names the key of any error it raises. It checks the top-level keys itself.
 """
 
 from __future__ import annotations
@@ -21,11 +25,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
-import inspect
 import json
-import math
 import numbers
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,24 +37,29 @@ from typing import Any, NoReturn
 import yaml
 
 from morphml_dask.config import config_value
-from morphml_dask.exceptions import ExperimentError, MorphMLError
-from morphml_dask.optim import (
-    ASHA,
-    BaseOptimizer,
-    BayesianOptimization,
-    GeneticAlgorithm,
-    RandomSearch,
-    RegularizedEvolution,
+from morphml_dask.exceptions import ExperimentError, InputError
+
+# Importing the packages registers their built-in kinds.
+from morphml_dask.optim import BaseOptimizer
+from morphml_dask.registry import SECTIONS, Kind, get_kind, kinds
+from morphml_dask.space import BaseSearchSpace
+from morphml_dask.tasks import BaseTask
+from morphml_dask.validation import (
+    check_int,
+    check_json,
+    check_number,
+    check_options,
+    check_string,
+    describe,
+    invalid,
+    key_of,
+    key_text,
+    short_repr,
 )
-from morphml_dask.space import BaseSearchSpace, CellSpace, DagSpace
-from morphml_dask.tasks import BaseTask, NB201TabularTask, TrainingTask, open_xarray_dataset
 
 __all__ = ["Experiment", "load_experiment"]
 
 FORMAT_VERSION = 1
-DEFAULT_EPOCHS = 12
-TRAIN_TASK = "train"
-Check = Callable[[Any, str], Any]
 
 
 @dataclass(frozen=True)
@@ -175,14 +183,14 @@ def _read(source: object) -> Mapping[str, Any]:
         _fail(
             "unsupported experiment source",
             expected="a path to a YAML file, YAML text, or a mapping",
-            received=_show(source),
+            received=describe(source),
             fix='call load_experiment("experiment.yaml")',
         )
     if not isinstance(document, Mapping):
         _fail(
             f"the experiment in {origin} is not a mapping",
             expected="a YAML mapping with name, space, task and optimizer keys",
-            received=_show(document),
+            received=describe(document),
             fix="start from examples/digits.yaml",
         )
     return document
@@ -221,286 +229,80 @@ def _parse(text: str, origin: str) -> object:
         )
 
 
-# -- checks ----------------------------------------------------------------------------------
+# -- errors ----------------------------------------------------------------------------------
 
 
 def _fail(problem: str, *, expected: str, received: str, fix: str) -> NoReturn:
     raise ExperimentError(problem, expected=expected, received=received, fix=fix)
 
 
-def _repr(value: object) -> str:
-    """``repr(value)``, shortened; never fails (Python refuses to print huge integers)."""
-    try:
-        text = repr(value)
-    except ValueError:
-        text = f"<{type(value).__name__} too long to print>"
-    return f"{text[:77]}..." if len(text) > 80 else text
-
-
-def _key(value: object) -> str:
-    """A key as it reads in a path: strings as they are, anything else as its repr."""
-    plain = isinstance(value, str) and value != "" and value.strip() == value
-    return value if isinstance(value, str) and plain else _repr(value)
-
-
-def _show(value: object) -> str:
-    return f"{_repr(value)} ({type(value).__name__})"
-
-
 def _wrong(path: str, value: object, expected: str) -> NoReturn:
-    fix = f"set {path} to {expected}"
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            float(value)
-            fix += "; YAML reads numbers like 1e-3 as text, write 1.0e-3"
-    _fail(f"invalid value for {path}", expected=expected, received=_show(value), fix=fix)
+    raise _located(invalid(ExperimentError, path, value, expected=expected), "", {})
 
 
-def _scalar(expected: str, test: Callable[[Any], bool], convert: Callable[[Any], Any]) -> Check:
-    def check(value: Any, path: str) -> Any:
-        if not test(value):
-            _wrong(path, value, expected)
-        return convert(value)
-
-    return check
-
-
-def _is_bool(value: Any) -> bool:
-    return isinstance(value, bool)
-
-
-def _bounds(low: float | None, high: float | None, strict_low: bool = False) -> str:
-    if low is not None and high is not None:
-        return f" from {low} to {high}"
-    if low is not None:
-        return f" {'>' if strict_low else '>='} {low}"
-    return ""
-
-
-def _integer(low: int | None = None, high: int | None = None) -> Check:
-    expected = f"an integer{_bounds(low, high)}"
-
-    def check(value: Any, path: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            _wrong(path, value, expected)
-        x = int(value)
-        if (low is not None and x < low) or (high is not None and x > high):
-            _wrong(path, value, expected)
-        if x >= 2**64:  # beyond any count, and beyond what JSON readers take
-            _wrong(path, value, f"{expected}, below 2**64")
-        return x
-
-    return check
+def _located(error: InputError, section: str, suffixes: Mapping[str, str]) -> ExperimentError:
+    """``error`` (a constructor's, or a check's) as an `ExperimentError` that names its key
+    path, ``optimizer.population_size``, or its section when it names no setting."""
+    key = key_of(error)
+    if key is None:
+        where = f"invalid {section} section: " if section else ""
+        return ExperimentError(
+            where + error.problem,
+            expected=error.expected,
+            received=error.received,
+            fix=f"in {section}: {error.fix}" if section else error.fix,
+        )
+    setting = re.split(r"[.\[]", key, maxsplit=1)[0]
+    path = (f"{section}.{key}" if section else key) + suffixes.get(setting, "")
+    problem = f"invalid value for {path}"
+    if not error.problem.startswith("invalid "):  # e.g. "unknown NAS-Bench-201 dataset"
+        problem += f": {error.problem}"
+    fix = error.fix
+    if fix.startswith(f"set {key} "):  # the shared checks' fixes: "set <key> to ..."
+        fix = f"set {path} " + fix.removeprefix(f"set {key} ")
+    elif section:
+        fix = f"in {section}: {fix}"
+    return ExperimentError(problem, expected=error.expected, received=error.received, fix=fix)
 
 
-def _number(low: float | None = None, high: float | None = None, strict_low: bool = False) -> Check:
-    def test(v: Any) -> bool:
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            return False
-        try:
-            x = float(v)
-        except OverflowError:  # an integer beyond the floats
-            return False
-        above = low is None or (x > low if strict_low else x >= low)
-        return math.isfinite(x) and above and (high is None or x <= high)
-
-    def convert(v: Any) -> Any:
-        return int(v) if isinstance(v, numbers.Integral) else float(v)
-
-    return _scalar(f"a number{_bounds(low, high, strict_low)}", test, convert)
+@contextlib.contextmanager
+def _naming(section: str, suffixes: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Re-raise the `InputError` of a check or constructor as an `ExperimentError` naming its
+    key path in ``section`` ("" for the top level); ``suffixes`` follow the path of a
+    setting, e.g. where its default came from."""
+    try:
+        yield
+    except InputError as error:
+        if isinstance(error, ExperimentError) and key_of(error) is None:
+            raise
+        raise _located(error, section, suffixes or {}) from error
 
 
-def _string(choices: tuple[str, ...] | None = None) -> Check:
-    expected = f"one of {list(choices)}" if choices else "a non-empty string"
-    test: Callable[[Any], bool] = (
-        (lambda v: isinstance(v, str) and v in choices)
-        if choices
-        else (lambda v: isinstance(v, str) and v != "")
-    )
-    return _scalar(expected, test, str)
+# -- the top level ---------------------------------------------------------------------------
 
 
-def _optional(check: Check) -> Check:
-    def optional(value: Any, path: str) -> Any:
-        return None if value is None else check(value, path)
-
-    return optional
-
-
-def _list_of(item: Check, what: str) -> Check:
-    def check(value: Any, path: str) -> Any:
-        if not isinstance(value, list | tuple) or len(value) == 0:
-            _wrong(path, value, f"a non-empty list of {what}")
-        return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
-
-    return check
+def _check_version(key: str, value: Any) -> int:
+    if not (isinstance(value, numbers.Real) and value == FORMAT_VERSION):
+        raise invalid(
+            ExperimentError, key, value, expected=f"{FORMAT_VERSION}, the only format version"
+        )
+    return FORMAT_VERSION
 
 
-def _json(value: Any, path: str) -> Any:
-    """A JSON-ready copy of ``value``: mappings with string keys, lists, scalars."""
-    if isinstance(value, Mapping):
-        for key in value:
-            if not isinstance(key, str):
-                _wrong(f"{path}.{_key(key)}", key, "a string key")
-        return {k: _json(v, f"{path}.{k}") for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if value is None or isinstance(value, str | bool):
-        return value
-    if isinstance(value, numbers.Integral):
-        return _integer(-(2**63), 2**64 - 1)(value, path)
-    if isinstance(value, numbers.Real) and math.isfinite(_number()(value, path)):
-        return float(value)
-    _wrong(path, value, "text, a finite number, true/false, null, a list or a mapping")
+def _check_gpus(key: str, value: Any) -> Any:
+    check_number(key, value, low=0, error=ExperimentError)
+    return check_json(key, value, error=ExperimentError)  # as written: 1 stays 1
 
 
-def _options(value: Any, path: str) -> Any:
-    if not isinstance(value, Mapping):
-        _wrong(path, value, "a mapping of fsspec options, e.g. {anon: true}")
-    return _json(value, path)
-
-
-def _metric_bounds(value: Any, path: str) -> Any:
-    if not isinstance(value, Mapping) or not value:
-        _wrong(path, value, "a mapping of metric upper bounds, e.g. {params: 1000000}")
-    bound = _number()
-    return {_string()(k, f"{path} key"): bound(v, f"{path}.{k}") for k, v in value.items()}
-
-
-def _objective_pair(value: Any, path: str) -> Any:
-    if not isinstance(value, list | tuple) or len(value) != 2:
-        _wrong(path, value, "a [metric, direction] pair, e.g. [params, minimize]")
-    return [_string()(value[0], f"{path}[0]"), _DIRECTION(value[1], f"{path}[1]")]
-
-
-_DIRECTION = _string(("maximize", "minimize"))
-_SEED = _optional(_integer(0, 2**63 - 1))
-_OBJECTIVES = _optional(_list_of(_objective_pair, "[metric, direction] pairs"))
-_COMMON = {"objective": _string(), "direction": _DIRECTION, "seed": _SEED}
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """A space, task or optimizer the document can name: its class and its settings."""
-
-    cls: type[Any]
-    params: dict[str, Check]
-    extra: tuple[str, ...] = ()  # settings of the document that the constructor does not take
-
-    def defaults(self) -> dict[str, Any]:
-        """The constructor's defaults of the settings the document may give."""
-        params = inspect.signature(self.cls).parameters.items()
-        return {
-            k: p.default
-            for k, p in params
-            if k in self.params and p.default is not inspect.Parameter.empty
-        }
-
-
-_SPACES = {
-    DagSpace.name: _Kind(
-        DagSpace,
-        {
-            "max_nodes": _integer(1),
-            "min_nodes": _integer(1),
-            "ops": _list_of(_string(), "op names"),
-            "kernels": _list_of(_integer(1), "kernel sizes"),
-            "widths": _list_of(_integer(1), "channel counts"),
-            "skip_prob": _number(0, 1),
-        },
-    ),
-    CellSpace.name: _Kind(CellSpace, {}),
+_TOP_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "version": _check_version,
+    "name": lambda key, value: check_string(key, value, error=ExperimentError),
+    "max_trials": lambda key, value: check_int(key, value, low=1, error=ExperimentError),
+    "store": lambda key, value: check_string(key, value, error=ExperimentError),
+    "storage_options": lambda key, value: check_options(key, value, error=ExperimentError),
+    "gpus_per_trial": _check_gpus,
 }
-_TASKS = {
-    TRAIN_TASK: _Kind(
-        TrainingTask,
-        {
-            "dataset": _string(),
-            "storage_options": _options,
-            "epochs": _integer(1),
-            "optimizer": _string(),
-            "learning_rate": _number(0, strict_low=True),
-            "momentum": _number(0),
-            "weight_decay": _number(0),
-            "batch_size": _integer(1),
-            "schedule": _string(),
-            "max_epochs": _optional(_integer(1)),
-            "seed": _integer(0, 2**63 - 1),
-        },
-        extra=("epochs", "storage_options"),
-    ),
-    NB201TabularTask.name: _Kind(
-        NB201TabularTask,
-        {"dataset": _string(), "time_scale": _number(0), "epochs": _integer(1)},
-        extra=("epochs",),
-    ),
-}
-_OPTIMIZERS = {
-    RandomSearch.name: _Kind(RandomSearch, {"budget": _integer(1), **_COMMON}),
-    RegularizedEvolution.name: _Kind(
-        RegularizedEvolution,
-        {
-            "population_size": _integer(2),
-            "sample_size": _integer(1),
-            "budget": _integer(1),
-            "constraints": _optional(_metric_bounds),
-            "objectives": _OBJECTIVES,
-            "greedy_start": _integer(0),
-            "avoid_repeats": _scalar("true or false", _is_bool, bool),
-            **_COMMON,
-        },
-    ),
-    GeneticAlgorithm.name: _Kind(
-        GeneticAlgorithm,
-        {
-            "population_size": _integer(2),
-            "elitism": _integer(0),
-            "tournament_size": _integer(1),
-            "crossover_rate": _number(0, 1),
-            "mutation_rate": _number(0, 1),
-            "budget": _integer(1),
-            "objectives": _OBJECTIVES,
-            **_COMMON,
-        },
-    ),
-    ASHA.name: _Kind(
-        ASHA,
-        {
-            "min_budget": _integer(1),
-            "max_budget": _integer(1),
-            "eta": _integer(2),
-            "budgets": _optional(_list_of(_integer(1), "budgets")),
-            "brackets": _integer(1),
-            **_COMMON,
-        },
-    ),
-    BayesianOptimization.name: _Kind(
-        BayesianOptimization,
-        {
-            "budget": _integer(1),
-            "n_initial": _integer(1),
-            "n_candidates": _integer(1),
-            "acquisition": _string(),
-            "xi": _number(0),
-            "kappa": _number(0),
-            **_COMMON,
-        },
-    ),
-}
-_SECTIONS: dict[str, dict[str, _Kind]] = {
-    "space": _SPACES,
-    "task": _TASKS,
-    "optimizer": _OPTIMIZERS,
-}
-_SCALARS: dict[str, Check] = {
-    "version": _scalar(f"{FORMAT_VERSION}, the only format version", lambda v: v == 1, int),
-    "name": _string(),
-    "max_trials": _integer(1),
-    "store": _string(),
-    "storage_options": _options,
-    "gpus_per_trial": _number(0),
-}
-_TOP = ["version", "name", "space", "task", "optimizer", *list(_SCALARS)[2:]]
+_TOP = ["version", "name", *SECTIONS, "max_trials", "store", "storage_options", "gpus_per_trial"]
 _REQUIRED = {
     "name": "my-search",
     "space": "{name: dag-cnn, max_nodes: 4}",
@@ -511,120 +313,8 @@ _REQUIRED = {
 _FROM_CONFIG = {"max_trials": "max-trials", "store": "store", "gpus_per_trial": "gpus-per-trial"}
 
 
-def _where_else(key: object, here: str) -> str | None:
-    """The section (or "the top level") where ``key`` is a valid setting, if any."""
-    if here and key in _TOP:
-        return "the top level"
-    for section, kinds in _SECTIONS.items():
-        if section != here and any(key in kind.params or key == "name" for kind in kinds.values()):
-            return f"the {section} section"
-    return None
-
-
-def _check_keys(mapping: Mapping[Any, Any], valid: list[str], here: str) -> None:
-    prefix = f"{here}." if here else ""
-    for key in mapping:
-        if key in valid:
-            continue
-        path = f"{prefix}{_key(key)}"
-        elsewhere = _where_else(key, here)
-        close = difflib.get_close_matches(_key(key), valid, n=1)
-        if elsewhere:
-            fix = f"move {key} to {elsewhere}"
-        elif close:
-            fix = f"rename {path} to {prefix}{close[0]}"
-        else:
-            fix = f"remove {path}"
-        _fail(
-            f"unknown key {path}",
-            expected=f"keys among {sorted(valid)}",
-            received=_repr(key),
-            fix=fix,
-        )
-
-
-def _settings(value: Any, path: str, checks: Mapping[str, Check]) -> dict[str, Any]:
-    _check_keys(value, list(checks), path)
-    return {key: checks[key](v, f"{path}.{key}") for key, v in value.items()}
-
-
-def _from_config(key: str, path: str, check: Check) -> Any:
-    return check(config_value(key), f"{path} (default from the dask config morphml.{key})")
-
-
-@contextlib.contextmanager
-def _building(section: str) -> Iterator[None]:
-    """Re-raise a constructor's error as an `ExperimentError` that names the section."""
-    try:
-        yield
-    except ExperimentError:
-        raise
-    except MorphMLError as error:
-        raise ExperimentError(
-            f"invalid {section} section: {error.problem}",
-            expected=error.expected,
-            received=error.received,
-            fix=f"in {section}: {error.fix}",
-        ) from error
-
-
-# -- building --------------------------------------------------------------------------------
-
-
-def _section(document: Mapping[str, Any], section: str) -> tuple[str, dict[str, Any]]:
-    """The kind named by a section and its checked settings, without the name."""
-    value, kinds = document[section], _SECTIONS[section]
-    names = sorted(kinds)
-    if not isinstance(value, Mapping):
-        _wrong(section, value, f"a mapping with a name, e.g. {section}: {_REQUIRED[section]}")
-    if "name" not in value:
-        _fail(
-            f"missing {section}.name",
-            expected=f"a name among {names}",
-            received=f"keys {sorted(map(_key, value))}",
-            fix=f"add name: {names[0]} to the {section} section",
-        )
-    name = value["name"]
-    if not isinstance(name, str) or name not in kinds:
-        close = difflib.get_close_matches(_key(name), names, n=1)
-        _fail(
-            f"unknown {section}.name",
-            expected=f"one of {names}",
-            received=_repr(name),
-            fix=f"set {section}.name to {close[0] if close else names[0]}"
-            + ("" if close else f" or another of {names}"),
-        )
-    rest = {k: v for k, v in value.items() if k != "name"}
-    return name, _settings(rest, section, kinds[name].params)
-
-
-def _build(document: Mapping[str, Any]) -> Experiment:
-    doc = _top_level(document)
-    space_name, space_settings = _section(document, "space")
-    space_kind = _SPACES[space_name]
-    doc["space"] = {"name": space_name, **space_kind.defaults(), **space_settings}
-    with _building("space"):
-        space: BaseSearchSpace = space_kind.cls(**space_settings)
-
-    task_name, task_settings = _section(document, "task")
-    optimizer_name, optimizer_settings = _section(document, "optimizer")
-    if task_name != TRAIN_TASK and space_name != CellSpace.name:
-        _fail(
-            f"the {task_name} task needs the {CellSpace.name} space",
-            expected=f"space.name {CellSpace.name}",
-            received=repr(space_name),
-            fix=f"set space.name to {CellSpace.name}, or task.name to {TRAIN_TASK}",
-        )
-    doc["task"] = _task_doc(task_name, task_settings)
-    doc["optimizer"] = _optimizer_doc(optimizer_name, optimizer_settings, doc["task"])
-    optimizer = _make_optimizer(doc, space)  # the constructor checks the settings
-    if task_name == TRAIN_TASK:
-        budget = doc["optimizer"].get("budget")
-        largest = max(optimizer.budgets) if isinstance(optimizer, ASHA) else budget
-        _settle_max_epochs(doc["task"], largest, optimizer_name)
-    doc = {key: doc[key] for key in _TOP}  # in the order of the format
-    doc = json.loads(json.dumps(doc))  # JSON-ready: tuples of defaults become lists
-    return Experiment(doc, space, _build_task(doc["task"], _TASKS[task_name]))
+def _from_config(key: str) -> str:
+    return f" (default from the dask config morphml.{key})"
 
 
 def _top_level(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -635,91 +325,195 @@ def _top_level(document: Mapping[str, Any]) -> dict[str, Any]:
         _fail(
             f"missing required key {missing[0]}",
             expected=f"the keys {list(_REQUIRED)}",
-            received=f"keys {sorted(map(_key, document))}",
+            received=f"keys {sorted(map(key_text, document))}",
             fix=f"add {missing[0]}: {_REQUIRED[missing[0]]}",
         )
     doc: dict[str, Any] = {"version": FORMAT_VERSION, "storage_options": {}}
-    for key, check in _SCALARS.items():
-        if key in document:
-            doc[key] = check(document[key], key)
-        elif key in _FROM_CONFIG:
-            doc[key] = _from_config(_FROM_CONFIG[key], key, check)
+    with _naming(""):
+        for key, check in _TOP_CHECKS.items():
+            if key in document:
+                doc[key] = check(key, document[key])
+            elif key in _FROM_CONFIG:
+                source = _FROM_CONFIG[key]
+                doc[key] = check(key + _from_config(source), config_value(source))
     return doc
 
 
-def _task_doc(name: str, settings: dict[str, Any]) -> dict[str, Any]:
-    doc = {"name": name, "epochs": DEFAULT_EPOCHS, **_TASKS[name].defaults()}
-    if name == NB201TabularTask.name:
-        doc["time_scale"] = _from_config("time-scale", "task.time_scale", _number(0))
-    return doc | settings
+def _where_else(key: object, here: str) -> str | None:
+    """The section (or "the top level") where ``key`` is a valid setting, if any."""
+    if here and key in _TOP:
+        return "the top level"
+    for section in SECTIONS:
+        if section != here and (key == "name" or any(key in keys for keys in _keys(section))):
+            return f"the {section} section"
+    return None
 
 
-def _optimizer_doc(name: str, settings: dict[str, Any], task_doc: dict[str, Any]) -> dict[str, Any]:
-    kind, task_cls = _OPTIMIZERS[name], _TASKS[task_doc["name"]].cls
-    filled = {"objective": task_cls.objective, "direction": task_cls.direction}
-    defaults = kind.defaults()
-    if "budget" in kind.params:
-        filled["budget"] = task_doc["epochs"]
-    elif settings.get("budgets") is not None:  # ASHA's rungs, listed: no ladder to make
-        del defaults["min_budget"], defaults["max_budget"]
-    elif "max_budget" not in settings:
-        filled["max_budget"] = task_doc["epochs"]
-    return {"name": name, **defaults, **filled, **settings}
+def _keys(section: str) -> Iterator[tuple[str, ...]]:
+    """The keys of each kind of ``section`` that can be imported: a kind registered by a
+    path that is broken fails when it is named, not when another key is misspelt."""
+    for kind in kinds(section).values():
+        with contextlib.suppress(ExperimentError):
+            yield kind.keys
+
+
+def _check_keys(mapping: Mapping[Any, Any], valid: list[str], here: str) -> None:
+    prefix = f"{here}." if here else ""
+    for key in mapping:
+        if key in valid:
+            continue
+        path = f"{prefix}{key_text(key)}"
+        elsewhere = _where_else(key, here)
+        close = difflib.get_close_matches(key_text(key), valid, n=1)
+        if elsewhere:
+            fix = f"move {key} to {elsewhere}"
+        elif close:
+            fix = f"rename {path} to {prefix}{close[0]}"
+        else:
+            fix = f"remove {path}"
+        _fail(
+            f"unknown key {path}",
+            expected=f"keys among {sorted(valid)}",
+            received=short_repr(key),
+            fix=fix,
+        )
+
+
+# -- the sections ----------------------------------------------------------------------------
+
+
+def _section(document: Mapping[str, Any], section: str) -> tuple[Kind, dict[str, Any]]:
+    """The kind a section names and the settings it gives, document-only ones checked."""
+    value = document[section]
+    names = sorted(kinds(section))
+    if not isinstance(value, Mapping):
+        _wrong(section, value, f"a mapping with a name, e.g. {section}: {_REQUIRED[section]}")
+    if "name" not in value:
+        _fail(
+            f"missing {section}.name",
+            expected=f"a name among {names}",
+            received=f"keys {sorted(map(key_text, value))}",
+            fix=f"add name: {names[0]} to the {section} section",
+        )
+    kind = get_kind(section, value["name"])
+    if kind is None:
+        close = difflib.get_close_matches(key_text(value["name"]), names, n=1)
+        _fail(
+            f"unknown {section}.name",
+            expected=f"one of {names}",
+            received=short_repr(value["name"]),
+            fix=f"set {section}.name to {close[0] if close else names[0]}"
+            + ("" if close else f" or another of {names}"),
+        )
+    given = {k: v for k, v in value.items() if k != "name"}
+    _check_keys(given, list(kind.keys), section)
+    with _naming(section):
+        for key, check in kind.schema.document_only.items():
+            if key in given:
+                given[key] = check(given[key])
+    return kind, given
+
+
+def _section_doc(kind: Kind, given: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A section with its defaults filled in, and the suffix of each key whose default
+    came from the dask config, for error messages."""
+    doc: dict[str, Any] = {"name": kind.name, **kind.defaults()}
+    suffixes = {}
+    for key, source in kind.schema.config.items():
+        if key not in given:
+            doc[key] = config_value(source)
+            suffixes[key] = _from_config(source)
+    return doc | dict(given), suffixes
+
+
+def _optimizer_doc(
+    kind: Kind, given: Mapping[str, Any], task: Kind, task_doc: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The optimizer section, defaults filled in: the task's objective and direction, the
+    keys the schema takes from the task (``budget`` from ``epochs``), the signature's."""
+    doc, _ = _section_doc(kind, given)
+    for key in ("objective", "direction"):
+        value = getattr(task.factory, key, None)
+        if key in kind.keys and key not in given and isinstance(value, str):
+            doc[key] = value
+    for key, task_key in kind.schema.from_task.items():
+        if key not in given and task_key in task_doc:
+            doc[key] = task_doc[task_key]
+    for key, dropped in kind.schema.dropped_by.items():
+        if given.get(key) is not None:  # e.g. ASHA's listed rungs: no ladder to make
+            for name in dropped:
+                if name not in given:
+                    doc.pop(name, None)
+    return doc
+
+
+def _check_space_fits(task: Kind, space: Kind) -> None:
+    needed = task.schema.requires_space
+    if needed is None or needed == space.name:
+        return
+    others = [
+        name
+        for name, kind in kinds("task").items()
+        if kind.schema.requires_space in (None, space.name)
+    ]
+    _fail(
+        f"the {task.name} task needs the {needed} space",
+        expected=f"space.name {needed}",
+        received=repr(space.name),
+        fix=f"set space.name to {needed}"
+        + (f", or task.name to {' or '.join(others)}" if others else ""),
+    )
+
+
+# -- building --------------------------------------------------------------------------------
+
+
+def _build(document: Mapping[str, Any]) -> Experiment:
+    doc = _top_level(document)
+    space_kind, space_given = _section(document, "space")
+    doc["space"], space_suffixes = _section_doc(space_kind, space_given)
+    with _naming("space", space_suffixes):
+        space = _made("space", space_kind, space_kind.build(space_given), BaseSearchSpace)
+    task_kind, task_given = _section(document, "task")
+    optimizer_kind, optimizer_given = _section(document, "optimizer")
+    _check_space_fits(task_kind, space_kind)
+    doc["task"], task_suffixes = _section_doc(task_kind, task_given)
+    doc["optimizer"] = _optimizer_doc(optimizer_kind, optimizer_given, task_kind, doc["task"])
+    optimizer = _make_optimizer(doc, space)
+    fit = task_kind.schema.fit
+    with _naming("task", task_suffixes):
+        if fit is not None:
+            fit(doc["task"], optimizer)
+        settings = {k: v for k, v in doc["task"].items() if k != "name"}
+        task = _made("task", task_kind, task_kind.build(settings), BaseTask)
+    with _naming(""):  # JSON-ready: tuples become lists, NumPy scalars Python's
+        doc = {key: check_json(key, doc[key], error=ExperimentError) for key in _TOP}
+    return Experiment(doc, space, task)
 
 
 def _make_optimizer(document: Mapping[str, Any], space: BaseSearchSpace) -> BaseOptimizer:
     settings = copy.deepcopy(document["optimizer"])
-    cls = _OPTIMIZERS[settings.pop("name")].cls
-    with _building("optimizer"):
-        optimizer: BaseOptimizer = cls(space, max_trials=document["max_trials"], **settings)
+    kind = get_kind("optimizer", settings.pop("name"))
+    if kind is None:  # unregistered since the document was loaded
+        _fail(
+            "unknown optimizer.name",
+            expected=f"one of {sorted(kinds('optimizer'))}",
+            received=repr(document["optimizer"]["name"]),
+            fix="register the optimizer again before making it",
+        )
+    with _naming("optimizer"):
+        made = kind.build(settings, space=space, max_trials=document["max_trials"])
+    optimizer: BaseOptimizer = _made("optimizer", kind, made, BaseOptimizer)
     return optimizer
 
 
-def _settle_max_epochs(task_doc: dict[str, Any], largest: int, optimizer_name: str) -> None:
-    """ASHA continues trials: one learning-rate schedule must span its largest budget."""
-    max_epochs = task_doc["max_epochs"]
-    if max_epochs is None and optimizer_name == ASHA.name:
-        task_doc["max_epochs"] = largest
-    elif max_epochs is not None and max_epochs < largest:
+def _made(section: str, kind: Kind, value: Any, base: type[Any]) -> Any:
+    """``value``, if the factory of ``kind`` made an instance of ``base``."""
+    if not isinstance(value, base):
         _fail(
-            "invalid value for task.max_epochs",
-            expected=f"at least the largest budget the optimizer asks for, {largest}",
-            received=repr(max_epochs),
-            fix=f"set task.max_epochs to {largest} or more, or remove it",
+            f"the factory of the {section} {kind.name!r} made no {base.__name__}",
+            expected=f"a {base.__name__} from {kind.target!r}",
+            received=describe(value),
+            fix=f"return a {base.__name__} subclass instance from the factory",
         )
-
-
-def _build_task(settings: Mapping[str, Any], kind: _Kind) -> BaseTask:
-    kwargs = {k: v for k, v in settings.items() if k != "name" and k not in kind.extra}
-    if kind.cls is TrainingTask:
-        kwargs["dataset"] = _dataset(settings)
-    with _building("task"):
-        task: BaseTask = kind.cls(**kwargs)
-    return task
-
-
-def _dataset(settings: Mapping[str, Any]) -> Any:
-    url, options = settings["dataset"], settings.get("storage_options")
-    if url == "digits":
-        if options:
-            _wrong("task.storage_options", options, "absent: digits ships with scikit-learn")
-        return url
-    if "://" not in url and not url.rstrip("/").endswith(".zarr"):
-        _wrong(
-            "task.dataset",
-            url,
-            "'digits' or a Zarr store URL with a scheme or a .zarr suffix "
-            "(s3://bucket/images.zarr, ./data/images.zarr)",
-        )
-    with _building("task"):
-        try:
-            return open_xarray_dataset(url, storage_options=options or None, seed=settings["seed"])
-        except MorphMLError:
-            raise
-        except Exception as error:  # any failure to read a store the user named
-            _fail(
-                "cannot open the Zarr dataset of task.dataset",
-                expected="a readable Zarr store with images and labels variables",
-                received=f"{url!r}: {type(error).__name__}: {error}"[:300],
-                fix="check the URL and task.storage_options (credentials, endpoint_url)",
-            )
+    return value

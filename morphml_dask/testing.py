@@ -13,6 +13,7 @@ The factory takes a seed and returns a fresh optimizer with a finite ``max_trial
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -22,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from morphml_dask.exceptions import OptimizerError
-from morphml_dask.optim._base import BaseOptimizer
-from morphml_dask.trial import Trial, TrialResult
+from morphml_dask.optim import BaseOptimizer, RandomSearch
+from morphml_dask.trial import Trial, TrialRecord, TrialResult
 
 if TYPE_CHECKING:
     from morphml_dask.storage import BaseStore
@@ -191,7 +192,6 @@ StoreFactory = Callable[[], "BaseStore"]
 
 
 def _finished_trials(count: int, seed: int = 0) -> list[tuple[Trial, TrialResult]]:
-    from morphml_dask.optim._random import RandomSearch
     from morphml_dask.space import CellSpace
 
     optimizer = RandomSearch(CellSpace(), seed=seed)
@@ -204,41 +204,75 @@ def check_store(make: StoreFactory) -> None:
 
     ``make()`` returns a store over a fresh, empty location.
     """
-    from morphml_dask.storage import Checkpoint, trial_row
-
     store = make()
     assert len(store.trials()) == 0
+    assert store.records() == []
     assert store.load_checkpoint() is None
-    finished = _finished_trials(30)
-    rows = [trial_row(t, r, worker="w1", attempt=1) for t, r in finished]
-    assert store.append(rows[:20]) == 20
-    assert store.append(rows[10:]) == 10, "ids already stored were appended again"
-    assert store.append(rows) == 0
+    records = [TrialRecord(t, r, worker="w1", attempt=1) for t, r in _finished_trials(30)]
+    _check_records_once(store, records)
+    curves = _check_curves(store, records)
+    _check_checkpoint(store, [record.trial for record in records[:2]])
+
+    before = store.trials().sort_values("trial_id").reset_index(drop=True)
+    store.compact()
+    after = store.trials().sort_values("trial_id").reset_index(drop=True)
+    assert before.equals(after), "compaction changed the trials table"
+    assert store.records() == records, "compaction changed the records"
+    assert sorted(map(str, store.curves()["trial"].values)) == sorted(curves)
+    assert store.append_records(records) == 0, "compaction forgot which ids are stored"
+    _check_repeats_and_non_finite_metrics(store, records[0].trial)
+
+
+def _check_records_once(store: BaseStore, records: list[TrialRecord]) -> None:
+    """Appends are exactly once by id; the table and the records show what was written."""
+    from morphml_dask.exceptions import StorageInputError
+
+    assert store.append_records(records[:20]) == 20
+    assert store.append_records(records[10:]) == 10, "ids already stored were appended again"
+    assert store.append_records(records) == 0
     table = store.trials()
-    assert sorted(table["trial_id"]) == sorted(t.id for t, _ in finished)
+    assert sorted(table["trial_id"]) == sorted(r.trial_id for r in records)
     by_id = table.set_index("trial_id")
-    for trial, result in finished:
+    for record in records:
+        trial, result = record.trial, record.result
         assert by_id.loc[trial.id, "state"] == result.state.value
         assert by_id.loc[trial.id, "fingerprint"] == trial.arch.fingerprint
         if result.ok:
             assert by_id.loc[trial.id, "val_accuracy"] == result.metrics["val_accuracy"]
         else:
             assert by_id.loc[trial.id, "error"] == result.error
+    assert store.records() == records, "records() differs from what was appended"
+    assert store.record(records[7].trial_id) == records[7]
+    try:
+        store.record("not-a-stored-trial")
+    except StorageInputError as error:
+        message = str(error)
+    else:
+        raise AssertionError("record() of an unknown id did not raise StorageInputError")
+    assert "not-a-stored-trial" in message
 
+
+def _check_curves(
+    store: BaseStore, records: list[TrialRecord]
+) -> dict[str, list[dict[str, float]]]:
     curves = {
-        t.id: [{"epoch": e, "val_accuracy": float(e) + i} for e in range(1, 2 + i % 4)]
-        for i, (t, _) in enumerate(finished)
+        r.trial_id: [{"epoch": e, "val_accuracy": float(e) + i} for e in range(1, 2 + i % 4)]
+        for i, r in enumerate(records)
     }
     assert store.append_curves(dict(list(curves.items())[:12])) == 12
     assert store.append_curves(curves) == len(curves) - 12
     data = store.curves()
     assert sorted(map(str, data["trial"].values)) == sorted(curves)
-    first = finished[3][0].id
+    first = records[3].trial_id
     values = data["val_accuracy"].sel(trial=first).dropna("epoch")
     assert values.values.tolist() == [p["val_accuracy"] for p in curves[first]]
+    return curves
+
+
+def _check_checkpoint(store: BaseStore, in_flight: list[Trial]) -> None:
+    from morphml_dask.storage import Checkpoint
 
     optimizer_state = {"format": "anything-json", "values": [1, 2.5, "x"], "nested": {"a": None}}
-    in_flight = [t for t, _ in finished[:2]]
     store.save_checkpoint(Checkpoint(optimizer_state, {"seed": 3}, in_flight))
     loaded = store.load_checkpoint()
     assert loaded is not None
@@ -246,12 +280,22 @@ def check_store(make: StoreFactory) -> None:
     assert loaded.config == {"seed": 3}
     assert [t.id for t in loaded.in_flight] == [t.id for t in in_flight]
 
-    before = store.trials().sort_values("trial_id").reset_index(drop=True)
-    store.compact()
-    after = store.trials().sort_values("trial_id").reset_index(drop=True)
-    assert before.equals(after), "compaction changed the trials table"
-    assert sorted(map(str, store.curves()["trial"].values)) == sorted(curves)
-    assert store.append(rows) == 0, "compaction forgot which ids are stored"
+
+def _check_repeats_and_non_finite_metrics(store: BaseStore, template: Trial) -> None:
+    """An id repeated within one call is stored once (the first); NaN and infinities come
+    back as written."""
+    trial = dataclasses.replace(template, id="repeated-in-one-call")
+    metrics = {"val_accuracy": 1.5, "loss": math.nan, "gain": math.inf, "drop": -math.inf}
+    first = TrialRecord(trial, TrialResult.complete(trial.id, metrics), worker="first")
+    second = TrialRecord(trial, TrialResult.complete(trial.id, {}), worker="second")
+    assert store.append_records([first, second]) == 1, "an id repeated in a call was stored twice"
+    stored = store.record(trial.id)
+    assert stored.worker == "first"
+    assert stored.trial == trial
+    back = dict(stored.result.metrics)
+    assert math.isnan(back.pop("loss")), "NaN did not come back"
+    assert back == {"val_accuracy": 1.5, "gain": math.inf, "drop": -math.inf}
+    assert store.records()[-1].trial_id == trial.id
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from morphml_dask.exceptions import (
     SearchSpaceError,
     TaskError,
 )
-from morphml_dask.experiment import _OPTIMIZERS, _SECTIONS, Experiment, load_experiment
+from morphml_dask.experiment import Experiment, load_experiment
 from morphml_dask.optim import (
     ASHA,
     BayesianOptimization,
@@ -32,6 +32,7 @@ from morphml_dask.optim import (
     RandomSearch,
     RegularizedEvolution,
 )
+from morphml_dask.registry import SECTIONS, kinds
 from morphml_dask.space import CellSpace, DagSpace
 from morphml_dask.tasks import NB201TabularTask, TrainingTask
 from morphml_dask.trial import TrialResult
@@ -195,11 +196,11 @@ def test_every_optimizer_can_be_named(name: str, cls: type, settings: dict[str, 
 
 
 def test_every_constructor_setting_is_part_of_the_format() -> None:
-    for section, kinds in _SECTIONS.items():
-        for name, kind in kinds.items():
-            params = set(inspect.signature(kind.cls).parameters) - {"space", "max_trials"}
-            assert params <= set(kind.params), f"{section} {name}: {params - set(kind.params)}"
-    assert set(_OPTIMIZERS) == {
+    for section in SECTIONS:
+        for name, kind in kinds(section).items():
+            params = set(inspect.signature(kind.factory).parameters) - {"space", "max_trials"}
+            assert params <= set(kind.keys), f"{section} {name}: {params - set(kind.keys)}"
+    assert set(kinds("optimizer")) == {
         c.name
         for c in (RandomSearch, RegularizedEvolution, GeneticAlgorithm, ASHA, BayesianOptimization)
     }
@@ -248,6 +249,35 @@ def test_missing_top_level_settings_come_from_the_dask_config() -> None:
     assert (exp.max_trials, exp.store_url, exp.gpus_per_trial) == (33, "memory://runs", 0.5)
     assert exp.task.time_scale == 0.01  # type: ignore[attr-defined]
     assert load_experiment(exp.to_dict()) == exp  # the defaults are written down
+
+
+def test_a_config_default_is_read_only_when_the_document_leaves_the_key_out() -> None:
+    with dask.config.set({"morphml.time-scale": -1}):
+        exp = load_experiment(with_section("task", time_scale=0.5))
+        with pytest.raises(
+            ExperimentError,
+            match=r"invalid value for task\.time_scale \(default from the dask config "
+            r"morphml\.time-scale\)(.|\n)*received: -1 \(int\)(.|\n)*fix: set task\.time_scale "
+            r"\(default from the dask config morphml\.time-scale\) to e\.g\. 0\.001",
+        ):
+            load_experiment(nb201_doc())
+    assert exp.task.time_scale == 0.5  # type: ignore[attr-defined]
+
+
+def test_numpy_values_and_tuples_normalize_to_json() -> None:
+    doc = digits_doc()
+    doc["space"]["widths"] = (np.int64(16), 32)
+    doc["optimizer"]["population_size"] = np.int64(8)
+    doc["task"]["learning_rate"] = np.float32(0.25)
+    document = load_experiment(doc).to_dict()
+    assert document["space"]["widths"] == [16, 32]
+    assert type(document["optimizer"]["population_size"]) is int
+    assert (document["task"]["learning_rate"], type(document["task"]["learning_rate"])) == (
+        0.25,
+        float,
+    )
+    assert json.loads(json.dumps(document)) == document
+    assert load_experiment(document).to_dict() == document
 
 
 def test_a_bad_config_default_is_named_as_such() -> None:
@@ -480,19 +510,29 @@ def test_wrong_values_in_the_training_task() -> None:
         (
             "optimizer",
             {"population_size": 4, "sample_size": 5},
-            r"invalid optimizer section: invalid sample_size(.|\n)*fix: in optimizer: ",
+            r"invalid value for optimizer\.sample_size(.|\n)*from 1 to population_size \(4\)"
+            r"(.|\n)*received: 5 \(int\)(.|\n)*fix: set optimizer\.sample_size to e\.g\. 3",
             OptimizerError,
         ),
         (
             "optimizer",
             {"name": "asha", "budgets": [200, 12]},
-            r"invalid optimizer section: invalid budgets(.|\n)*strictly increasing",
+            r"invalid value for optimizer\.budgets(.|\n)*strictly increasing"
+            r"(.|\n)*received: \[200, 12\] \(list\)(.|\n)*fix: in optimizer: list each rung",
+            OptimizerError,
+        ),
+        (
+            "optimizer",
+            {"name": "genetic-algorithm", "objectives": [["params", "minimize"]]},
+            r"invalid optimizer section: objective is not one of the objectives"
+            r"(.|\n)*fix: in optimizer: pass objective='params'",
             OptimizerError,
         ),
         (
             "task",
             {"dataset": "mnist"},
-            r"invalid task section: unknown NAS-Bench-201 dataset(.|\n)*cifar100",
+            r"invalid value for task\.dataset: unknown NAS-Bench-201 dataset(.|\n)*cifar100"
+            r"(.|\n)*'mnist' \(str\)",
             TaskError,
         ),
     ],
@@ -519,7 +559,8 @@ def test_space_constructor_errors_keep_their_message() -> None:
     doc = digits_doc()
     doc["task"]["optimizer"] = "rmsprop"
     with pytest.raises(
-        ExperimentError, match=r"invalid task section: invalid optimizer(.|\n)*'sgd', 'adam'"
+        ExperimentError,
+        match=r"invalid value for task\.optimizer(.|\n)*'sgd', 'adam'(.|\n)*'rmsprop' \(str\)",
     ):
         load_experiment(doc)
 
@@ -596,7 +637,10 @@ _VALUES = st.recursive(
     max_leaves=8,
 )
 _SECTION_KEYS = sorted(
-    {"name", *(key for kinds in _SECTIONS.values() for k in kinds.values() for key in k.params)}
+    {
+        "name",
+        *(key for section in SECTIONS for kind in kinds(section).values() for key in kind.keys),
+    }
 )
 _TOP_KEYS = ["version", "name", "space", "task", "optimizer", "max_trials", "store"]
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from morphml_dask.exceptions import OptimizerError
 from morphml_dask.optim._base import BaseOptimizer
+from morphml_dask.registry import Schema, register_kind
 from morphml_dask.space import BaseSearchSpace
 from morphml_dask.trial import Trial, TrialResult
+from morphml_dask.validation import check_int, invalid, is_int
 
 __all__ = ["ASHA"]
 
@@ -85,24 +86,26 @@ class ASHA(BaseOptimizer):
         super().__init__(
             space, objective=objective, direction=direction, max_trials=max_trials, seed=seed
         )
-        if not _is_int(eta) or eta < 2:
-            raise OptimizerError(
-                "invalid eta",
-                expected="an integer of at least 2 (the reduction factor)",
-                received=repr(eta),
-                fix="pass eta=3 (or 2 or 4), as in the ASHA paper",
-            )
-        self.eta = int(eta)
+        self.eta = check_int(
+            "eta",
+            eta,
+            low=2,
+            error=OptimizerError,
+            expected="an integer >= 2 (the reduction factor)",
+            fix="pass eta=3 (or 2 or 4), as in the ASHA paper",
+        )
         self.budgets = rung_budgets(min_budget, max_budget, self.eta, budgets)
-        if not _is_int(brackets) or not 1 <= brackets <= len(self.budgets):
-            raise OptimizerError(
-                "invalid brackets",
-                expected=f"an integer from 1 to the number of rungs, {len(self.budgets)} "
-                f"(budgets {list(self.budgets)})",
-                received=repr(brackets),
-                fix=f"pass brackets=1 for plain ASHA, or at most brackets={len(self.budgets)}",
-            )
-        self.brackets = int(brackets)
+        rungs = len(self.budgets)
+        self.brackets = check_int(
+            "brackets",
+            brackets,
+            low=1,
+            high=rungs,
+            error=OptimizerError,
+            expected=f"an integer from 1 to the number of rungs, {rungs} "
+            f"(budgets {list(self.budgets)})",
+            fix=f"pass brackets=1 for plain ASHA, or at most brackets={rungs}",
+        )
         self._next_bracket = 0
         self._rungs = self._empty_rungs()
 
@@ -174,37 +177,44 @@ def rung_budgets(
     (12, 200)
     """
     if budgets is not None:
-        ok = isinstance(budgets, Sequence) and len(budgets) > 0
-        ok = ok and all(_is_int(b) and b >= 1 for b in budgets)
-        if not ok or any(a >= b for a, b in itertools.pairwise(budgets)):
-            raise OptimizerError(
-                "invalid budgets",
-                expected="a strictly increasing list of positive integers, e.g. [12, 200]",
-                received=repr(budgets),
-                fix="list each rung's budget from lowest to highest, or pass budgets=None "
-                "to use min_budget, max_budget and eta",
-            )
-        return tuple(int(b) for b in budgets)
-    if not _is_int(min_budget) or min_budget < 1:
-        raise OptimizerError(
-            "invalid min_budget",
-            expected="a positive integer (r, the budget of rung 0)",
-            received=repr(min_budget),
-            fix="pass min_budget=1, or budgets=[...] to list the rungs",
-        )
-    if not _is_int(max_budget) or max_budget < min_budget:
-        raise OptimizerError(
-            "invalid max_budget",
-            expected=f"an integer of at least min_budget ({min_budget})",
-            received=repr(max_budget),
-            fix=f"pass max_budget={min_budget * eta**3} (min_budget * eta**3) or larger",
-        )
-    ladder = [int(min_budget)]
-    while ladder[-1] * eta <= max_budget:
+        return _listed_budgets(budgets)
+    r = check_int(
+        "min_budget",
+        min_budget,
+        low=1,
+        error=OptimizerError,
+        expected="an integer >= 1 (r, the budget of rung 0)",
+        fix="pass min_budget=1, or budgets=[...] to list the rungs",
+    )
+    big_r = check_int(
+        "max_budget",
+        max_budget,
+        low=r,
+        error=OptimizerError,
+        expected=f"an integer of at least min_budget ({r})",
+        fix=f"pass max_budget={r * eta**3} (min_budget * eta**3) or larger",
+    )
+    ladder = [r]
+    while ladder[-1] * eta <= big_r:
         ladder.append(ladder[-1] * eta)
-    if ladder[-1] != max_budget:
-        ladder.append(int(max_budget))
+    if ladder[-1] != big_r:
+        ladder.append(big_r)
     return tuple(ladder)
+
+
+def _listed_budgets(budgets: object) -> tuple[int, ...]:
+    listed = list(budgets) if isinstance(budgets, Sequence) else []
+    positive = bool(listed) and all(is_int(b) and b >= 1 for b in listed)
+    if not (positive and all(a < b for a, b in itertools.pairwise(listed))):
+        raise invalid(
+            OptimizerError,
+            "budgets",
+            budgets,
+            expected="a strictly increasing list of positive integers, e.g. [12, 200]",
+            fix="list each rung's budget from lowest to highest, or pass budgets=None "
+            "to use min_budget, max_budget and eta",
+        )
+    return tuple(int(b) for b in listed)
 
 
 class _Rung:
@@ -279,5 +289,12 @@ def _encode(value: float) -> float | str:
     return value if math.isfinite(value) else repr(value)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+register_kind(
+    "optimizer",
+    ASHA.name,
+    ASHA,
+    Schema(
+        from_task={"max_budget": "epochs"},
+        dropped_by={"budgets": ("min_budget", "max_budget")},
+    ),
+)

@@ -16,10 +16,13 @@ import numpy as np
 from morphml_dask.exceptions import OptimizerError
 from morphml_dask.space import ArchGraph, BaseSearchSpace, space_from_dict
 from morphml_dask.trial import Trial, TrialResult
+from morphml_dask.validation import check_choice, check_int, check_string
 
 __all__ = ["BaseOptimizer", "Objective"]
 
 DIRECTIONS = ("maximize", "minimize")
+# Seeds are stored in checkpoints and Parquet tables as signed 64-bit integers.
+MAX_SEED = 2**63 - 1
 STATE_FORMAT = "morphml.optimizer"
 STATE_VERSION = 1
 
@@ -28,15 +31,14 @@ class Objective:
     """A metric and its direction; `score` turns results into larger-is-better numbers."""
 
     def __init__(self, metric: str = "val_accuracy", direction: str = "maximize") -> None:
-        if direction not in DIRECTIONS:
-            raise OptimizerError(
-                f"invalid direction for objective {metric!r}",
-                expected=f"one of {list(DIRECTIONS)}",
-                received=repr(direction),
-                fix='pass direction="maximize" or direction="minimize"',
-            )
-        self.metric = metric
-        self.direction = direction
+        self.metric = check_string("objective", metric, error=OptimizerError)
+        self.direction = check_choice(
+            "direction",
+            direction,
+            DIRECTIONS,
+            error=OptimizerError,
+            fix=f'pass direction="maximize" or direction="minimize" for {metric!r}',
+        )
 
     def score(self, result: TrialResult) -> float:
         """The metric signed so that larger is better; -inf for failed or missing values."""
@@ -89,13 +91,17 @@ class BaseOptimizer(abc.ABC):
                 f"{type(self).__name__} needs a BaseSearchSpace (e.g. CellSpace() or "
                 f"DagSpace()), got {type(space).__name__}"
             )
-        if max_trials is not None and (not isinstance(max_trials, int) or max_trials < 1):
-            raise OptimizerError(
-                "invalid max_trials",
+        if max_trials is not None:
+            max_trials = check_int(
+                "max_trials",
+                max_trials,
+                low=1,
+                error=OptimizerError,
                 expected="a positive integer or None",
-                received=repr(max_trials),
                 fix="set max_trials to the number of trials the search may run",
             )
+        if seed is not None:
+            seed = check_int("seed", seed, low=0, high=MAX_SEED, error=OptimizerError)
         self.space = space
         self.objective = Objective(objective, direction)
         self.max_trials = max_trials
@@ -266,3 +272,14 @@ class BaseOptimizer(abc.ABC):
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         del state
+
+
+def check_budget(budget: object) -> int:
+    """The budget (epochs) every trial of a single-budget optimizer trains for."""
+    return check_int(
+        "budget",
+        budget,
+        low=1,
+        error=OptimizerError,
+        fix="set budget to the epochs every trial trains for, e.g. 12",
+    )

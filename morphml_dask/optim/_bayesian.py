@@ -17,9 +17,11 @@ except ImportError:  # pragma: no cover
     ThreadpoolController = None
 
 from morphml_dask.exceptions import OptimizerError
-from morphml_dask.optim._base import BaseOptimizer
+from morphml_dask.optim._base import BaseOptimizer, check_budget
+from morphml_dask.registry import Schema, register_kind
 from morphml_dask.space import ArchGraph, BaseSearchSpace
 from morphml_dask.trial import Trial, TrialResult
+from morphml_dask.validation import check_choice, check_int, check_number
 
 __all__ = ["BayesianOptimization"]
 
@@ -132,25 +134,18 @@ class BayesianOptimization(BaseOptimizer):
         super().__init__(
             space, objective=objective, direction=direction, max_trials=max_trials, seed=seed
         )
-        _check_positive_int("budget", budget, "the epochs every trial trains for, e.g. 12")
-        _check_positive_int("n_initial", n_initial, "e.g. 10 random trials before the model")
-        _check_positive_int("n_candidates", n_candidates, "e.g. 100 candidates per ask")
-        if acquisition not in ACQUISITIONS:
-            raise OptimizerError(
-                "invalid acquisition",
-                expected=f"one of {list(ACQUISITIONS)}",
-                received=repr(acquisition),
-                fix='pass acquisition="ei" (expected improvement) or "ucb" (upper confidence'
-                " bound)",
-            )
-        _check_non_negative("xi", xi, "e.g. 0.01; larger values explore more")
-        _check_non_negative("kappa", kappa, "e.g. 2.0; larger values explore more")
-        self.budget = budget
-        self.n_initial = n_initial
-        self.n_candidates = n_candidates
-        self.acquisition = acquisition
-        self.xi = float(xi)
-        self.kappa = float(kappa)
+        self.budget = check_budget(budget)
+        self.n_initial = _check_count("n_initial", n_initial, "10 random trials before the model")
+        self.n_candidates = _check_count("n_candidates", n_candidates, "100 candidates per ask")
+        self.acquisition = check_choice(
+            "acquisition",
+            acquisition,
+            ACQUISITIONS,
+            error=OptimizerError,
+            fix='pass acquisition="ei" (expected improvement) or "ucb" (upper confidence bound)',
+        )
+        self.xi = _check_exploration("xi", xi, "0.01")
+        self.kappa = _check_exploration("kappa", kappa, "2.0")
         # The training set: encodings of told trials and their scores, None for failures.
         self._x: list[FloatArray] = []
         self._y: list[float | None] = []
@@ -428,22 +423,18 @@ def _expected_improvement(mean: FloatArray, std: FloatArray, threshold: float) -
     return np.asarray(gain * cdf + std * pdf, dtype=np.float64)
 
 
-def _check_positive_int(name: str, value: object, example: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise OptimizerError(
-            f"invalid {name}",
-            expected="a positive integer",
-            received=repr(value),
-            fix=f"set {name} to {example}",
-        )
+def _check_count(name: str, value: object, example: str) -> int:
+    return check_int(name, value, low=1, error=OptimizerError, fix=f"set {name} to e.g. {example}")
 
 
-def _check_non_negative(name: str, value: object, example: str) -> None:
-    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-    if number is None or not math.isfinite(number) or number < 0:
-        raise OptimizerError(
-            f"invalid {name}",
-            expected="a finite number >= 0",
-            received=repr(value),
-            fix=f"set {name} to {example}",
-        )
+def _check_exploration(name: str, value: object, example: str) -> float:
+    fix = f"set {name} to e.g. {example}; larger values explore more"
+    return check_number(name, value, low=0, error=OptimizerError, fix=fix)
+
+
+register_kind(
+    "optimizer",
+    BayesianOptimization.name,
+    BayesianOptimization,
+    Schema(from_task={"budget": "epochs"}),
+)

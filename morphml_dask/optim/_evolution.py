@@ -10,10 +10,18 @@ from typing import Any
 import numpy as np
 
 from morphml_dask.exceptions import OptimizerError
-from morphml_dask.optim._base import BaseOptimizer
+from morphml_dask.optim._base import BaseOptimizer, check_budget
 from morphml_dask.optim._pareto import MultiObjective, dominates, nsga2_order
+from morphml_dask.registry import Schema, register_kind
 from morphml_dask.space import ArchGraph, BaseSearchSpace
 from morphml_dask.trial import Trial, TrialResult
+from morphml_dask.validation import (
+    check_bool,
+    check_int,
+    check_number,
+    invalid,
+    short_repr,
+)
 
 __all__ = ["RegularizedEvolution"]
 
@@ -99,49 +107,32 @@ class RegularizedEvolution(BaseOptimizer):
         super().__init__(
             space, objective=objective, direction=direction, max_trials=max_trials, seed=seed
         )
-        if not (isinstance(population_size, int) and population_size >= 2):
-            raise OptimizerError(
-                "invalid population_size",
-                expected="an integer of at least 2",
-                received=repr(population_size),
-                fix="set population_size to e.g. 10 (the NAS-Bench-201 setting)",
-            )
-        if not (isinstance(sample_size, int) and 1 <= sample_size <= population_size):
-            raise OptimizerError(
-                "invalid sample_size",
-                expected=f"an integer from 1 to population_size ({population_size})",
-                received=repr(sample_size),
-                fix="set sample_size to e.g. 3, at most the population size",
-            )
-        if not (_is_int(greedy_start) and greedy_start >= 0):
-            raise OptimizerError(
-                "invalid greedy_start",
-                expected="an integer of at least 0 (results climbed greedily; 0: never)",
-                received=repr(greedy_start),
-                fix="set greedy_start=0 for the paper's algorithm, or e.g. twice the workers",
-            )
-        if greedy_start and objectives is not None:
-            raise OptimizerError(
-                "greedy_start needs a single objective",
-                expected="greedy_start=0 with objectives, or objectives=None",
-                received=f"greedy_start={greedy_start} with objectives={list(objectives)!r}",
-                fix="drop greedy_start for a multi-objective search: there is no one best "
-                "architecture to climb from",
-            )
-        if not isinstance(avoid_repeats, bool):
-            raise OptimizerError(
-                "invalid avoid_repeats",
-                expected="True or False",
-                received=repr(avoid_repeats),
-                fix="pass avoid_repeats=True to draw again children already asked for",
-            )
-        self.population_size = population_size
-        self.sample_size = sample_size
-        self.budget = budget
-        self.constraints = dict(constraints or {})
+        self.population_size = check_int(
+            "population_size",
+            population_size,
+            low=2,
+            error=OptimizerError,
+            fix="set population_size to e.g. 10 (the NAS-Bench-201 setting)",
+        )
+        self.sample_size = check_int(
+            "sample_size",
+            sample_size,
+            low=1,
+            high=self.population_size,
+            error=OptimizerError,
+            expected=f"an integer from 1 to population_size ({self.population_size})",
+            fix="set sample_size to e.g. 3, at most the population size",
+        )
+        self.budget = check_budget(budget)
+        self.constraints = _check_constraints(constraints)
         self.objectives = None if objectives is None else MultiObjective(objectives)
-        self.greedy_start = int(greedy_start)
-        self.avoid_repeats = avoid_repeats
+        self.greedy_start = _check_greedy_start(greedy_start, self.objectives)
+        self.avoid_repeats = check_bool(
+            "avoid_repeats",
+            avoid_repeats,
+            error=OptimizerError,
+            fix="pass avoid_repeats=True to draw again children already asked for",
+        )
         # Feasible results told, and the best of them: what greedy_start climbs from.
         self._fed = 0
         self._leader: tuple[list[float], Trial] | None = None
@@ -244,5 +235,53 @@ class RegularizedEvolution(BaseOptimizer):
         self._asked_fingerprints = set(state.get("asked_fingerprints", []))
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _check_constraints(constraints: object) -> dict[str, float]:
+    if constraints is None:
+        return {}
+    if not isinstance(constraints, Mapping):
+        raise invalid(
+            OptimizerError,
+            "constraints",
+            constraints,
+            expected="a mapping of metric upper bounds, e.g. {params: 1000000}",
+            fix='pass e.g. constraints={"params": 1e6}, or None for no constraints',
+        )
+    bounds = {}
+    for metric, bound in constraints.items():
+        if not (isinstance(metric, str) and metric):
+            raise invalid(
+                OptimizerError,
+                f"constraints.{short_repr(metric)}",
+                metric,
+                expected="a metric name, a non-empty string",
+            )
+        bounds[metric] = check_number(f"constraints.{metric}", bound, error=OptimizerError)
+    return bounds
+
+
+def _check_greedy_start(greedy_start: object, objectives: MultiObjective | None) -> int:
+    climbs = check_int(
+        "greedy_start",
+        greedy_start,
+        low=0,
+        error=OptimizerError,
+        expected="an integer >= 0 (results climbed greedily; 0: never)",
+        fix="set greedy_start=0 for the paper's algorithm, or e.g. twice the workers",
+    )
+    if climbs and objectives is not None:
+        raise OptimizerError(
+            "greedy_start needs a single objective",
+            expected="greedy_start=0 with objectives, or objectives=None",
+            received=f"greedy_start={climbs} with objectives={objectives.to_dict()!r}",
+            fix="drop greedy_start for a multi-objective search: there is no one best "
+            "architecture to climb from",
+        )
+    return climbs
+
+
+register_kind(
+    "optimizer",
+    RegularizedEvolution.name,
+    RegularizedEvolution,
+    Schema(from_task={"budget": "epochs"}),
+)

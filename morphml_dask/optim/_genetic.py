@@ -10,10 +10,12 @@ from typing import Any
 import numpy as np
 
 from morphml_dask.exceptions import OptimizerError
-from morphml_dask.optim._base import BaseOptimizer, Objective
+from morphml_dask.optim._base import BaseOptimizer, Objective, check_budget
 from morphml_dask.optim._pareto import MultiObjective, dominates, nsga2_order
+from morphml_dask.registry import Schema, register_kind
 from morphml_dask.space import ArchGraph, BaseSearchSpace
 from morphml_dask.trial import Trial, TrialResult
+from morphml_dask.validation import check_int, check_number
 
 __all__ = ["GeneticAlgorithm"]
 
@@ -125,7 +127,7 @@ class GeneticAlgorithm(BaseOptimizer):
         )
         self._generation = 0
         self._members: list[_Member] = []
-        self._queue = [_Child(self.space.sample(self.rng)) for _ in range(population_size)]
+        self._queue = [_Child(self.space.sample(self.rng)) for _ in range(self.population_size)]
         self._front: list[_Member] = []
 
     @property
@@ -219,27 +221,33 @@ class GeneticAlgorithm(BaseOptimizer):
     # -- settings and state ----------------------------------------------------------------
 
     def _configure(self, settings: Mapping[str, Any]) -> None:
-        population_size = _check_int(
-            "population_size", settings["population_size"], 2, None, "e.g. population_size=20"
+        size = check_int(
+            "population_size",
+            settings["population_size"],
+            low=2,
+            error=OptimizerError,
+            fix="set population_size to e.g. 20",
         )
-        self.population_size = population_size
-        self.elitism = _check_int(
+        self.population_size = size
+        self.elitism = check_int(
             "elitism",
             settings["elitism"],
-            0,
-            population_size - 1,
-            f"keep fewer elites than individuals, e.g. elitism={min(2, population_size - 1)}",
+            low=0,
+            high=size - 1,
+            error=OptimizerError,
+            fix=f"keep fewer elites than individuals, e.g. elitism={min(2, size - 1)}",
         )
-        self.tournament_size = _check_int(
+        self.tournament_size = check_int(
             "tournament_size",
             settings["tournament_size"],
-            1,
-            population_size,
-            f"draw at most population_size, e.g. tournament_size={min(3, population_size)}",
+            low=1,
+            high=size,
+            error=OptimizerError,
+            fix=f"draw at most population_size, e.g. tournament_size={min(3, size)}",
         )
         self.crossover_rate = _check_rate("crossover_rate", settings["crossover_rate"])
         self.mutation_rate = _check_rate("mutation_rate", settings["mutation_rate"])
-        self.budget = _check_int("budget", settings["budget"], 1, None, "e.g. budget=12 epochs")
+        self.budget = check_budget(settings["budget"])
         self.objectives = _check_objectives(self.objective, settings["objectives"])
 
     def _state(self) -> dict[str, Any]:
@@ -274,18 +282,6 @@ def _completed(member: _Member) -> bool:
     return member.score is not None and not any(math.isinf(s) and s < 0 for s in member.score)
 
 
-def _check_int(name: str, value: object, low: int, high: int | None, fix: str) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        expected = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
-        raise OptimizerError(f"invalid {name}", expected=expected, received=repr(value), fix=fix)
-    return value
-
-
 def _check_objectives(
     objective: Objective, objectives: Sequence[Sequence[str]] | None
 ) -> MultiObjective | None:
@@ -306,14 +302,15 @@ def _check_objectives(
 
 
 def _check_rate(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise OptimizerError(
-            f"invalid {name}",
-            expected="a probability from 0 to 1",
-            received=repr(value),
-            fix=f"e.g. {name}=0.5",
-        )
-    return float(value)
+    return check_number(
+        name,
+        value,
+        low=0,
+        high=1,
+        error=OptimizerError,
+        expected="a probability from 0 to 1",
+        fix=f"set {name} to e.g. 0.5",
+    )
 
 
 # JSON has no infinities: failures' -inf scores are written as the string "-inf".
@@ -332,3 +329,11 @@ def _member_from_dict(data: Mapping[str, Any]) -> _Member:
     return _Member(
         Trial.from_dict(data["trial"]), None if score is None else tuple(float(s) for s in score)
     )
+
+
+register_kind(
+    "optimizer",
+    GeneticAlgorithm.name,
+    GeneticAlgorithm,
+    Schema(from_task={"budget": "epochs"}),
+)

@@ -19,6 +19,7 @@ import numpy as np
 
 from morphml_dask.exceptions import OptimizerError
 from morphml_dask.optim._base import DIRECTIONS
+from morphml_dask.validation import check_choice, invalid
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -33,6 +34,8 @@ __all__ = [
     "nsga2_order",
     "pareto_front",
 ]
+
+_EXAMPLE = '[("val_accuracy", "maximize"), ("params", "minimize")]'
 
 Points = np.ndarray[Any, np.dtype[np.float64]]
 Indices = np.ndarray[Any, np.dtype[np.intp]]
@@ -56,37 +59,25 @@ class MultiObjective:
     """
 
     def __init__(self, objectives: Sequence[Sequence[str]]) -> None:
-        example = '[("val_accuracy", "maximize"), ("params", "minimize")]'
         if isinstance(objectives, str | bytes) or not isinstance(objectives, Sequence):
-            raise OptimizerError(
-                "objectives must be a sequence of (metric, direction) pairs",
-                expected=f"a list like {example}",
-                received=repr(objectives)[:80],
-                fix=f"pass objectives={example}",
+            raise invalid(
+                OptimizerError,
+                "objectives",
+                objectives,
+                expected=f"a sequence of (metric, direction) pairs, e.g. {_EXAMPLE}",
+                fix=f"pass objectives={_EXAMPLE}",
+                problem="objectives must be a sequence of (metric, direction) pairs",
             )
         if len(objectives) == 0:
-            raise OptimizerError(
-                "no objectives given",
-                expected=f"at least one (metric, direction) pair, e.g. {example}",
-                received="[]",
-                fix=f"pass objectives={example}, or objectives=None for one objective",
+            raise invalid(
+                OptimizerError,
+                "objectives",
+                objectives,
+                expected=f"at least one (metric, direction) pair, e.g. {_EXAMPLE}",
+                fix=f"pass objectives={_EXAMPLE}, or objectives=None for one objective",
+                problem="no objectives given",
             )
-        pairs: list[tuple[str, str]] = []
-        for pair in objectives:
-            if (
-                not isinstance(pair, Sequence)
-                or isinstance(pair, str)
-                or len(pair) != 2
-                or not isinstance(pair[0], str)
-                or pair[1] not in DIRECTIONS
-            ):
-                raise OptimizerError(
-                    "invalid objective",
-                    expected=f"a (metric, direction) pair with direction one of {list(DIRECTIONS)}",
-                    received=repr(pair)[:80],
-                    fix=f"write each objective as in {example}",
-                )
-            pairs.append((pair[0], pair[1]))
+        pairs = [_check_pair(f"objectives[{i}]", pair) for i, pair in enumerate(objectives)]
         metrics = [metric for metric, _ in pairs]
         repeated = sorted({m for m in metrics if metrics.count(m) > 1})
         if repeated:
@@ -123,6 +114,32 @@ class MultiObjective:
     def to_dict(self) -> list[list[str]]:
         """JSON-ready ``[[metric, direction], ...]``; ``MultiObjective(data)`` reads it back."""
         return [list(pair) for pair in self.objectives]
+
+
+def _check_pair(name: str, pair: object) -> tuple[str, str]:
+    """A ``[metric, direction]`` pair; errors name it, e.g. ``objectives[0]``."""
+    if not (
+        isinstance(pair, Sequence)
+        and not isinstance(pair, str)
+        and len(pair) == 2
+        and isinstance(pair[0], str)
+    ):
+        raise invalid(
+            OptimizerError,
+            name,
+            pair,
+            expected=f"a [metric, direction] pair, a metric name and one of {list(DIRECTIONS)}",
+            fix=f"write each objective as in {_EXAMPLE}",
+            problem=f"invalid objective {name}",
+        )
+    direction = check_choice(
+        f"{name}[1]",
+        pair[1],
+        DIRECTIONS,
+        error=OptimizerError,
+        fix=f"write each objective as in {_EXAMPLE}",
+    )
+    return pair[0], direction
 
 
 def dominates(a: ArrayLike, b: ArrayLike) -> bool:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from morphml_dask.optim._base import BaseOptimizer
+from morphml_dask.optim._base import BaseOptimizer, check_budget
+from morphml_dask.registry import Schema, register_kind
 from morphml_dask.space import BaseSearchSpace
 from morphml_dask.trial import Trial, TrialResult
 
@@ -38,7 +39,7 @@ class RandomSearch(BaseOptimizer):
         super().__init__(
             space, objective=objective, direction=direction, max_trials=max_trials, seed=seed
         )
-        self.budget = budget
+        self.budget = check_budget(budget)
 
     def _suggest(self, n: int) -> list[Trial]:
         return [self._new_trial(self.space.sample(self.rng), self.budget) for _ in range(n)]
@@ -51,3 +52,6 @@ class RandomSearch(BaseOptimizer):
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         self.budget = int(state["budget"])
+
+
+register_kind("optimizer", RandomSearch.name, RandomSearch, Schema(from_task={"budget": "epochs"}))

@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 
 from morphml_dask.exceptions import SearchSpaceError
+from morphml_dask.registry import register_kind
 from morphml_dask.space._base import BaseSearchSpace
 from morphml_dask.space._graph import ArchGraph
+from morphml_dask.validation import is_int
 
-__all__ = ["NB201_EDGES", "NB201_OPS", "CellSpace"]
+__all__ = ["NB201_EDGES", "NB201_OPS", "NUM_CELLS", "CellSpace"]
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # (source, target) of each edge, in the order the benchmark's arch_str lists them.
@@ -132,11 +134,7 @@ class CellSpace(BaseSearchSpace):
 
     def from_index(self, index: int) -> ArchGraph:
         """The cell with NAS-Bench-201 index ``index`` (0 to 15,624)."""
-        if (
-            isinstance(index, bool)
-            or not isinstance(index, (int, np.integer))
-            or not (0 <= index < NUM_CELLS)
-        ):
+        if not (is_int(index) and 0 <= index < NUM_CELLS):
             raise SearchSpaceError(
                 "NAS-Bench-201 index out of range",
                 expected=f"an integer from 0 to {NUM_CELLS - 1}",
@@ -213,3 +211,6 @@ def _cell_ops(arch: ArchGraph) -> tuple[str, ...] | None:
             return None
         ops[key] = nodes[e].op
     return tuple(ops[edge] for edge in NB201_EDGES)
+
+
+register_kind("space", CellSpace.name, CellSpace)

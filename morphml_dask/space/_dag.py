@@ -12,15 +12,28 @@ from typing import Any
 import numpy as np
 
 from morphml_dask.exceptions import SearchSpaceError
+from morphml_dask.registry import register_kind
 from morphml_dask.space._base import BaseSearchSpace
 from morphml_dask.space._graph import ArchGraph, Node, _reachable
 from morphml_dask.space._ops import KERNEL_SIZES, MAX_CHANNELS
+from morphml_dask.validation import (
+    check_choice,
+    check_int,
+    check_items,
+    check_number,
+    invalid,
+    is_int,
+)
 
 __all__ = ["DagSpace"]
 
 DAG_OPS = ("conv", "sep_conv", "max_pool", "avg_pool", "identity")
 _POOL_KERNELS = (3, 5)
 _MUTATIONS = ("op", "add_edge", "remove_edge", "add_node", "remove_node")
+
+_MOST_NODES = 32
+# Settings errors read "invalid DagSpace setting <key>".
+_OWNER: dict[str, Any] = {"error": SearchSpaceError, "owner": "DagSpace"}
 
 Layout = tuple[list[Node], set[tuple[int, int]]]
 
@@ -55,44 +68,17 @@ class DagSpace(BaseSearchSpace):
         widths: tuple[int, ...] | list[int] = (16, 32, 64),
         skip_prob: float = 0.3,
     ) -> None:
-        _require(
-            _is_int(max_nodes) and _is_int(min_nodes) and 1 <= min_nodes <= max_nodes <= 32,
-            "max_nodes/min_nodes",
-            "integers with 1 <= min_nodes <= max_nodes <= 32",
-            f"min_nodes={min_nodes!r}, max_nodes={max_nodes!r}",
+        self.max_nodes, self.min_nodes = _check_node_counts(max_nodes, min_nodes)
+        self.ops = check_items("ops", ops, _check_op, what="op names", **_OWNER)
+        self.kernels = tuple(
+            sorted(check_items("kernels", kernels, _check_kernel, what="kernel sizes", **_OWNER))
         )
-        _require(
-            _is_list(ops) and all(isinstance(op, str) and op in DAG_OPS for op in ops),
-            "ops",
-            f"a non-empty list, a subset of {list(DAG_OPS)}",
-            repr(ops),
+        self.widths = tuple(
+            sorted(check_items("widths", widths, _check_width, what="channel counts", **_OWNER))
         )
-        _require(
-            _is_list(kernels) and all(_is_int(k) and k in KERNEL_SIZES for k in kernels),
-            "kernels",
-            f"a non-empty list, a subset of {list(KERNEL_SIZES)}",
-            repr(kernels),
+        self.skip_prob = check_number(
+            "skip_prob", skip_prob, low=0, high=1, expected="a probability from 0 to 1", **_OWNER
         )
-        _require(
-            _is_list(widths) and all(_is_int(w) and 1 <= w <= MAX_CHANNELS for w in widths),
-            "widths",
-            f"a non-empty list of integer channel counts in 1..{MAX_CHANNELS}",
-            repr(widths),
-        )
-        _require(
-            isinstance(skip_prob, int | float)
-            and not isinstance(skip_prob, bool)
-            and 0.0 <= skip_prob <= 1.0,
-            "skip_prob",
-            "a probability in [0, 1]",
-            repr(skip_prob),
-        )
-        self.max_nodes = max_nodes
-        self.min_nodes = min_nodes
-        self.ops = tuple(ops)
-        self.kernels = tuple(sorted(kernels))
-        self.widths = tuple(sorted(widths))
-        self.skip_prob = float(skip_prob)
         self._pool_kernels = tuple(k for k in self.kernels if k in _POOL_KERNELS) or (3,)
 
     # -- search moves ----------------------------------------------------------------------
@@ -272,20 +258,39 @@ def _build(layout: Layout) -> ArchGraph:
     return ArchGraph(["input", *nodes, "output"], sorted(edges | to_output))
 
 
-def _is_int(value: object) -> bool:
-    # bool is an int subclass, but max_nodes=True is a mistake.
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_list(value: object) -> bool:
-    return isinstance(value, list | tuple) and len(value) > 0
-
-
-def _require(ok: bool, name: str, expected: str, received: str) -> None:
-    if not ok:
+def _check_node_counts(max_nodes: object, min_nodes: object) -> tuple[int, int]:
+    biggest = check_int("max_nodes", max_nodes, low=1, high=_MOST_NODES, **_OWNER)
+    fewest = check_int("min_nodes", min_nodes, low=1, high=_MOST_NODES, **_OWNER)
+    if fewest > biggest:
         raise SearchSpaceError(
-            f"invalid DagSpace setting {name}",
-            expected=expected,
-            received=received,
-            fix=f"pass {name} as described",
+            "invalid DagSpace setting max_nodes/min_nodes",
+            expected=f"integers with 1 <= min_nodes <= max_nodes <= {_MOST_NODES}",
+            received=f"min_nodes={min_nodes!r}, max_nodes={max_nodes!r}",
+            fix=f"lower min_nodes to {biggest} or less, or raise max_nodes to {fewest} or more",
         )
+    return biggest, fewest
+
+
+def _check_op(name: str, op: object) -> str:
+    return check_choice(name, op, DAG_OPS, **_OWNER)
+
+
+def _check_kernel(name: str, kernel: object) -> int:
+    if not (is_int(kernel) and kernel in KERNEL_SIZES):
+        expected = f"a kernel size, one of {list(KERNEL_SIZES)}"
+        raise invalid(SearchSpaceError, name, kernel, expected=expected, owner="DagSpace")
+    return int(kernel)
+
+
+def _check_width(name: str, width: object) -> int:
+    return check_int(
+        name,
+        width,
+        low=1,
+        high=MAX_CHANNELS,
+        expected=f"a channel count, an integer from 1 to {MAX_CHANNELS}",
+        **_OWNER,
+    )
+
+
+register_kind("space", DagSpace.name, DagSpace)

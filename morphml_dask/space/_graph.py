@@ -17,6 +17,7 @@ from typing import Any
 
 from morphml_dask.exceptions import InvalidArchitectureError
 from morphml_dask.space._ops import OPS, ParamValue, check_op
+from morphml_dask.validation import is_int
 
 __all__ = ["ArchGraph", "Node"]
 
@@ -341,11 +342,7 @@ def _check_edges(edges: Iterable[Sequence[int]], n: int) -> tuple[tuple[int, int
         )
     seen: set[tuple[int, int]] = set()
     for edge in edges:
-        if (
-            not isinstance(edge, Sequence)
-            or len(edge) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in edge)
-        ):
+        if not isinstance(edge, Sequence) or len(edge) != 2 or not all(is_int(v) for v in edge):
             raise InvalidArchitectureError(
                 "malformed edge",
                 expected="a pair of node indices (source, target)",

@@ -5,10 +5,10 @@ Semantics shared by every model builder: a node sums its inputs, then applies it
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 from morphml_dask.exceptions import InvalidArchitectureError
+from morphml_dask.validation import is_int
 
 ParamValue = int | float | str | bool
 
@@ -85,8 +85,7 @@ def check_op(name: str, params: dict[str, ParamValue]) -> None:
     for key, value in params.items():
         allowed = spec.params[key]
         # 3.0 == 3 would pass the membership test, yet label (and fingerprint) differently.
-        integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-        if not integral or value not in allowed:
+        if not is_int(value) or value not in allowed:
             shown = f"an integer in 1..{MAX_CHANNELS}" if allowed is _CHANNELS else str(allowed)
             raise InvalidArchitectureError(
                 f"op {name!r} has an invalid {key!r}",

@@ -6,12 +6,18 @@ import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from morphml_dask.exceptions import TaskError
+from morphml_dask.validation import check_int
+
 if TYPE_CHECKING:
     import torch
 
     from morphml_dask.space import ArchGraph
 
 __all__ = ["BaseTask", "Evaluation"]
+
+# The epochs of an experiment's task section that gives none: the budget optimizers default to.
+DEFAULT_EPOCHS = 12
 
 
 @dataclass(frozen=True)
@@ -79,3 +85,8 @@ class BaseTask(abc.ABC):
     @abc.abstractmethod
     def to_dict(self) -> dict[str, Any]:
         """The task's settings as JSON."""
+
+
+def check_epochs(epochs: object) -> int:
+    """An experiment's ``task.epochs``: the budget every trial trains for by default."""
+    return check_int("epochs", epochs, low=1, error=TaskError)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from morphml_dask.exceptions import DatasetError
+from morphml_dask.validation import is_int, is_number
 
 __all__ = ["ImageDataset", "load_digits", "make_dataset", "open_xarray_dataset"]
 
@@ -37,7 +38,7 @@ class ImageDataset:
 
     def __post_init__(self) -> None:
         classes = self.num_classes
-        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+        if not is_int(classes) or classes < 2:
             raise DatasetError(
                 f"dataset {self.name!r} has an invalid num_classes",
                 expected="an integer >= 2",
@@ -88,37 +89,14 @@ def make_dataset(
     """
     x = _check_images(images, name)
     y = _check_labels(labels, len(x), name)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise DatasetError(
             f"dataset {name!r} has an invalid seed",
             expected="a non-negative integer",
             received=repr(seed),
             fix="pass e.g. seed=0",
         )
-    if split is None:
-        _check_fractions(fractions, name)
-        order = np.random.default_rng(seed).permutation(len(x))
-        n_train = max(1, round(fractions[0] * len(x)))
-        n_val = max(1, round(fractions[1] * len(x)))
-        parts = np.split(order, [n_train, n_train + n_val])
-    else:
-        which = _as_array(split, name, "split").astype(str)
-        if which.shape != (len(x),) or not set(which.tolist()) <= set(SPLITS):
-            raise DatasetError(
-                f"dataset {name!r} has a malformed split",
-                expected=f"one of {list(SPLITS)} per sample ({len(x)} values)",
-                received=f"shape {which.shape}, values {sorted(set(which.tolist()))[:5]}",
-                fix="label every sample train, val or test, or leave the split out",
-            )
-        parts = [np.flatnonzero(which == s) for s in SPLITS]
-    for part, split_name in zip(parts, SPLITS, strict=True):
-        if len(part) == 0:
-            raise DatasetError(
-                f"dataset {name!r} has an empty {split_name} split",
-                expected="at least one sample in each of train, val and test",
-                received=f"{len(x)} samples with split sizes {[len(p) for p in parts]}",
-                fix="provide more samples or change the split",
-            )
+    parts = _split(len(x), split, fractions, seed, name)
     train, val, test = parts
     return ImageDataset(
         name,
@@ -130,6 +108,38 @@ def make_dataset(
         y_test=y[test],
         num_classes=int(y.max()) + 1,
     )
+
+
+def _split(
+    count: int, split: Any, fractions: tuple[float, float, float], seed: int, name: str
+) -> list[IntArray]:
+    """The sample indices of train, val and test: as ``split`` labels them, or shuffled
+    with ``seed`` and cut by ``fractions``."""
+    if split is None:
+        _check_fractions(fractions, name)
+        order = np.random.default_rng(seed).permutation(count)
+        n_train = max(1, round(fractions[0] * count))
+        n_val = max(1, round(fractions[1] * count))
+        parts = np.split(order, [n_train, n_train + n_val])
+    else:
+        which = _as_array(split, name, "split").astype(str)
+        if which.shape != (count,) or not set(which.tolist()) <= set(SPLITS):
+            raise DatasetError(
+                f"dataset {name!r} has a malformed split",
+                expected=f"one of {list(SPLITS)} per sample ({count} values)",
+                received=f"shape {which.shape}, values {sorted(set(which.tolist()))[:5]}",
+                fix="label every sample train, val or test, or leave the split out",
+            )
+        parts = [np.flatnonzero(which == s) for s in SPLITS]
+    for part, split_name in zip(parts, SPLITS, strict=True):
+        if len(part) == 0:
+            raise DatasetError(
+                f"dataset {name!r} has an empty {split_name} split",
+                expected="at least one sample in each of train, val and test",
+                received=f"{count} samples with split sizes {[len(p) for p in parts]}",
+                fix="provide more samples or change the split",
+            )
+    return parts
 
 
 @functools.cache
@@ -276,9 +286,7 @@ def _check_fractions(fractions: Any, name: str) -> None:
     ok = (
         isinstance(fractions, list | tuple)
         and len(fractions) == 3
-        and all(
-            isinstance(f, int | float) and not isinstance(f, bool) and 0 < f < 1 for f in fractions
-        )
+        and all(is_number(f) and 0 < f < 1 for f in fractions)
         and abs(sum(fractions) - 1.0) <= 1e-6
     )
     if not ok:

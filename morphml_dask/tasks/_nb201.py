@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from morphml_dask.exceptions import TaskError
-from morphml_dask.space import CellSpace
-from morphml_dask.space._cell import NUM_CELLS
-from morphml_dask.tasks._base import BaseTask, Evaluation
+from morphml_dask.registry import Schema, register_kind
+from morphml_dask.space import NUM_CELLS, CellSpace
+from morphml_dask.tasks._base import DEFAULT_EPOCHS, BaseTask, Evaluation, check_epochs
+from morphml_dask.validation import check_number, invalid, is_int
 
 if TYPE_CHECKING:
     import torch
@@ -141,26 +142,24 @@ class NB201TabularTask(BaseTask):
     name = "nb201-tabular"
 
     def __init__(self, dataset: str = "cifar10", *, time_scale: float = 0.0) -> None:
-        if not isinstance(dataset, str) or dataset not in NB201_DATASETS:
-            raise TaskError(
-                "unknown NAS-Bench-201 dataset",
+        if not (isinstance(dataset, str) and dataset in NB201_DATASETS):
+            raise invalid(
+                TaskError,
+                "dataset",
+                dataset,
                 expected=f"one of {list(NB201_DATASETS)} (imagenet is ImageNet16-120)",
-                received=repr(dataset),
-                fix='pass e.g. NB201TabularTask(dataset="cifar10")',
-            )
-        if not (
-            isinstance(time_scale, int | float)
-            and not isinstance(time_scale, bool)
-            and 0.0 <= time_scale < float("inf")
-        ):
-            raise TaskError(
-                "invalid time_scale",
-                expected="a finite number of seconds slept per simulated second, 0 or more",
-                received=repr(time_scale),
-                fix="pass e.g. time_scale=0.001, or 0 for no sleeping",
+                fix='set dataset to e.g. "cifar10"',
+                problem="unknown NAS-Bench-201 dataset",
             )
         self.dataset = dataset
-        self.time_scale = float(time_scale)
+        self.time_scale = check_number(
+            "time_scale",
+            time_scale,
+            low=0,
+            error=TaskError,
+            fix="set time_scale to e.g. 0.001 (seconds slept per simulated second), or 0 "
+            "for no sleeping",
+        )
         self._space = CellSpace()
 
     def evaluate(
@@ -208,29 +207,10 @@ class NB201TabularTask(BaseTask):
             When ``budget`` is not an integer of at least 1 and above ``trained_epochs``.
         """
         start = time.perf_counter()
-        _check_epochs(budget, trained_epochs)
-        index = self._space.to_index(arch)
-        table = _columns(self.dataset)
-        val_12 = float(table.val_12[index])
-        val_200 = float(table.val_200[index])
-        train_time = float(table.train_time_200[index])
-        metrics = {
-            "val_accuracy": val_200 if budget >= _FULL_EPOCHS else val_12,
-            "test_accuracy": float(table.test_12[index]),
-            "val_accuracy_200": val_200,
-            "train_time_200": train_time,
-            # The table stores millions of parameters.
-            "params": float(table.model_size[index]) * 1e6,
-            "latency": float(table.latency[index]),
-            "cost_seconds": train_time * (budget - trained_epochs) / _FULL_EPOCHS,
-            "index": float(index),
-        }
-        known = {_SHORT_EPOCHS: val_12, _FULL_EPOCHS: val_200}
-        curve: list[dict[str, float]] = [
-            {"epoch": float(epoch), "val_accuracy": value}
-            for epoch, value in known.items()
-            if trained_epochs < epoch <= budget
-        ]
+        _check_budget(budget, trained_epochs)
+        metrics, curve = _look_up(
+            _columns(self.dataset), self._space.to_index(arch), budget, trained_epochs
+        )
         if self.time_scale > 0:
             time.sleep(metrics["cost_seconds"] * self.time_scale)
         metrics["wall_time"] = time.perf_counter() - start
@@ -249,19 +229,43 @@ class NB201TabularTask(BaseTask):
         return f"NB201TabularTask(dataset={self.dataset!r}, time_scale={self.time_scale!r})"
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+def _look_up(
+    table: _Columns, index: int, budget: int, trained_epochs: int
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """The metrics of cell ``index`` trained to ``budget``, and the curve of the epochs
+    charged, as `NB201TabularTask.evaluate` describes them (``wall_time`` left out)."""
+    val_12 = float(table.val_12[index])
+    val_200 = float(table.val_200[index])
+    train_time = float(table.train_time_200[index])
+    metrics = {
+        "val_accuracy": val_200 if budget >= _FULL_EPOCHS else val_12,
+        "test_accuracy": float(table.test_12[index]),
+        "val_accuracy_200": val_200,
+        "train_time_200": train_time,
+        # The table stores millions of parameters.
+        "params": float(table.model_size[index]) * 1e6,
+        "latency": float(table.latency[index]),
+        "cost_seconds": train_time * (budget - trained_epochs) / _FULL_EPOCHS,
+        "index": float(index),
+    }
+    known = {_SHORT_EPOCHS: val_12, _FULL_EPOCHS: val_200}
+    curve = [
+        {"epoch": float(epoch), "val_accuracy": value}
+        for epoch, value in known.items()
+        if trained_epochs < epoch <= budget
+    ]
+    return metrics, curve
 
 
-def _check_epochs(budget: int, trained_epochs: int) -> None:
-    if not _is_int(trained_epochs) or trained_epochs < 0:
+def _check_budget(budget: int, trained_epochs: int) -> None:
+    if not is_int(trained_epochs) or trained_epochs < 0:
         raise TaskError(
             "trained_epochs must be a non-negative integer",
             expected="an int >= 0 (the epochs an earlier evaluation already paid for)",
             received=repr(trained_epochs),
             fix="pass trained_epochs=0 for a fresh evaluation",
         )
-    if not _is_int(budget) or budget <= trained_epochs or budget < 1:
+    if not is_int(budget) or budget <= trained_epochs or budget < 1:
         raise TaskError(
             "budget must be an integer number of epochs above trained_epochs",
             expected=f"an int >= {trained_epochs + 1} (at least 1, and more than"
@@ -269,3 +273,16 @@ def _check_epochs(budget: int, trained_epochs: int) -> None:
             received=f"budget={budget!r}",
             fix="pass e.g. budget=12 (the paper's protocol), or a budget above trained_epochs",
         )
+
+
+register_kind(
+    "task",
+    NB201TabularTask.name,
+    NB201TabularTask,
+    Schema(
+        document_only={"epochs": check_epochs},
+        defaults={"epochs": DEFAULT_EPOCHS},
+        config={"time_scale": "time-scale"},
+        requires_space=CellSpace.name,
+    ),
+)

@@ -7,21 +7,34 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from morphml_dask.exceptions import TaskError, TrainingDivergedError
-from morphml_dask.models import build_model, count_flops, count_parameters
-from morphml_dask.tasks._base import BaseTask, Evaluation
-from morphml_dask.tasks._data import ImageDataset, load_digits
+from morphml_dask.exceptions import InputError, TaskError, TrainingDivergedError
+from morphml_dask.registry import Schema, register_kind
+from morphml_dask.tasks._base import DEFAULT_EPOCHS, BaseTask, Evaluation, check_epochs
+from morphml_dask.tasks._data import ImageDataset, load_digits, open_xarray_dataset
+from morphml_dask.validation import (
+    check_choice,
+    check_int,
+    check_number,
+    check_options,
+    invalid,
+    is_int,
+)
 
 if TYPE_CHECKING:
+    # torch loads when a model is built or trained, not when the task is imported: the
+    # driver and the experiment loader import this module without training anything.
+    import torch
+    from torch import nn
+
     from morphml_dask.space import ArchGraph
 
 __all__ = ["TrainingTask"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant")
+# Seeds are stored as signed 64-bit integers; torch's generators take no more.
+MAX_SEED = 2**63 - 1
 
 
 class TrainingTask(BaseTask):
@@ -51,6 +64,8 @@ class TrainingTask(BaseTask):
     optimizer's momentum restarts.
     """
 
+    name = "train"
+
     def __init__(
         self,
         dataset: ImageDataset | str = "digits",
@@ -64,17 +79,30 @@ class TrainingTask(BaseTask):
         max_epochs: int | None = None,
         seed: int = 0,
     ) -> None:
-        _check_choice("optimizer", optimizer, OPTIMIZERS)
-        _check_choice("schedule", schedule, SCHEDULES)
-        _check_int("batch_size", batch_size, 1, "64")
-        _check_int("seed", seed, 0, "0")
-        if max_epochs is not None:
-            _check_int("max_epochs", max_epochs, 1, "the largest budget, or None")
-        _check_number("learning_rate", learning_rate, 0.1, positive=True)
-        _check_number("momentum", momentum, 0.9)
-        _check_number("weight_decay", weight_decay, 5e-4)
+        self.optimizer = check_choice("optimizer", optimizer, OPTIMIZERS, error=TaskError)
+        self.schedule = check_choice("schedule", schedule, SCHEDULES, error=TaskError)
+        self.batch_size = check_int(
+            "batch_size", batch_size, low=1, error=TaskError, fix="set batch_size to e.g. 64"
+        )
+        self.seed = check_int(
+            "seed", seed, low=0, high=MAX_SEED, error=TaskError, fix="set seed to e.g. 0"
+        )
+        self.max_epochs = (
+            None
+            if max_epochs is None
+            else check_int(
+                "max_epochs",
+                max_epochs,
+                low=1,
+                error=TaskError,
+                fix="set max_epochs to the largest budget, or None",
+            )
+        )
+        self.learning_rate = _check_rate("learning_rate", learning_rate, 0.1, positive=True)
+        self.momentum = _check_rate("momentum", momentum, 0.9)
+        self.weight_decay = _check_rate("weight_decay", weight_decay, 5e-4)
         if isinstance(dataset, str) and dataset == "digits":  # == on an array is elementwise
-            dataset = load_digits(seed)
+            dataset = load_digits(self.seed)
         if not isinstance(dataset, ImageDataset):
             raise TaskError(
                 "unknown dataset",
@@ -83,18 +111,10 @@ class TrainingTask(BaseTask):
                 fix="build your data with morphml_dask.tasks.make_dataset(images, labels)",
             )
         self.dataset = dataset
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.schedule = schedule
-        self.max_epochs = max_epochs
-        self.seed = seed
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": "train",
+            "name": self.name,
             "dataset": self.dataset.name,
             "optimizer": self.optimizer,
             "learning_rate": self.learning_rate,
@@ -108,6 +128,10 @@ class TrainingTask(BaseTask):
 
     def build(self, arch: ArchGraph) -> nn.Module:
         """The untrained model for ``arch`` on this dataset, initialised from the seed."""
+        import torch
+
+        from morphml_dask.models import build_model
+
         torch.manual_seed(self.seed)
         return build_model(arch, self.dataset.num_classes, in_channels=self.dataset.input_shape[0])
 
@@ -121,30 +145,15 @@ class TrainingTask(BaseTask):
         trained_epochs: int = 0,
     ) -> Evaluation:
         _check_budget(budget, trained_epochs, self.max_epochs)
+        from morphml_dask.models import count_flops, count_parameters
+
         started = time.perf_counter()
         data = self.dataset
         model = self.build(arch)
         if weights is not None:
             model.load_state_dict(weights)
         model.to(device)
-        x_train, y_train = _tensors(data.x_train, data.y_train, device)
-        x_val, y_val = _tensors(data.x_val, data.y_val, device)
-        opt = self._make_optimizer(model)
-        horizon = self.max_epochs or budget
-        curve = []
-        for epoch in range(trained_epochs, budget):
-            for group in opt.param_groups:
-                group["lr"] = self._learning_rate(epoch, horizon)
-            train_loss = self._train_epoch(model, opt, x_train, y_train, epoch)
-            val_loss, val_acc = _score(model, x_val, y_val)
-            curve.append(
-                {
-                    "epoch": float(epoch + 1),
-                    "train_loss": train_loss,
-                    "val_loss": val_loss,
-                    "val_accuracy": val_acc,
-                }
-            )
+        curve = self._train(model, range(trained_epochs, budget), device)
         test_loss, test_acc = _score(model, *_tensors(data.x_test, data.y_test, device))
         wall = time.perf_counter() - started
         metrics = {
@@ -160,7 +169,32 @@ class TrainingTask(BaseTask):
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         return Evaluation(metrics=metrics, curve=curve, weights=state)
 
+    def _train(self, model: nn.Module, epochs: range, device: str) -> list[dict[str, float]]:
+        """Train ``model`` through ``epochs`` (0-based), scoring it after each: the curve."""
+        data = self.dataset
+        x_train, y_train = _tensors(data.x_train, data.y_train, device)
+        x_val, y_val = _tensors(data.x_val, data.y_val, device)
+        opt = self._make_optimizer(model)
+        horizon = self.max_epochs or epochs.stop
+        curve = []
+        for epoch in epochs:
+            for group in opt.param_groups:
+                group["lr"] = self._learning_rate(epoch, horizon)
+            train_loss = self._train_epoch(model, opt, x_train, y_train, epoch)
+            val_loss, val_acc = _score(model, x_val, y_val)
+            curve.append(
+                {
+                    "epoch": float(epoch + 1),
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "val_accuracy": val_acc,
+                }
+            )
+        return curve
+
     def _make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        import torch
+
         if self.optimizer == "adam":
             return torch.optim.Adam(
                 model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
@@ -186,6 +220,9 @@ class TrainingTask(BaseTask):
         y: torch.Tensor,
         epoch: int,
     ) -> float:
+        import torch
+        from torch import nn
+
         model.train()
         # Batch order depends only on (seed, epoch), so continuing a trial reproduces it.
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -208,37 +245,30 @@ class TrainingTask(BaseTask):
 def _tensors(
     x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], device: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
 
 
-@torch.no_grad()
 def _score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Mean cross-entropy and accuracy in percent, in eval mode."""
+    import torch
+    from torch import nn
+
     model.eval()
     loss = 0.0
     correct = 0
-    for start in range(0, len(x), 512):
-        logits = model(x[start : start + 512])
-        target = y[start : start + 512]
-        loss += nn.functional.cross_entropy(logits, target, reduction="sum").item()
-        correct += int((logits.argmax(dim=1) == target).sum().item())
+    with torch.no_grad():
+        for start in range(0, len(x), 512):
+            logits = model(x[start : start + 512])
+            target = y[start : start + 512]
+            loss += nn.functional.cross_entropy(logits, target, reduction="sum").item()
+            correct += int((logits.argmax(dim=1) == target).sum().item())
     return loss / len(x), 100.0 * correct / len(x)
 
 
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in allowed:
-        raise TaskError(
-            f"invalid {name}",
-            expected=f"one of {list(allowed)}",
-            received=repr(value),
-            fix=f"set {name} to one of {list(allowed)}",
-        )
-
-
 def _check_budget(budget: int, trained_epochs: int, max_epochs: int | None) -> None:
-    ok = (
-        isinstance(budget, int) and isinstance(trained_epochs, int) and 0 <= trained_epochs < budget
-    )
+    ok = is_int(budget) and is_int(trained_epochs) and 0 <= trained_epochs < budget
     if not ok or (max_epochs is not None and budget > max_epochs):
         limit = f" and at most max_epochs={max_epochs}" if max_epochs is not None else ""
         raise TaskError(
@@ -249,27 +279,91 @@ def _check_budget(budget: int, trained_epochs: int, max_epochs: int | None) -> N
         )
 
 
-def _check_int(name: str, value: object, low: int, example: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise TaskError(
-            f"invalid {name}",
-            expected="a positive integer" if low == 1 else "a non-negative integer",
-            received=repr(value),
-            fix=f"set {name} to e.g. {example}",
-        )
-
-
-def _check_number(name: str, value: object, example: float, *, positive: bool = False) -> None:
-    ok = (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value > 0 if positive else value >= 0)
+def _check_rate(name: str, value: object, example: float, *, positive: bool = False) -> float:
+    """A learning rate (> 0), momentum or weight decay (>= 0)."""
+    return check_number(
+        name,
+        value,
+        low=0,
+        strict_low=positive,
+        error=TaskError,
+        fix=f"set {name} to e.g. {example}",
     )
-    if not ok:
+
+
+# -- the experiment document's task section --------------------------------------------------
+
+_ZARR_URL = (
+    "'digits' or a Zarr store URL with a scheme or a .zarr suffix "
+    "(s3://bucket/images.zarr, ./data/images.zarr)"
+)
+
+
+def _document_dataset(settings: dict[str, Any]) -> dict[str, Any]:
+    """The section's arguments with the dataset its URL names opened (``storage_options``
+    are the store's fsspec options); ``"digits"`` is left for the constructor to load."""
+    url, options = settings.get("dataset", "digits"), settings.get("storage_options")
+    if isinstance(url, str) and url == "digits":
+        if options:
+            raise invalid(
+                TaskError,
+                "storage_options",
+                options,
+                expected="absent: digits ships with scikit-learn",
+            )
+        return settings
+    if not isinstance(url, str) or ("://" not in url and not url.rstrip("/").endswith(".zarr")):
+        raise invalid(TaskError, "dataset", url, expected=_ZARR_URL)
+    seed = settings.get("seed", 0)
+    if not (is_int(seed) and seed >= 0):
+        return settings  # the constructor refuses the seed before it looks at the dataset
+    try:
+        dataset = open_xarray_dataset(url, storage_options=options or None, seed=int(seed))
+    except InputError:
+        raise
+    except Exception as error:  # any failure to read a store the user named
         raise TaskError(
-            f"invalid {name}",
-            expected=f"a finite number {'> 0' if positive else '>= 0'}",
-            received=repr(value),
-            fix=f"set {name} to e.g. {example}",
+            "cannot open the Zarr dataset of task.dataset",
+            expected="a readable Zarr store with images and labels variables",
+            received=f"{url!r}: {type(error).__name__}: {error}"[:300],
+            fix="check the URL and task.storage_options (credentials, endpoint_url)",
+        ) from error
+    return {**settings, "dataset": dataset}
+
+
+def _span_budgets(section: dict[str, Any], optimizer: object) -> None:
+    """Make one learning-rate schedule span the largest budget the optimizer asks for.
+
+    An optimizer with a ``budgets`` ladder (ASHA) continues trials from rung to rung, so
+    ``max_epochs`` defaults to its top rung; any optimizer's budgets must fit in it.
+    """
+    ladder = getattr(optimizer, "budgets", None)
+    largest = max(ladder) if ladder else getattr(optimizer, "budget", None)
+    max_epochs = section.get("max_epochs")
+    if max_epochs is None and ladder:
+        section["max_epochs"] = largest
+    elif is_int(max_epochs) and is_int(largest) and max_epochs < largest:
+        raise invalid(
+            TaskError,
+            "max_epochs",
+            max_epochs,
+            expected=f"at least the largest budget the optimizer asks for, {largest}",
+            fix=f"set max_epochs to {largest} or more, or remove it",
         )
+
+
+def _check_storage_options(options: object) -> Any:
+    return check_options("storage_options", options, error=TaskError)
+
+
+register_kind(
+    "task",
+    TrainingTask.name,
+    TrainingTask,
+    Schema(
+        document_only={"epochs": check_epochs, "storage_options": _check_storage_options},
+        defaults={"epochs": DEFAULT_EPOCHS},
+        prepare=_document_dataset,
+        fit=_span_budgets,
+    ),
+)

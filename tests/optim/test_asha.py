@@ -281,19 +281,22 @@ def test_explicit_budgets_replace_the_ladder() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"eta": 1}, r"(?s)invalid eta.*integer of at least 2.*received: 1\n.*fix: pass eta=3"),
+        (
+            {"eta": 1},
+            r"(?s)invalid eta.*an integer >= 2 \(the reduction factor\).*received: 1 \(int\)\n.*fix: pass eta=3",
+        ),
         ({"eta": 2.5}, r"(?s)invalid eta.*received: 2\.5"),
         (
             {"min_budget": 0},
-            r"(?s)invalid min_budget.*positive integer.*received: 0\n.*min_budget=1",
+            r"(?s)invalid min_budget.*an integer >= 1.*received: 0 \(int\)\n.*min_budget=1",
         ),
         (
             {"min_budget": 3, "max_budget": 2},
-            r"(?s)invalid max_budget.*at least min_budget \(3\).*received: 2\n.*max_budget=81",
+            r"(?s)invalid max_budget.*at least min_budget \(3\).*received: 2 \(int\)\n.*max_budget=81",
         ),
         (
             {"budgets": [200, 12]},
-            r"(?s)invalid budgets.*strictly increasing list of positive integers.*received: \[200, 12\]\n.*budgets=None",
+            r"(?s)invalid budgets.*strictly increasing list of positive integers.*received: \[200, 12\] \(list\)\n.*budgets=None",
         ),
         ({"budgets": [12, 12]}, r"(?s)invalid budgets.*received: \[12, 12\]"),
         ({"budgets": []}, r"(?s)invalid budgets.*received: \[\]"),
@@ -301,7 +304,7 @@ def test_explicit_budgets_replace_the_ladder() -> None:
         ({"budgets": [1.5, 5]}, r"(?s)invalid budgets.*received: \[1\.5, 5\]"),
         (
             {"brackets": 0},
-            r"(?s)invalid brackets.*from 1 to the number of rungs, 4 \(budgets \[1, 3, 9, 27\]\).*received: 0\n.*brackets=1 for plain ASHA, or at most brackets=4",
+            r"(?s)invalid brackets.*from 1 to the number of rungs, 4 \(budgets \[1, 3, 9, 27\]\).*received: 0 \(int\)\n.*brackets=1 for plain ASHA, or at most brackets=4",
         ),
         (
             {"budgets": (12, 200), "brackets": 3},

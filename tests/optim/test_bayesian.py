@@ -103,16 +103,22 @@ def test_the_training_set_keeps_the_best_half_and_the_most_recent(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"budget": 0}, r"(?s)invalid budget.*positive integer.*received: 0.*fix: set budget"),
-        ({"n_initial": 0}, r"(?s)invalid n_initial.*positive integer.*received: 0"),
-        ({"n_candidates": "100"}, r"(?s)invalid n_candidates.*positive integer.*received: '100'"),
+        (
+            {"budget": 0},
+            r"(?s)invalid budget.*an integer >= 1.*received: 0 \(int\).*fix: set budget",
+        ),
+        ({"n_initial": 0}, r"(?s)invalid n_initial.*an integer >= 1.*received: 0 \(int\)"),
+        (
+            {"n_candidates": "100"},
+            r"(?s)invalid n_candidates.*an integer >= 1.*received: '100' \(str\)",
+        ),
         ({"n_initial": True}, r"(?s)invalid n_initial.*received: True"),
         (
             {"acquisition": "pi"},
             r"(?s)invalid acquisition.*\['ei', 'ucb'\].*received: 'pi'.*fix: pass acquisition=\"ei\"",
         ),
-        ({"xi": -0.1}, r"(?s)invalid xi.*finite number >= 0.*received: -0.1.*fix: set xi"),
-        ({"kappa": float("nan")}, r"(?s)invalid kappa.*finite number >= 0.*received: nan"),
+        ({"xi": -0.1}, r"(?s)invalid xi.*a number >= 0 \(finite\).*received: -0.1.*fix: set xi"),
+        ({"kappa": float("nan")}, r"(?s)invalid kappa.*a number >= 0 \(finite\).*received: nan"),
         ({"max_trials": 0}, r"(?s)invalid max_trials.*positive integer or None.*received: 0"),
         ({"direction": "up"}, r"(?s)invalid direction.*\['maximize', 'minimize'\].*'up'"),
     ],

@@ -81,7 +81,10 @@ def test_async_workers_keep_busy_before_the_population_is_full() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"population_size": 1}, r"(?s)invalid population_size.*at least 2.*received: 1"),
+        (
+            {"population_size": 1},
+            r"(?s)invalid population_size.*an integer >= 2.*received: 1 \(int\)",
+        ),
         ({"sample_size": 11}, r"(?s)invalid sample_size.*from 1 to population_size \(10\).*11"),
     ],
 )
@@ -214,7 +217,7 @@ def test_checkpoints_from_before_the_options_still_load() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"greedy_start": -1}, r"(?s)invalid greedy_start.*at least 0.*received: -1"),
+        ({"greedy_start": -1}, r"(?s)invalid greedy_start.*an integer >= 0.*received: -1 \(int\)"),
         ({"greedy_start": True}, r"(?s)invalid greedy_start.*received: True"),
         ({"greedy_start": 2.5}, r"(?s)invalid greedy_start.*received: 2.5"),
         ({"avoid_repeats": "yes"}, r"(?s)invalid avoid_repeats.*True or False.*'yes'"),

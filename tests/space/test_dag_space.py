@@ -62,14 +62,28 @@ def test_mutating_a_foreign_architecture_says_why() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"max_nodes": 0}, r"(?s)max_nodes/min_nodes.*1 <= min_nodes <= max_nodes <= 32"),
+        (
+            {"max_nodes": 0},
+            r"(?s)invalid DagSpace setting max_nodes\n.*an integer from 1 to 32.*received: 0 \(int\)",
+        ),
+        (
+            {"min_nodes": 5, "max_nodes": 4},
+            r"(?s)max_nodes/min_nodes.*1 <= min_nodes <= max_nodes <= 32.*min_nodes=5, max_nodes=4",
+        ),
         (
             {"ops": ("conv", "lstm")},
-            r"(?s)invalid DagSpace setting ops.*received: \('conv', 'lstm'\)",
+            r"(?s)invalid DagSpace setting ops\[1\].*one of \['conv', 'sep_conv'.*"
+            r"received: 'lstm' \(str\)",
         ),
-        ({"kernels": (2,)}, r"(?s)setting kernels.*subset of \[1, 3, 5, 7\]"),
+        (
+            {"kernels": (2,)},
+            r"(?s)setting kernels\[0\].*a kernel size, one of \[1, 3, 5, 7\].*received: 2 \(int\)",
+        ),
         ({"widths": ()}, r"(?s)setting widths.*channel counts"),
-        ({"skip_prob": 2.0}, r"(?s)skip_prob.*a probability in \[0, 1\].*received: 2.0"),
+        (
+            {"skip_prob": 2.0},
+            r"(?s)skip_prob.*a probability from 0 to 1.*received: 2.0 \(float\)",
+        ),
     ],
 )
 def test_bad_settings(kwargs: dict[str, object], message: str) -> None:

@@ -68,7 +68,11 @@ def test_sampled_architectures_train() -> None:
     [
         ({"optimizer": "lbfgs"}, 1, r"(?s)invalid optimizer.*\['sgd', 'adam'\].*'lbfgs'"),
         ({"schedule": "step"}, 1, r"(?s)invalid schedule.*'step'"),
-        ({"batch_size": 0}, 1, r"(?s)invalid batch_size.*positive integer.*received: 0"),
+        (
+            {"batch_size": 0},
+            1,
+            r"(?s)invalid batch_size.*an integer >= 1.*received: 0 \(int\).*e\.g\. 64",
+        ),
         ({"dataset": "mnist"}, 1, r"(?s)unknown dataset.*received: 'mnist'.*make_dataset"),
         ({}, 0, r"(?s)invalid training budget.*greater than trained_epochs.*budget=0"),
         ({"max_epochs": 3}, 5, r"(?s)invalid training budget.*at most max_epochs=3.*budget=5"),
