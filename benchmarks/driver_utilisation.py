@@ -48,9 +48,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from morphml_dask.driver import Search
+from morphml_dask.driver._session import SearchSession
+from morphml_dask.driver._state import SearchState
 from morphml_dask.optim import BaseOptimizer, GeneticAlgorithm, RegularizedEvolution
-from morphml_dask.space import CellSpace
-from morphml_dask.space._cell import NUM_CELLS
+from morphml_dask.space import NUM_CELLS, CellSpace
 from morphml_dask.storage import ExperimentStore, open_store
 from morphml_dask.tasks import NB201TabularTask
 
@@ -133,7 +134,8 @@ def running_percentiles(starts: FloatArray, ends: FloatArray, step: float = 0.05
 class PhaseTimer:
     """Seconds and calls per phase, collected by wrapping callables in `wrap`.
 
-    Phases nest (``_collect`` calls ``_record``, which calls ``tell`` and ``_flush``): each
+    Phases nest (``state.handle`` calls ``optimizer.ask`` and ``tell``, ``session._execute``
+    calls ``session._submit`` and ``session._persist``): each
     gets its total time and its self time, the total less the phases it called, on the thread
     that called it (the store is written from a writer thread of its own).
     """
@@ -168,26 +170,48 @@ class PhaseTimer:
         return timed
 
     def instrument(self, search: Search) -> None:
-        """Time the phases of ``search``'s loop (instance attributes shadow the methods)."""
+        """Time the phases of ``search``'s loop: the store's and the optimizer's methods on
+        the instances, the driver's on its classes (a session is made when the search runs;
+        `restore` puts the classes back)."""
         store, optimizer = search.store, search.optimizer
-        for name in ("append", "append_curves", "save_checkpoint"):
+        for name in ("append_records", "append_curves", "save_checkpoint"):
             setattr(store, name, self.wrap(f"store.{name}", getattr(store, name)))
         for name in ("ask", "tell", "state_dict"):
             setattr(optimizer, name, self.wrap(f"optimizer.{name}", getattr(optimizer, name)))
-        for name in ("_submit", "_collect", "_record", "_flush", "_reuse"):
-            setattr(search, name, self.wrap(f"search.{name}", getattr(search, name)))
-        submit, collect = search._submit, search._collect
+        self._patched = [
+            (cls, name, getattr(cls, name))
+            for cls, name in (
+                (SearchSession, "_collect"),
+                (SearchSession, "_execute"),
+                (SearchSession, "_submit"),
+                (SearchSession, "_persist"),
+                (SearchState, "handle"),
+                (SearchState, "_reused"),
+            )
+        ]
+        for cls, name, function in self._patched:
+            prefix = "session" if cls is SearchSession else "state"
+            setattr(cls, name, self.wrap(f"{prefix}.{name}", function))
+        submit, collect = SearchSession._submit, SearchSession._collect
 
-        def stamped_submit(trial: Any, avoid: Any = None) -> None:
-            self.submitted[trial.id] = time.time()
-            submit(trial, avoid)
+        def stamped_submit(session: Any, instruction: Any) -> None:
+            for trial in instruction.trials:
+                self.submitted[trial.id] = time.time()
+            submit(session, instruction)
 
-        def stamped_collect(future: Any, outcome: Any) -> None:
-            self.collected[str(future.key).split("/")[1]] = time.time()
-            collect(future, outcome)
+        def stamped_collect(session: Any, futures: list[Any]) -> Any:
+            now = time.time()
+            for future in futures:
+                self.collected[str(future.key).split("/")[1].split("+")[0]] = now
+            return collect(session, futures)
 
-        setattr(search, "_submit", stamped_submit)  # noqa: B010 (shadowing a method)
-        setattr(search, "_collect", stamped_collect)  # noqa: B010
+        setattr(SearchSession, "_submit", stamped_submit)  # noqa: B010 (shadowing a method)
+        setattr(SearchSession, "_collect", stamped_collect)  # noqa: B010
+
+    def restore(self) -> None:
+        """Put back the driver's methods that `instrument` wrapped."""
+        for cls, name, function in getattr(self, "_patched", []):
+            setattr(cls, name, function)
 
     def report(self, wall: float, ran: pd.DataFrame) -> dict[str, Any]:
         phases = {
@@ -216,7 +240,8 @@ class PhaseTimer:
         }
 
 
-_TOP_PHASES = ("optimizer.ask", "search._submit", "search._collect", "search._reuse")
+# The loop's own work, none calling another: take results in, decide, carry the decisions out.
+_TOP_PHASES = ("session._collect", "state.handle", "session._execute")
 
 
 def _ms(seconds: np.ndarray[Any, Any]) -> FloatArray:
@@ -253,7 +278,11 @@ def run_search(
     if timer is not None:
         timer.instrument(search)
     start = time.perf_counter()
-    table = search.run()
+    try:
+        table = search.run()
+    finally:
+        if timer is not None:
+            timer.restore()
     wall = time.perf_counter() - start
     memory, path = fsspec.filesystem("memory"), url.removeprefix("memory://")
     if memory.exists(path):

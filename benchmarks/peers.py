@@ -81,8 +81,7 @@ FULL = {"trials": 2000, "slots": 50, "median": 0.5, "timeout": 900.0}
 def write_lookup(path: Path) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], float]:
     """Save the arrays the peers' trials read (from `NB201TabularTask`'s tables) to ``path``;
     return the 12-epoch and 200-epoch validation accuracies and the median 12-epoch cost."""
-    from morphml_dask.space import CellSpace
-    from morphml_dask.space._cell import NUM_CELLS
+    from morphml_dask.space import NUM_CELLS, CellSpace
     from morphml_dask.tasks._nb201 import _columns
 
     space = CellSpace()

@@ -241,12 +241,13 @@ def profile_search(client: Client, n: int, pack: int) -> dict[str, Any]:
     profiler.disable()
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     phases = {
-        "waiting for results (gather, as_completed)": ("_outcomes", "_next_completions"),
-        "submitting (client.submit)": ("_submit", "_submit_pack"),
-        "collecting and recording results": ("_collect",),
+        "waiting for results (as_completed)": ("_next_completions",),
+        "taking results in (gather, decoding)": ("_collect",),
+        "deciding (the state machine, optimizer included)": ("handle",),
         "optimizer ask": ("ask",),
-        "handing batches to the store writer and checkpoints": ("_flush",),
-        "watching workers": ("_watch_workers",),
+        "submitting (client.submit)": ("_submit",),
+        "handing batches to the store writer and checkpoints": ("_persist",),
+        "watching workers": ("look",),
     }
     shares = {}
     for phase, names in phases.items():
@@ -449,7 +450,7 @@ def many(args: argparse.Namespace) -> dict[str, Any]:
                 samples.append(
                     {
                         "t_s": round(time.perf_counter() - start, 2),
-                        "done": search.counts["done"],
+                        "done": search.status().done,
                         "driver_rss_mb": round(driver.memory_info().rss / 2**20, 1),
                         "scheduler_rss_mb": round(scheduler.memory_info().rss / 2**20, 1),
                     }

@@ -14,13 +14,21 @@ from morphml_dask.exceptions import UnschedulableError
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
 
+    from morphml_dask.driver._events import WorkersSeen
+
 __all__ = [
-    "dashboard_routes",
+    "WorkerWatch",
     "default_client",
     "keep_restarting_workers",
+    "register_plugin",
     "running_slots",
     "slots_of",
 ]
+
+# Seconds between two looks at the workers, and between two questions to every worker of
+# when it retires (a round trip to each).
+WORKER_CHECK_S = 5.0
+RETIREMENT_REFRESH_S = 10.0
 
 
 def default_client(gpus_per_trial: int = 0) -> tuple[Client, LocalCluster | None]:
@@ -52,17 +60,11 @@ def default_client(gpus_per_trial: int = 0) -> tuple[Client, LocalCluster | None
         value = config_value(f"cluster.{key}")
         if value is not None:
             options[option] = int(value)
-    with dashboard_routes():
+    from morphml_dask.dashboard import serve_page
+
+    with serve_page():
         cluster = LocalCluster(**options)
     return Client(cluster), cluster
-
-
-def dashboard_routes() -> contextlib.AbstractContextManager[None]:
-    """Schedulers started within serve the morphml dashboard page, unless
-    ``morphml.dashboard`` is off."""
-    from morphml_dask.dashboard import enable
-
-    return enable() if config_value("dashboard") else contextlib.nullcontext()
 
 
 def slots_of(client: Client, gpus_per_trial: int, wait: float = 10.0, none_ok: bool = False) -> int:
@@ -120,6 +122,70 @@ def keep_restarting_workers() -> Iterator[None]:
 
     with dask.config.set({"distributed.deploy.lost-worker-timeout": "1 day"}):
         yield
+
+
+class WorkerWatch:
+    """What the driver sees of the cluster's workers: the trial slots they offer and when
+    each retires, as a `WorkersSeen` event for the search's state machine.
+
+    Parameters
+    ----------
+    client
+        The search's client.
+    gpus_per_trial
+        GPUs a trial needs (0: a thread).
+    """
+
+    def __init__(self, client: Client, gpus_per_trial: int) -> None:
+        self.client = client
+        self.gpus_per_trial = gpus_per_trial
+        self.checked_at = -float("inf")
+        self._retire_times: dict[str, float | None] = {}
+        self._asked_at = -float("inf")
+
+    def due(self, now: float) -> bool:
+        """Whether it is time for another look (every few seconds)."""
+        return now - self.checked_at >= WORKER_CHECK_S
+
+    def look(self, now: float) -> WorkersSeen:
+        """The workers connected now, their slots, and the seconds until each retires."""
+        from morphml_dask.driver._events import WorkersSeen
+
+        self.checked_at = now
+        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        times = self._retirement_times(now)
+        wall = time.time()
+        retire_in = {
+            address: None if times.get(address) is None else float(times[address] or 0) - wall
+            for address in workers
+        }
+        return WorkersSeen(_slots(workers.values(), self.gpus_per_trial), retire_in)
+
+    def _retirement_times(self, now: float) -> dict[str, float | None]:
+        """Worker address -> retirement time (unix seconds; None: never), at most
+        `RETIREMENT_REFRESH_S` old."""
+        if now - self._asked_at > RETIREMENT_REFRESH_S:
+            from morphml_dask.driver._placement import retirement_time
+
+            try:
+                self._retire_times = self.client.run(retirement_time, on_error="ignore")
+            except OSError:  # a worker left mid-question: keep the last answer
+                return self._retire_times
+            self._asked_at = now
+        return self._retire_times
+
+
+def register_plugin(client: Client, plugin: Any, attempts: int = 5) -> None:
+    """Register a worker plugin; the scheduler fails the call when a worker dies while the
+    plugin is handed out (it keeps the plugin for the workers that come), so try again."""
+    for attempt in range(attempts):
+        try:
+            client.register_plugin(plugin)
+            return
+        except OSError:  # CommClosedError: a worker went away mid-broadcast
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
 
 
 def _gpu_count() -> int:

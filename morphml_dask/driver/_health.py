@@ -28,6 +28,15 @@ class Quarantine:
     time: float
     kinds: tuple[str, ...]
 
+    @property
+    def message(self) -> str:
+        """What the driver logs when it retires the worker."""
+        kinds = "/".join(sorted(set(self.kinds)))
+        return (
+            f"quarantined worker {self.worker}: {len(self.kinds)} trials in a row failed "
+            f"there with {kinds} and completed on other workers"
+        )
+
 
 @dataclass
 class WorkerHealth:

@@ -2,51 +2,57 @@
 
 Once a second a thread of its own sends the trials finished since the last message, as
 compact tuples, and the driver's counters, with ``Client.run_on_scheduler``; the search
-loop only hands rows over. A scheduler without morphml_dask installed (or one that refuses
-the call) turns publishing off with one warning: watching is never worth a failed search.
+loop only hands records over. A scheduler without morphml_dask installed (or one that
+refuses the call) turns publishing off with one warning: watching is never worth a failed
+search.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from morphml_dask.dashboard._board import TrialSummary
-from morphml_dask.trial import TrialState
+from morphml_dask.dashboard import TrialSummary, receive
 
 if TYPE_CHECKING:
     from distributed import Client
+
+    from morphml_dask.status import SearchStatus
+    from morphml_dask.trial import TrialRecord
 
 __all__ = ["ProgressPublisher", "summarise"]
 
 logger = logging.getLogger(__name__)
 
-# Rows kept while the scheduler cannot be reached; beyond that the oldest are not shown
+# Records kept while the scheduler cannot be reached; beyond that the oldest are not shown
 # (the store has them all).
-MOST_HELD_ROWS = 100_000
+MOST_HELD_RECORDS = 100_000
 
 
-def summarise(row: Mapping[str, Any], objective: str) -> TrialSummary:
-    """The compact form of a trials-table row that the board takes."""
-    metrics = json.loads(row["metrics"]) if isinstance(row.get("metrics"), str) else {}
-    ok = row.get("state") == TrialState.COMPLETE.value
+def summarise(record: TrialRecord, objective: str) -> TrialSummary:
+    """The compact form of a finished trial that the board takes.
+
+    The objective is None unless the trial completed and reported it as a number; the
+    parameter count is the ``params`` metric, when reported; a trial that did not run
+    (reused) ends when it started, or at 0.
+    """
+    metrics = record.result.metrics
     value = metrics.get(objective)
     params = metrics.get("params")
-    end = row.get("end_time")
+    start = None if record.start_time is None else float(record.start_time)
     return (
-        str(row["trial_id"]),
-        ok,
-        float(value) if ok and isinstance(value, int | float) else None,
+        record.trial_id,
+        record.ok,
+        float(value) if record.ok and isinstance(value, int | float) else None,
         float(params) if isinstance(params, int | float) else None,
-        int(row.get("budget") or 0),
-        int(row.get("rung") or 0),
-        None if row.get("worker") is None else str(row["worker"]),
-        None if row.get("device") is None else str(row["device"]),
-        None if row.get("start_time") is None else float(row["start_time"]),
-        float(end) if end is not None else float(row.get("start_time") or 0.0),
+        record.trial.budget,
+        record.trial.rung,
+        record.worker,
+        record.device,
+        start,
+        float(record.end_time) if record.end_time is not None else (start or 0.0),
     )
 
 
@@ -63,6 +69,8 @@ class ProgressPublisher:
         The task's objective and ``"maximize"`` or ``"minimize"``.
     status
         Called for the driver's counters before each message.
+    interval
+        Seconds between messages.
     """
 
     def __init__(
@@ -72,7 +80,7 @@ class ProgressPublisher:
         name: str,
         objective: str,
         direction: str,
-        status: Callable[[], dict[str, Any]],
+        status: Callable[[], SearchStatus],
         interval: float = 1.0,
     ) -> None:
         self.client = client
@@ -83,19 +91,19 @@ class ProgressPublisher:
         self.status = status
         self.interval = interval
         self.enabled = True
-        self._rows: list[Mapping[str, Any]] = []
+        self._records: list[TrialRecord] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="morphml-progress", daemon=True)
         self._thread.start()
 
-    def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Queue finished trials (rows of the trials table) for the next message."""
-        if not self.enabled or not rows:
+    def add(self, records: Sequence[TrialRecord]) -> None:
+        """Queue finished trials for the next message."""
+        if not self.enabled or not records:
             return
         with self._lock:
-            self._rows.extend(rows)
-            del self._rows[:-MOST_HELD_ROWS]
+            self._records.extend(records)
+            del self._records[:-MOST_HELD_RECORDS]
 
     def close(self, timeout: float = 10.0) -> None:
         """Send what is left with the final counters, then stop; gives up waiting after
@@ -111,13 +119,11 @@ class ProgressPublisher:
     def _send(self) -> None:
         if not self.enabled:
             return
-        from morphml_dask.dashboard._extension import receive
-
         with self._lock:
-            rows, self._rows = self._rows, []
+            records, self._records = self._records, []
         try:
-            trials = [summarise(row, self.objective) for row in rows]
-            status = _plain(self.status())
+            trials = [summarise(record, self.objective) for record in records]
+            status = self.status().to_dict()
             self.client.run_on_scheduler(
                 receive, self.run, self.name, self.objective, self.direction, trials, status
             )
@@ -132,16 +138,5 @@ class ProgressPublisher:
         except Exception as error:  # a scheduler busy or reconnecting: try again later
             logger.debug("progress not sent, trying again: %r", error)
             with self._lock:
-                self._rows[:0] = rows
-                del self._rows[:-MOST_HELD_ROWS]
-
-
-def _plain(status: Mapping[str, Any]) -> dict[str, Any]:
-    """The counters with only numbers, strings and lists of strings: what the board reads."""
-    plain: dict[str, Any] = {}
-    for key, value in status.items():
-        if isinstance(value, bool | int | float | str) or value is None:
-            plain[key] = value
-        elif isinstance(value, list | tuple):
-            plain[key] = [str(v) for v in value]
-    return plain
+                self._records[:0] = records
+                del self._records[:-MOST_HELD_RECORDS]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from morphml_dask.driver._search import Search
-from morphml_dask.exceptions import StorageError
+from morphml_dask.exceptions import StorageInputError
 from morphml_dask.storage import Checkpoint, ExperimentStore, open_store
 
 if TYPE_CHECKING:
@@ -81,10 +81,10 @@ def resume(
 
 
 def _checkpoint(store: ExperimentStore) -> Checkpoint:
-    """The store's checkpoint, or a `StorageError` when it holds no search to resume."""
+    """The store's checkpoint, or a `StorageInputError` when it holds no search to resume."""
     checkpoint = store.load_checkpoint()
     if checkpoint is None or not checkpoint.config:
-        raise StorageError(
+        raise StorageInputError(
             f"nothing to resume at {store.url!r}",
             expected="the store of a search started with `morphml run` (it holds checkpoint.json)",
             received="no checkpoint" if checkpoint is None else "a checkpoint without experiment",

@@ -17,6 +17,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from morphml_dask.driver._events import Outcome
 from morphml_dask.exceptions import TrainingDivergedError
 from morphml_dask.tasks import BaseTask, TrainingTask
 from morphml_dask.trial import Trial, TrialResult
@@ -146,10 +147,11 @@ def run_trial(
     """Evaluate ``trial`` with ``task`` (or the task a `TaskPlugin` of that name gave this
     worker, with its storage options) and describe the outcome.
 
-    Returns a JSON-ready dict: ``result`` (`TrialResult.to_dict`), ``curve``, ``worker``,
-    ``device``, ``job_id`` (the batch job the worker runs in: ``SLURM_JOB_ID``, else None),
-    ``start_time`` and ``end_time``. Weights go to the store under the trial id
-    and rung, so that a promotion (a trial with a ``parent``) continues from them.
+    Returns an `Outcome` as a JSON-ready dict (`Outcome.to_dict`): ``result``
+    (`TrialResult.to_dict`), ``curve``, ``worker``, ``device``, ``job_id`` (the batch job the
+    worker runs in: ``SLURM_JOB_ID``, else None), ``start_time`` and ``end_time``. Weights go
+    to the store under the trial id and rung, so that a promotion (a trial with a
+    ``parent``) continues from them.
     """
     start = time.time()
     worker = _worker_address()
@@ -165,15 +167,16 @@ def run_trial(
             kind = _failure_kind(error)
             text = "".join(traceback.format_exception_only(type(error), error)).strip()
             result, curve = TrialResult.failed(trial.id, text, kind=kind), []
-    return {
-        "result": result.to_dict(),
-        "curve": curve,
-        "worker": worker,
-        "device": device,
-        "job_id": os.environ.get("SLURM_JOB_ID"),
-        "start_time": start,
-        "end_time": time.time(),
-    }
+    outcome = Outcome(
+        result,
+        tuple(curve),
+        worker=worker,
+        device=device,
+        job_id=os.environ.get("SLURM_JOB_ID"),
+        start_time=start,
+        end_time=time.time(),
+    )
+    return outcome.to_dict()
 
 
 def run_trials(

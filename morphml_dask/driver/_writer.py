@@ -18,21 +18,23 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from morphml_dask.exceptions import MorphMLError, StorageError
+from morphml_dask.exceptions import InputError, StorageError
 from morphml_dask.storage import Checkpoint, ExperimentStore
+from morphml_dask.trial import TrialRecord
 
 __all__ = ["StoreWriter"]
 
 logger = logging.getLogger(__name__)
 
-Batch = tuple[list[dict[str, Any]], dict[str, list[dict[str, float]]], Checkpoint, list[Any]]
+Curves = Mapping[str, Sequence[Mapping[str, float]]]
+Batch = tuple[list[TrialRecord], dict[str, Sequence[Mapping[str, float]]], Checkpoint, list[Any]]
 
 FIRST_RETRY_S = 0.25
 LONGEST_RETRY_S = 8.0
 
 
 class StoreWriter:
-    """Writes (rows, curves, checkpoint) batches to a store from a background thread.
+    """Writes (records, curves, checkpoint) batches to a store from a background thread.
 
     Parameters
     ----------
@@ -42,7 +44,8 @@ class StoreWriter:
         Batches that may wait; `submit` blocks beyond that, so memory stays bounded.
     outage_timeout
         Seconds a batch may keep failing before the writer gives up and the search stops
-        with a `StorageError`. Errors of the data itself (`MorphMLError`) are not retried.
+        with a `StorageError`. Errors of the data itself (`InputError`) and errors the store
+        raised on purpose (`StorageError`: content this version cannot read) are not retried.
     """
 
     def __init__(
@@ -73,19 +76,19 @@ class StoreWriter:
 
     def submit(
         self,
-        rows: Sequence[Mapping[str, Any]],
-        curves: Mapping[str, list[dict[str, float]]],
+        records: Sequence[TrialRecord],
+        curves: Curves,
         checkpoint: Checkpoint,
         futures: Sequence[Any] = (),
     ) -> None:
         """Queue one batch; raises the writer's error if an earlier batch failed for good.
 
-        ``futures`` (the Dask futures of the rows) are released once the batch is written:
+        ``futures`` (the Dask futures of the records) are released once the batch is written:
         until then the cluster keeps the results, and a driver that dies before the write
         leaves them as in flight, to run again on resume.
         """
         self.check()
-        self._queue.put(([dict(r) for r in rows], dict(curves), checkpoint, list(futures)))
+        self._queue.put((list(records), dict(curves), checkpoint, list(futures)))
 
     def close(self) -> None:
         """Write everything queued, stop the thread, and raise if a write failed."""
@@ -107,17 +110,19 @@ class StoreWriter:
                 self._write_until_done(batch)
 
     def _write_until_done(self, batch: Batch) -> None:
-        rows, curves, checkpoint, futures = batch
+        records, curves, checkpoint, futures = batch
         delay = FIRST_RETRY_S
         started = time.monotonic()
         while True:
             try:
                 if curves:
                     self.store.append_curves(curves)
-                if rows:
-                    self.store.append(rows)
+                if records:
+                    self.store.append_records(records)
                 self.store.save_checkpoint(checkpoint)
-            except MorphMLError as error:  # the data is wrong: writing it again cannot help
+            except (InputError, StorageError) as error:
+                # The data is wrong, or the store holds what this version cannot read:
+                # writing it again cannot help.
                 self._error = error
                 return
             except (FileNotFoundError, PermissionError) as error:

@@ -54,15 +54,15 @@ def test_an_s3_outage_pauses_the_search_and_loses_nothing(client: Client, s3_end
 
         outage.down()
         down_at = time.monotonic()
-        _wait_for(lambda: search.status()["waiting_for_store"], 10, "the search to hold back")
+        _wait_for(lambda: search.status().waiting_for_store, 10, "the search to hold back")
         held = search.status()
         time.sleep(10 - (time.monotonic() - down_at))
         status = search.status()
-        assert search.running and status["waiting_for_store"]
+        assert search.running and status.waiting_for_store
         # No new trial was submitted; only those already running or queued finished.
-        assert status["submitted"] == held["submitted"]
-        assert status["done"] - held["done"] <= held["running"]
-        assert status["done"] < 120
+        assert status.submitted == held.submitted
+        assert status.done - held.done <= held.running
+        assert status.done < 120
         outage.up()
         table = search.wait(timeout=120)
 
@@ -70,7 +70,7 @@ def test_an_s3_outage_pauses_the_search_and_loses_nothing(client: Client, s3_end
         # The outage was felt: our retries, or one write that s3fs's own retries stretched
         # across it.
         final = search.status()
-        assert final["store_retries"] > 0 or final["store_longest_write_s"] > 5
+        assert final.store_retries > 0 or final.store_longest_write_s > 5
         counts = stored_id_counts(open_store(url, options))
         assert len(counts) == 120 and set(counts.values()) == {1}, "a trial was written twice"
         checkpoint = open_store(url, options).load_checkpoint()
@@ -122,7 +122,7 @@ def test_a_worker_whose_trials_keep_failing_is_quarantined(
             max_retries=2,
             quarantine_after=3,
         )
-        with caplog.at_level("WARNING", logger="morphml_dask.driver._search"):
+        with caplog.at_level("WARNING", logger="morphml_dask.driver"):
             table = search.run()
         _wait_for(
             lambda: broken not in client.scheduler_info()["workers"], 30, "the worker to retire"
@@ -130,13 +130,13 @@ def test_a_worker_whose_trials_keep_failing_is_quarantined(
         healthy = set(client.scheduler_info()["workers"])
 
     status = search.status()
-    assert status["quarantined"] == [broken]
+    assert status.quarantined == (broken,)
     assert f"quarantined worker {broken}: 3 trials in a row failed there" in caplog.text
     # Every trial that failed on the broken worker completed on another one: no FAIL rows.
     assert len(table) == 60 and (table["state"] == "complete").all()
     assert set(table["worker"].dropna()) <= healthy  # reused results have no worker
-    assert status["retried"] >= 3
-    assert (table["attempt"] - 1).sum() == status["retried"]  # each row counts its retries
+    assert status.retried >= 3
+    assert (table["attempt"] - 1).sum() == status.retried  # each row counts its retries
 
 
 def test_a_trial_failing_the_same_way_everywhere_is_failed_not_retried_forever(
@@ -157,6 +157,15 @@ def test_a_trial_failing_the_same_way_everywhere_is_failed_not_retried_forever(
     assert len(table) == 30 and len(failed) > 0
     assert (failed["error_kind"] == "oom").all()
     assert failed["error"].str.contains("the same on every attempt").all()
-    assert search.status()["quarantined"] == []
+    assert search.status().quarantined == ()
     # Each failing trial ran 1 + max_retries (2) times, then gave up.
-    assert search.status()["retried"] == 2 * len(failed)
+    assert search.status().retried == 2 * len(failed)
+
+
+def test_flaky_task_refuses_rates_that_cannot_be_probabilities() -> None:
+    from morphml_dask.exceptions import TaskError
+
+    with pytest.raises(
+        TaskError, match=r"(?s)invalid failure rates.*raise_rate=0\.7, nan_rate=0\.5"
+    ):
+        FlakyTask(NB201TabularTask(), raise_rate=0.7, nan_rate=0.5)

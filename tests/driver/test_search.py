@@ -4,7 +4,6 @@ import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -57,7 +56,7 @@ async def test_one_trial_per_gpu_at_a_time(scheduler: Any, *workers: Any) -> Non
         spans = sorted(zip(runs["start_time"], runs["end_time"], strict=True))
         assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans))
     assert table["worker"].nunique() == 2
-    assert search.status()["running"] == 0
+    assert search.status().running == 0
     assert not scheduler.tasks, "tasks were left on the scheduler"
 
 
@@ -83,7 +82,7 @@ def test_evolution_on_a_process_cluster_reuses_known_architectures(client: Clien
     table = search.run()
     assert len(table) == 60 and table["trial_id"].is_unique
     reused = table[table["reused"]]
-    assert search.counts["reused"] == len(reused) > 0
+    assert search.status().reused == len(reused) > 0
     # A reused row carries the metrics of the earlier trial with the same architecture.
     first = table[~table["reused"]].drop_duplicates("fingerprint").set_index("fingerprint")
     for _, row in reused.iterrows():
@@ -173,13 +172,13 @@ def test_start_status_stop_and_wait(client: Client) -> None:
         client=client,
     ).start()
     deadline = time.monotonic() + 30
-    while search.status()["done"] < 10 and time.monotonic() < deadline:
+    while search.status().done < 10 and time.monotonic() < deadline:
         time.sleep(0.05)
     search.stop()
     table = search.wait(timeout=30)
-    status: Mapping[str, Any] = search.status()
-    assert 10 <= status["done"] < 10_000 and status["running"] == 0
-    assert len(table) == status["done"]
+    status = search.status()
+    assert 10 <= status.done < 10_000 and status.running == 0
+    assert len(table) == status.done
 
 
 def _record_priorities(dask_scheduler: Any) -> None:
@@ -264,7 +263,7 @@ def test_stop_returns_at_once_while_long_trials_run() -> None:
             lookahead=1,
         ).start()
         deadline = time.monotonic() + 30
-        while search.status()["running"] < 3 and time.monotonic() < deadline:
+        while search.status().running < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
         asked = time.monotonic()
         search.stop()

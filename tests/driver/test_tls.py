@@ -5,6 +5,7 @@ certificate turned away."""
 from __future__ import annotations
 
 import datetime
+import gc
 import ipaddress
 import json
 import os
@@ -186,8 +187,13 @@ def test_a_client_without_the_certificate_cannot_connect(
     address, _ = tls_cluster
     with pytest.raises(TypeError, match="TLS expects a `ssl_context` argument"):
         Client(address, timeout=5, set_as_default=False)  # type: ignore[no-untyped-call]
+    # A client that failed to connect is finalized by the garbage collector, and its
+    # __del__ takes the lock that all of distributed's loop runners share: collected while
+    # the next client starts (holding that lock), it would deadlock. Collect it here.
+    gc.collect()
     with pytest.raises(CommClosedError, match="Connection reset by peer"):
         Client(address.replace("tls://", "tcp://"), timeout=5, set_as_default=False)  # type: ignore[no-untyped-call]
+    gc.collect()
     rogue = _authority(tmp_path, "rogue")  # a valid certificate from a CA the cluster ignores
     security = Security(  # type: ignore[no-untyped-call]
         tls_ca_file=str(rogue[0]),
@@ -197,6 +203,7 @@ def test_a_client_without_the_certificate_cannot_connect(
     )
     with pytest.raises(CommClosedError, match="TLS certificate does not match"):
         Client(address, security=security, timeout=5, set_as_default=False)  # type: ignore[no-untyped-call]
+    gc.collect()
 
     # The CLI says what is wrong instead of printing a traceback.
     experiment = tmp_path / "experiment.yaml"

@@ -1,0 +1,266 @@
+"""`SearchSession`: the I/O shell around the search state machine, for one run of a search.
+
+It is the only code that holds futures. It registers the worker plugins, hands the state
+machine what happened (tasks that came back, the workers there are, the store writer
+lagging, a stop asked for, the time) and carries out what the state machine decides: one
+``Client.submit(run_trial, trial, key=..., pure=False, resources=..., priority=...,
+retries=...)`` per trial (or `run_trials` for a pack), ``as_completed`` for whichever finishes
+first, results handed to the store writer, futures released once persisted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from morphml_dask.config import config_value
+from morphml_dask.driver._cluster import WorkerWatch, register_plugin, slots_of
+from morphml_dask.driver._events import (
+    Cancel,
+    Event,
+    Fail,
+    Finish,
+    Instruction,
+    Log,
+    Outcome,
+    Persist,
+    Release,
+    Retire,
+    StopRequested,
+    StoreCongested,
+    StoreRead,
+    Submit,
+    TaskFinished,
+    TaskLost,
+)
+from morphml_dask.driver._state import SearchState
+from morphml_dask.driver._worker import GPUPlugin, TaskPlugin, run_trial, run_trials
+from morphml_dask.driver._writer import StoreWriter
+from morphml_dask.storage import Checkpoint
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+    from morphml_dask.driver._monitor import ProgressPublisher
+    from morphml_dask.driver._search import Search
+
+__all__ = ["SearchSession"]
+
+logger = logging.getLogger("morphml_dask.driver")
+
+
+class SearchSession:
+    """One run of ``search`` on ``client``: `run` returns when the search finished or
+    stopped, and raises when it cannot go on.
+
+    Parameters
+    ----------
+    search
+        The search: its optimizer, task, store, settings and stop flag.
+    client
+        A connected client.
+    """
+
+    def __init__(self, search: Search, client: Client) -> None:
+        from distributed import as_completed
+
+        self.search = search
+        self.client = client
+        self.state = SearchState(search.optimizer, search.policy)
+        self.task_name = f"{search.name}-{uuid.uuid4().hex[:8]}"
+        self.futures: dict[str, Future[Any]] = {}
+        self.completed = as_completed(loop=client.loop)
+        self.workers = WorkerWatch(client, int(search.policy.gpus_per_trial))
+        self.writer: StoreWriter | None = None
+        self.publisher: ProgressPublisher | None = None
+        self._congested = False
+        self._registered = False
+
+    def run(self) -> None:
+        """Drive the search to its end."""
+        try:
+            self._begin()
+            while not self.state.over:
+                self._step()
+        except BaseException:
+            self._abort()
+            raise
+        finally:
+            self._close()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        search, gpus = self.search, int(self.search.policy.gpus_per_trial)
+        register_plugin(self.client, GPUPlugin())
+        # Raises at once when workers exist but none can run the trials (GPUs wanted).
+        slots_of(self.client, gpus, wait=search.worker_wait, none_ok=True)
+        options = search.store.location.storage_options
+        register_plugin(self.client, TaskPlugin(search.task, self.task_name, options))
+        self._registered = True
+        stored = StoreRead(tuple(search.store.records()))
+        self.writer = StoreWriter(search.store, outage_timeout=search.store_outage_timeout)
+        if config_value("dashboard"):
+            self.publisher = _publisher(self.client, self.task_name, search)
+        now = time.monotonic()
+        self._execute(self.state.handle([stored, self.workers.look(now)], now))
+
+    def _step(self) -> None:
+        """Wait for completions a moment, then hand the state machine what happened."""
+        assert self.writer is not None
+        self.writer.check()
+        events: list[Event] = []
+        if self.writer.congested != self._congested:
+            self._congested = self.writer.congested
+            events.append(StoreCongested(self._congested))
+        finished = _next_completions(self.completed, self.state.wait_budget(time.monotonic()))
+        events.extend(self._collect(finished))
+        now = time.monotonic()
+        if self.workers.due(now):
+            events.append(self.workers.look(now))
+        if self.search.stop_requested:
+            events.append(StopRequested())
+        self._execute(self.state.handle(events, now))
+
+    def _collect(self, futures: list[Future[Any]]) -> list[Event]:
+        """The tasks that came back, as events. One gather for the whole batch: a fetch per
+        trial would cost the driver, the scheduler and the workers a round trip each.
+        Futures cancelled or released since (nobody waits for them) are skipped."""
+        ours = [f for f in futures if self.futures.get(str(f.key)) is f]
+        finished = [f for f in ours if f.status == "finished"]
+        results = dict(zip(finished, self.client.gather(finished), strict=True)) if finished else {}
+        events: list[Event] = []
+        for future in ours:
+            key = str(future.key)
+            if future in results:
+                outcome = results[future]
+                outcomes = outcome if isinstance(outcome, list) else [outcome]
+                events.append(TaskFinished(key, tuple(Outcome.from_dict(o) for o in outcomes)))
+            else:
+                events.append(TaskLost(key, repr(_failure_of(future))))
+        return events
+
+    # -- carrying out ----------------------------------------------------------------------
+
+    def _execute(self, instructions: list[Instruction]) -> None:
+        for instruction in instructions:
+            if isinstance(instruction, Submit):
+                self._submit(instruction)
+            elif isinstance(instruction, Persist):
+                self._persist(instruction)
+            elif isinstance(instruction, Cancel | Release):
+                self._drop(instruction)
+            elif isinstance(instruction, Retire):
+                # Retiring waits for the worker to hand over its data: not on the loop.
+                threading.Thread(
+                    target=self._retire, args=(instruction.worker,), daemon=True
+                ).start()
+            elif isinstance(instruction, Log):
+                logger.log(logging.getLevelName(instruction.level.upper()), instruction.message)
+            elif isinstance(instruction, Finish):
+                assert self.writer is not None
+                self.writer.close()
+            elif isinstance(instruction, Fail):
+                raise instruction.error
+
+    def _submit(self, submit: Submit) -> None:
+        search = self.search
+        single = len(submit.trials) == 1
+        future = self.client.submit(
+            run_trial if single else run_trials,
+            submit.trials[0] if single else list(submit.trials),
+            self.task_name,
+            search.store.url,
+            None,  # the TaskPlugin holds the storage options: arguments show up in logs
+            int(submit.gpus),
+            key=submit.key,
+            pure=False,
+            workers=None if submit.workers is None else list(submit.workers),
+            # otherwise a preference: the workers named may have died by the time it runs
+            allow_other_workers=submit.workers is not None and not submit.strict,
+            resources={"GPU": submit.gpus} if submit.gpus else None,
+            priority=submit.priority,
+            retries=search.policy.max_retries,
+        )
+        self.futures[submit.key] = future
+        self.completed.add(future)
+
+    def _persist(self, persist: Persist) -> None:
+        """Hand records and a checkpoint of this moment to the writer, which persists them in
+        order: a checkpoint never claims more than the store holds."""
+        assert self.writer is not None
+        checkpoint = Checkpoint(persist.optimizer_state, self.search.config, persist.pending)
+        release = [self.futures.pop(key) for key in persist.release if key in self.futures]
+        self.writer.submit(persist.records, persist.curves, checkpoint, release)
+        if self.publisher is not None:
+            self.publisher.add(persist.records)
+
+    def _drop(self, instruction: Cancel | Release) -> None:
+        for key in instruction.keys:
+            future = self.futures.pop(key, None)
+            if future is None:
+                continue
+            if isinstance(instruction, Cancel):
+                future.cancel()
+            else:
+                future.release()
+
+    def _retire(self, worker: str) -> None:
+        with contextlib.suppress(Exception):  # it may have died or left already
+            self.client.retire_workers(workers=[worker], close_workers=True)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def _abort(self) -> None:
+        """On an error: keep the results that came back (the writer's own error wins)."""
+        if self.writer is None or self.state.over:
+            return
+        with contextlib.suppress(Exception):
+            self._execute([i for i in self.state.abort() if isinstance(i, Persist)])
+
+    def _close(self) -> None:
+        if self.writer is not None:
+            self.writer.stop()
+        if self.publisher is not None:
+            self.publisher.close()
+        for future in self.futures.values():
+            future.cancel()
+        self.futures.clear()
+        if self._registered:
+            with contextlib.suppress(Exception):  # a closed client has nothing to free
+                self.client.unregister_worker_plugin(self.task_name)
+
+
+def _publisher(client: Client, run: str, search: Search) -> ProgressPublisher:
+    from morphml_dask.driver._monitor import ProgressPublisher
+
+    task = search.task
+    return ProgressPublisher(
+        client, run, search.name, task.objective, task.direction, search.status
+    )
+
+
+def _next_completions(completed: Any, timeout: float) -> list[Future[Any]]:
+    """The tasks finished so far, waiting up to ``timeout`` seconds for the first."""
+    deadline = time.monotonic() + timeout
+    while not completed.has_ready():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return []
+        with completed.thread_condition:  # notified by as_completed after every completion
+            if not completed.has_ready():
+                completed.thread_condition.wait(left)
+    batch: list[Future[Any]] = completed.next_batch(block=False)
+    return batch
+
+
+def _failure_of(future: Future[Any]) -> BaseException:
+    try:
+        error = future.exception()
+    except BaseException as cancelled:  # CancelledError: nothing to fetch
+        return cancelled
+    return error if isinstance(error, BaseException) else RuntimeError(f"{future.key} failed")
