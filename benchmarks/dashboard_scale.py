@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 from prometheus_client import REGISTRY, generate_latest
 
-from morphml_dask.dashboard._board import TrialSummary
+from morphml_dask.dashboard import TrialSummary
 from morphml_dask.dashboard._extension import boards_of
 from morphml_dask.dashboard._page import SearchPage
+from morphml_dask.status import SearchStatus
 
 BATCH = 500
 DEFAULT_JSON = Path(__file__).parent / "results" / "dashboard_scale.json"
@@ -48,15 +49,16 @@ def _trials(count: int, seed: int) -> list[TrialSummary]:
 
 
 def measure(count: int, seed: int = 0) -> dict[str, float]:
-    scheduler = _Scheduler()
-    board = boards_of(scheduler).board("run", f"bench-{count}", "val_accuracy", "maximize")
+    boards = boards_of(_Scheduler())  # registers the /metrics collector, as on a scheduler
+    board = boards.board("run", f"bench-{count}", "val_accuracy", "maximize")
     trials = _trials(count, seed)
+    status = SearchStatus(running=50)
     updates = []
     for start in range(0, count, BATCH):
         began = time.perf_counter()
-        board.update(trials[start : start + BATCH], {"running": 50})
+        board.update(trials[start : start + BATCH], status)
         updates.append(time.perf_counter() - began)
-    page = SearchPage(scheduler)
+    page = SearchPage(boards.latest)
     redraws = []
     for _ in range(5):
         board.version += 1  # as if new results came: the page redraws everything

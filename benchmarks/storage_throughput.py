@@ -3,11 +3,12 @@
     python benchmarks/storage_throughput.py --trials 10000 --epochs 50 --batch 500 \
         --json benchmarks/results/storage_throughput.json
 
-Writes ``--trials`` trial rows and as many learning curves of ``--epochs`` epochs in batches
-of ``--batch`` (one Parquet part and one Zarr part per batch, as a driver that persists in
-batches does), reads both back, checks that nothing was lost or duplicated, and prints rows/s
-for each backend side by side. The S3 endpoint is moto's server, started here on 127.0.0.1:
-the bytes cross a real HTTP socket, but absolute numbers are those of a local emulator.
+Writes ``--trials`` finished trials (`TrialRecord`, a row each) and as many learning curves
+of ``--epochs`` epochs in batches of ``--batch`` (one Parquet part and one Zarr part per
+batch, as a driver that persists in batches does), reads both back, checks that nothing was
+lost or duplicated, and prints rows/s for each backend side by side. The S3 endpoint is
+moto's server, started here on 127.0.0.1: the bytes cross a real HTTP socket, but absolute
+numbers are those of a local emulator.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from typing import Any
 from morphml_dask import open_store
 from morphml_dask.optim import RandomSearch
 from morphml_dask.space import CellSpace
-from morphml_dask.storage import trial_row
 from morphml_dask.testing import moto_s3_server, synthetic_result
+from morphml_dask.trial import TrialRecord
 
 
 def _measure(
@@ -33,7 +34,7 @@ def _measure(
 ) -> dict[str, Any]:
     store = open_store(url, storage_options=options)
     asked = RandomSearch(CellSpace(), seed=0).ask(trials)
-    rows = [trial_row(t, synthetic_result(t), worker="bench", attempt=1) for t in asked]
+    records = [TrialRecord(t, synthetic_result(t), worker="bench", attempt=1) for t in asked]
     curves = {
         t.id: [
             {"epoch": e, "val_accuracy": e / epochs, "val_loss": 1 / e}
@@ -44,7 +45,7 @@ def _measure(
     ids = [t.id for t in asked]
     started = time.perf_counter()
     for start in range(0, trials, batch):
-        store.append(rows[start : start + batch])
+        store.append_records(records[start : start + batch])
     rows_write = time.perf_counter() - started
     started = time.perf_counter()
     for start in range(0, trials, batch):

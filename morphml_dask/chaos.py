@@ -147,7 +147,7 @@ def worker_chaos(
         kills=len(killer.kills),
         interrupted=interrupted,
         longest=max(waits, default=None),
-        resubmitted=search.counts["retried"],
+        resubmitted=search.status().retried,
         seconds=time.time() - started,
         kill_times=[k.time - started for k in killer.kills],
     )
@@ -272,19 +272,19 @@ def _report(
     longest: float | None = None,
     resubmitted: int = 0,
 ) -> ChaosReport:
-    table = store.trials()
+    records = store.records()
     raw = stored_id_counts(store)
     requested_ids = {f"t{i:06d}" for i in range(1, requested + 1)}
-    stored_ids = set(table["trial_id"].astype(str))
-    failed = table[table["state"] != "complete"]
+    stored_ids = {record.trial_id for record in records}
+    failed = [record.result for record in records if not record.ok]
     return ChaosReport(
         mode=mode,
         requested=requested,
-        stored=len(table),
+        stored=len(records),
         duplicated=sum(n - 1 for n in raw.values()),
         lost=len(requested_ids - stored_ids),
         failed=len(failed),
-        failed_lost=int((failed["error_kind"] == "lost").sum()),
+        failed_lost=sum(result.error_kind == "lost" for result in failed),
         kills=kills,
         interrupted=interrupted,
         in_flight_at_kills=in_flight,

@@ -8,11 +8,19 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from morphml_dask.exceptions import MorphMLError, SecurityError, StorageError
+from morphml_dask.exceptions import (
+    MorphMLError,
+    SecurityError,
+    StorageError,
+    StorageInputError,
+)
+
+if TYPE_CHECKING:
+    from morphml_dask.driver import Search
 
 __all__ = ["main"]
 
@@ -73,6 +81,18 @@ def _parser() -> argparse.ArgumentParser:
         prog="morphml", description="Distributed neural-architecture search on Dask."
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_train(commands)
+    _add_run(commands)
+    _add_resume(commands)
+    _add_report(commands)
+    return parser
+
+
+# argparse's type for the object add_subparsers returns is private.
+_Commands = Any
+
+
+def _add_train(commands: _Commands) -> None:
     train = commands.add_parser(
         "train",
         help="train one architecture end to end and print its metrics",
@@ -90,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--output", type=Path, help="write the metrics and curve as JSON here")
     train.set_defaults(command=_train)
 
+
+def _add_run(commands: _Commands) -> None:
     run = commands.add_parser(
         "run",
         help="run a search described by an experiment YAML on a Dask cluster",
@@ -102,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     _cluster_arguments(run)
     run.set_defaults(command=_run)
 
+
+def _add_resume(commands: _Commands) -> None:
     resume = commands.add_parser(
         "resume",
         help="continue a stopped or crashed search from its store",
@@ -112,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     _cluster_arguments(resume)
     resume.set_defaults(command=_resume)
 
+
+def _add_report(commands: _Commands) -> None:
     report = commands.add_parser(
         "report",
         help="write an HTML report and PNG figures of a stored search",
@@ -129,7 +155,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--top", type=int, default=5, help="how many best trials to show (5)")
     report.set_defaults(command=_report)
-    return parser
 
 
 def _cluster_arguments(command: argparse.ArgumentParser) -> None:
@@ -242,7 +267,7 @@ def _storage_options(text: str | None) -> dict[str, Any] | None:
         options = error
     if not isinstance(options, dict):
         shown = f"invalid JSON ({options})" if isinstance(options, Exception) else repr(options)
-        raise StorageError(
+        raise StorageInputError(
             "--storage-options is not a JSON object",
             expected='a JSON object of fsspec options, e.g. \'{"endpoint_url": "http://..."}\'',
             received=shown,
@@ -274,7 +299,7 @@ def _tls(args: argparse.Namespace) -> Any:
     return dask.config.set(tls_settings(*files))
 
 
-def _drive(search: Any, total: int | None) -> int:
+def _drive(search: Search, total: int | None) -> int:
     """Run ``search`` with a live progress display; Ctrl-C stops it cleanly."""
     import time
 
@@ -296,22 +321,20 @@ def _drive(search: Any, total: int | None) -> int:
     print(f"{len(table)} trials, {len(table) - len(done)} failed; results in {search.store.url}")
     objective = search.task.objective
     best = search.store.best(3, objective, search.task.direction)
-    for row in best.itertuples(index=False):
-        print(
-            f"  {row.trial_id}  {objective}={getattr(row, objective):.4g}  {row.fingerprint[:12]}"
-        )
+    for trial_id, value, fingerprint in zip(
+        best["trial_id"], best[objective], best["fingerprint"], strict=True
+    ):
+        print(f"  {trial_id}  {objective}={value:.4g}  {str(fingerprint)[:12]}")
     if not best.empty:
-        from morphml_dask.space import ArchGraph
-
-        arch = ArchGraph.from_dict(json.loads(best["arch"].iloc[0]))
-        print(f"best architecture: {arch!r}")
+        record = search.store.record(str(best["trial_id"].iloc[0]))
+        print(f"best architecture: {record.trial.arch!r}")
     return 0
 
 
 class _Progress:
     """One rewritten status line on a terminal; a line per 10 trials in logs and CI."""
 
-    def __init__(self, search: Any, total: int | None) -> None:
+    def __init__(self, search: Search, total: int | None) -> None:
         self.search = search
         self.total = total
         self.interactive = sys.stdout.isatty()
@@ -325,15 +348,14 @@ class _Progress:
             self.announced = True
             print(f"dashboard: {link} (this search: {link.rsplit('/', 1)[0]}/morphml)")
         status = self.search.status()
-        if not (self.interactive or final) and status["done"] // 10 == self.shown:
+        if not (self.interactive or final) and status.done // 10 == self.shown:
             return
-        self.shown = status["done"] // 10
-        best = self.search.optimizer.best_trial
+        self.shown = status.done // 10
         of = f"/{self.total}" if self.total else ""
         line = (
-            f"trials {status['done']}{of} done, {status['running']} running, "
-            f"{status['failed']} failed, {status['reused']} reused; "
-            f"best {'-' if best is None else best.id}; {status['elapsed']:.0f}s"
+            f"trials {status.done}{of} done, {status.running} running, "
+            f"{status.failed} failed, {status.reused} reused; "
+            f"best {status.best_trial or '-'}; {status.elapsed:.0f}s"
         )
         if self.interactive:
             print(f"\r{line}", end="\n" if final else "", flush=True)

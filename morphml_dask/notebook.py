@@ -14,7 +14,7 @@ import html
 import threading
 from typing import TYPE_CHECKING, Any
 
-from morphml_dask.exceptions import MorphMLError, StorageError
+from morphml_dask.exceptions import InputError, StorageError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -40,7 +40,6 @@ PLOT_KINDS = {
 
 REFRESH_S = 1.0
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-_COUNTS = ("done", "failed", "reused", "retried", "running", "submitted")
 _STYLE = (
     "border-collapse:collapse;font-size:0.9em;text-align:left;"
     "font-family:var(--jp-ui-font-family, sans-serif)"
@@ -58,16 +57,21 @@ def search_html(search: Search) -> str:
     status = search.status()
     objective = search.optimizer.objective
     best_value = search.optimizer.best_value
-    best = (
-        "-"
-        if best_value is None
-        else f"{best_value:.6g} ({html.escape(str(status['best_trial']))})"
-    )
+    best_trial = html.escape(str(status.best_trial))
+    best = "-" if best_value is None else f"{best_value:.6g} ({best_trial})"
+    counts = {
+        "done": status.done,
+        "failed": status.failed,
+        "reused": status.reused,
+        "retried": status.retried,
+        "running": status.running,
+        "submitted": status.submitted,
+    }
     rows = [
         ("state", html.escape(search.state)),
-        *((name, str(int(status[name]))) for name in _COUNTS),
+        *((name, str(count)) for name, count in counts.items()),
         (f"best {html.escape(objective.metric)} ({objective.direction})", best),
-        ("elapsed", _duration(status["elapsed"])),
+        ("elapsed", _duration(status.elapsed)),
         ("store", f"<code>{html.escape(search.store.url)}</code>"),
     ]
     link = search.dashboard_link
@@ -158,13 +162,13 @@ def plot_search(search: Search, kind: str = "best", *, top: int = 5) -> Figure:
 
     Raises
     ------
-    MorphMLError
+    InputError
         For a ``kind`` not in `PLOT_KINDS`.
     StorageError
         When the store holds no trial yet.
     """
     if kind not in PLOT_KINDS:
-        raise MorphMLError(
+        raise InputError(
             f"unknown plot kind {kind!r}",
             expected=f"one of {list(PLOT_KINDS)}",
             received=repr(kind),

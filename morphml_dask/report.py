@@ -13,14 +13,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from morphml_dask.exceptions import MorphMLError, StorageError
+from morphml_dask.exceptions import InputError, StorageError
 from morphml_dask.storage import ExperimentStore, open_store
 
 if TYPE_CHECKING:
@@ -111,13 +110,13 @@ def draw_figure(
 
     Raises
     ------
-    MorphMLError
+    InputError
         For a ``name`` not in `FIGURES`.
     StorageError
         When the store holds no trials, or has no column for ``objective``.
     """
     if name not in _DRAWERS:
-        raise MorphMLError(
+        raise InputError(
             f"unknown report figure {name!r}",
             expected=f"one of {list(FIGURES)}",
             received=repr(name),
@@ -368,13 +367,11 @@ def _depths(count: int, edges: Sequence[tuple[int, int]], order: Sequence[int]) 
 
 
 def _draw_best_arch(figure: Figure, context: _Context) -> None:
-    from morphml_dask.space import ArchGraph
-
     if context.best.empty:
         _message(figure, "Best architecture", "no completed trial")
         return
     row = context.best.iloc[0]
-    arch = ArchGraph.from_dict(json.loads(str(row["arch"])))
+    arch = context.store.record(str(row["trial_id"])).trial.arch
     depth = _depths(len(arch.nodes), arch.edges, arch.topological_order())
     position: dict[int, tuple[float, float]] = {}
     for column in set(depth):

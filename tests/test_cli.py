@@ -133,15 +133,96 @@ def test_report_without_matplotlib_names_the_extra(
     from morphml_dask.cli import main
     from morphml_dask.optim import RandomSearch
     from morphml_dask.space import CellSpace
-    from morphml_dask.storage import open_store, trial_row
+    from morphml_dask.storage import open_store
     from morphml_dask.testing import synthetic_result
+    from morphml_dask.trial import TrialRecord
 
     store = open_store(str(tmp_path / "store"))
     trials = RandomSearch(CellSpace(), seed=0).ask(5)
-    store.append([trial_row(t, synthetic_result(t)) for t in trials])
+    store.append_records([TrialRecord(t, synthetic_result(t)) for t in trials])
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
     status = main(["report", str(tmp_path / "store"), "--out", str(tmp_path / "report")])
     error = capsys.readouterr().err
     assert status == 2, error
     assert "needs the Python package 'matplotlib'" in error
     assert "fix: pip install 'morphml_dask[report]'" in error
+
+
+@pytest.mark.parametrize(
+    ("text", "received"),
+    [("{not json", r"invalid JSON \(Expecting property name"), ('["a"]', r"\['a'\]")],
+)
+def test_storage_options_that_are_not_a_json_object_are_bad_store_input(
+    text: str, received: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from morphml_dask.cli import _storage_options, main
+    from morphml_dask.exceptions import StorageInputError
+
+    with pytest.raises(
+        StorageInputError,
+        match=r"--storage-options is not a JSON object\n  expected: a JSON object of fsspec "
+        rf"options, e.g. '{{\"endpoint_url\": \"http://...\"}}'\n  received: {received}.*\n"
+        r"  fix: quote the whole object for the shell and use double quotes inside it",
+    ):
+        _storage_options(text)
+    assert _storage_options('{"anon": true}') == {"anon": True}
+    assert main(["report", "memory://nowhere", "--storage-options", text]) == 2
+    assert "morphml: error: --storage-options is not a JSON object" in capsys.readouterr().err
+
+
+def test_every_command_parses_its_arguments() -> None:
+    from morphml_dask import cli
+
+    parser = cli._parser()
+    train = parser.parse_args(["train", "--epochs", "2", "--max-nodes", "3"])
+    assert (train.epochs, train.max_nodes, train.seed, train.dataset) == (2, 3, 0, "digits")
+    run = parser.parse_args(["run", "x.yaml", "--store", "s", "--cluster", "slurm"])
+    assert (run.experiment, run.store, run.cluster, run.scheduler) == (
+        Path("x.yaml"),
+        "s",
+        "slurm",
+        None,
+    )
+    resume = parser.parse_args(["resume", "url", "--scheduler", "tcp://h:1", "--tls-cert", "c"])
+    assert (resume.url, resume.scheduler, resume.tls_cert) == ("url", "tcp://h:1", "c")
+    report = parser.parse_args(["report", "url", "--top", "3", "--objective", "loss"])
+    assert (report.url, report.top, report.objective, report.out) == (
+        "url",
+        3,
+        "loss",
+        Path("report"),
+    )
+    assert (train.command, run.command, resume.command, report.command) == (
+        cli._train,
+        cli._run,
+        cli._resume,
+        cli._report,
+    )
+
+
+def test_the_progress_line_reads_the_search_status(capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from morphml_dask.cli import _Progress
+    from morphml_dask.status import SearchStatus
+
+    statuses = [
+        SearchStatus(done=3, running=2, failed=1, reused=0, elapsed=4.2),
+        SearchStatus(done=9, running=1, failed=1, reused=2, best_trial="t000007", elapsed=9.6),
+        SearchStatus(done=12, running=0, failed=2, reused=2, best_trial="t000011", elapsed=20.0),
+    ]
+    shown = iter(statuses)
+    search = SimpleNamespace(
+        dashboard_link="http://127.0.0.1:8787/status", status=lambda: next(shown)
+    )
+    progress = _Progress(cast(Any, search), total=12)
+    progress.interactive = False  # as in logs and CI: a line per 10 trials
+    progress.show()
+    progress.show()  # still in the first ten: nothing printed
+    progress.show(final=True)
+    assert capsys.readouterr().out.splitlines() == [
+        "dashboard: http://127.0.0.1:8787/status (this search: http://127.0.0.1:8787/morphml)",
+        "trials 3/12 done, 2 running, 1 failed, 0 reused; best -; 4s",
+        "trials 12/12 done, 0 running, 2 failed, 2 reused; best t000011; 20s",
+    ]

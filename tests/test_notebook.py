@@ -19,7 +19,7 @@ from IPython.core.formatters import DisplayFormatter
 
 from morphml_dask import notebook
 from morphml_dask.driver import Search
-from morphml_dask.exceptions import MorphMLError, StorageError
+from morphml_dask.exceptions import InputError, StorageError
 from morphml_dask.faults import FlakyTask
 from morphml_dask.optim import RandomSearch, RegularizedEvolution
 from morphml_dask.report import draw_figure
@@ -188,7 +188,7 @@ def test_results_and_curves_are_the_stores(finished: Search) -> None:
 
 def test_an_unknown_plot_kind_is_refused(finished: Search) -> None:
     with pytest.raises(
-        MorphMLError,
+        InputError,
         match=r"unknown plot kind 'loss'\n  expected: one of \['best', 'pareto', 'curves', 'timeline'\]\n  received: 'loss'\n  fix: call e.g. search.plot\(\"best\"\)",
     ):
         finished.plot("loss")
@@ -196,7 +196,7 @@ def test_an_unknown_plot_kind_is_refused(finished: Search) -> None:
 
 def test_an_unknown_report_figure_is_refused(finished: Search) -> None:
     with pytest.raises(
-        MorphMLError, match=r"unknown report figure 'best'\n  expected: one of \['best_so_far', "
+        InputError, match=r"unknown report figure 'best'\n  expected: one of \['best_so_far', "
     ):
         draw_figure("best", finished.store)
 

@@ -10,15 +10,19 @@
   ``morphml_store_backlog_batches``).
 - The same counters as JSON at ``/morphml/state.json``.
 
-The driver sends its progress to the scheduler once a second; the page needs the route
-module in the scheduler's configuration *before* it starts, which `enable` (used by
-``morphml run``, by the local cluster a `Search` starts, and by the ``deploy`` helpers)
-does. For a scheduler started by hand::
+The driver sends its progress to the scheduler once a second: the finished trials as
+`TrialSummary` tuples and its `~morphml_dask.status.SearchStatus`, through `receive`, which
+runs on the scheduler. The page needs the route module in the scheduler's configuration
+*before* it starts, which `serve_page` (used by ``morphml run``, by the local cluster a
+`Search` starts, and by the ``deploy`` helpers) arranges unless ``morphml.dashboard`` is
+off; `enable` does it regardless. For a scheduler started by hand::
 
     DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES="$(python -m morphml_dask.dashboard)" \\
         dask scheduler
 
 The metrics need no route module: they appear once a search reports.
+
+Importing this package is cheap (no Bokeh): the driver imports it for `receive`.
 """
 
 from __future__ import annotations
@@ -28,7 +32,18 @@ from collections.abc import Iterator
 
 import dask.config
 
-__all__ = ["ROUTE_MODULE", "enable", "routes_with_morphml"]
+from morphml_dask.config import config_value
+from morphml_dask.dashboard._board import TrialSummary
+from morphml_dask.dashboard._extension import receive
+
+__all__ = [
+    "ROUTE_MODULE",
+    "TrialSummary",
+    "enable",
+    "receive",
+    "routes_with_morphml",
+    "serve_page",
+]
 
 ROUTE_MODULE = "morphml_dask.dashboard.routes"
 
@@ -45,4 +60,22 @@ def routes_with_morphml() -> list[str]:
 def enable() -> Iterator[None]:
     """Within the block, schedulers started in this process serve the morphml page."""
     with dask.config.set({"distributed.scheduler.http.routes": routes_with_morphml()}):
+        yield
+
+
+@contextlib.contextmanager
+def serve_page() -> Iterator[None]:
+    """Within the block, schedulers started in this process serve the morphml page, unless
+    the ``morphml.dashboard`` setting is off (then the block changes nothing).
+
+    Examples
+    --------
+    >>> from distributed import LocalCluster
+    >>> with serve_page():  # doctest: +SKIP
+    ...     cluster = LocalCluster()
+    """
+    if not config_value("dashboard"):
+        yield
+        return
+    with enable():
         yield

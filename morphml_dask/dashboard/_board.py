@@ -1,4 +1,5 @@
-"""`SearchBoard`: what the scheduler knows of one search, in views of bounded size.
+"""`SearchBoard`: what the scheduler knows of one search, in views of bounded size, and
+`SchedulerBoards`: the searches of one scheduler.
 
 The driver sends the trials that finished since its last message (a few hundred at most)
 and a snapshot of its counters. Every view the dashboard and the metrics read is kept up to
@@ -12,15 +13,26 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["SCATTER_POINTS", "TIMELINE_TRIALS", "SearchBoard", "TrialSummary"]
+from morphml_dask.status import SearchStatus
+
+__all__ = [
+    "KEPT_BOARDS",
+    "SCATTER_POINTS",
+    "TIMELINE_TRIALS",
+    "SchedulerBoards",
+    "SearchBoard",
+    "TrialSummary",
+]
 
 SCATTER_POINTS = 4000
 TIMELINE_TRIALS = 2000
 HISTORY_POINTS = 4000
 RATE_WINDOW_S = 30.0
+# Boards of finished searches stay for people who look later; beyond this many the oldest go.
+KEPT_BOARDS = 20
 
 # One finished trial as the driver sends it: (trial id, ok, objective (None when failed),
 # parameter count (None when unknown), budget, rung, worker, device, start, end), the times
@@ -48,7 +60,7 @@ class SearchBoard:
         self.started_at = time.time()
         self.updated_at = self.started_at
         self.version = 0  # bumped on every update, so a page redraws only on change
-        self.status: dict[str, Any] = {}
+        self.status = SearchStatus()
         self.done = 0
         self.failed = 0
         self.best: float | None = None
@@ -67,13 +79,13 @@ class SearchBoard:
 
     # -- updates ---------------------------------------------------------------------------
 
-    def update(self, trials: Sequence[TrialSummary], status: Mapping[str, Any]) -> None:
+    def update(self, trials: Sequence[TrialSummary], status: SearchStatus) -> None:
         """Take in the trials finished since the last update and the driver's counters."""
         now = time.time()
         for trial in trials:
             self._add(trial, now)
-        self.status = dict(status)
-        self.history.append((now, self.done, self.failed, int(self.status.get("running", 0) or 0)))
+        self.status = status
+        self.history.append((now, self.done, self.failed, status.running))
         if len(self.history) > HISTORY_POINTS:
             # Keep every other point of the older half: the curve keeps its shape, and a
             # search of days stays a few thousand points.
@@ -123,7 +135,7 @@ class SearchBoard:
 
     @property
     def running(self) -> int:
-        return int(self.status.get("running", 0) or 0)
+        return self.status.running
 
     def results_per_second(self) -> float:
         """Trials finished per second over the last half minute."""
@@ -144,7 +156,51 @@ class SearchBoard:
             "best": self.best,
             "best_trial": self.best_trial,
             "results_per_second": self.results_per_second(),
-            "finished": bool(self.status.get("finished", False)),
+            "finished": self.status.finished,
             "updated_at": self.updated_at,
-            "status": self.status,
+            "status": self.status.to_dict(),
         }
+
+
+class SchedulerBoards:
+    """The searches one scheduler has heard of, by run (a search's name and a suffix of
+    its own, so that two runs under one name are not mixed).
+
+    Parameters
+    ----------
+    scheduler
+        The `distributed.Scheduler` (or anything with its ``workers`` mapping): `busy`
+        reads what its workers execute.
+    """
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+        self.boards: dict[str, SearchBoard] = {}
+
+    def board(self, run: str, name: str, objective: str, direction: str) -> SearchBoard:
+        """The board of ``run``, made on first use (dropping the oldest beyond
+        `KEPT_BOARDS`)."""
+        board = self.boards.get(run)
+        if board is None:
+            board = self.boards[run] = SearchBoard(name, objective, direction)
+            for old in sorted(self.boards, key=lambda r: self.boards[r].updated_at)[
+                : max(len(self.boards) - KEPT_BOARDS, 0)
+            ]:
+                del self.boards[old]
+        return board
+
+    def latest(self) -> SearchBoard | None:
+        """The board updated last: the search a page shows."""
+        return max(self.boards.values(), key=lambda b: b.updated_at, default=None)
+
+    def busy(self, name: str) -> tuple[int, float]:
+        """Trials of search ``name`` executing on workers now, and the GPUs they hold, as
+        the scheduler last heard from the workers' heartbeats."""
+        prefix = f"{name}/"
+        trials, gpus = 0, 0.0
+        for worker in list(self.scheduler.workers.values()):
+            for task in list(worker.executing):
+                if str(task.key).startswith(prefix):
+                    trials += 1
+                    gpus += float((task.resource_restrictions or {}).get("GPU", 0))
+        return trials, gpus

@@ -3,15 +3,21 @@
 distributed serves ``/metrics`` from `prometheus_client`'s default registry; a collector
 registered there in the scheduler's process is scraped with the scheduler's metrics. The
 collector reads the boards when scraped, so a scrape costs nothing between scrapes.
+
+`SearchCollector` is given where its boards come from (a callable); it knows nothing of
+how they are made or kept. Whoever makes boards registers it once per process with
+`register_metrics` (the scheduler extension, `morphml_dask.dashboard._extension`, does).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-__all__ = ["METRIC_NAMES", "register_metrics"]
+from morphml_dask.dashboard._board import SchedulerBoards
+
+__all__ = ["METRIC_NAMES", "BoardsSource", "SearchCollector", "register_metrics"]
 
 METRIC_NAMES = (
     "morphml_trials",
@@ -23,80 +29,101 @@ METRIC_NAMES = (
     "morphml_store_backlog_batches",
 )
 
-_registered = False
+BoardsSource = Callable[[], Iterable[SchedulerBoards]]
+"""Returns the boards of the schedulers alive in this process, read at every scrape."""
+
+_registered: SearchCollector | None = None
 _lock = threading.Lock()
 
 
-def register_metrics() -> bool:
-    """Register the collector once per process; False when prometheus_client is missing."""
+def register_metrics(source: BoardsSource) -> bool:
+    """Register a `SearchCollector` of ``source`` in the default registry, once per process
+    (later calls keep the first); False when prometheus_client is missing."""
     global _registered
     with _lock:
-        if _registered:
+        if _registered is not None:
             return True
         try:
             from prometheus_client import REGISTRY
         except ImportError:  # distributed serves /metrics only with it installed anyway
             return False
-        REGISTRY.register(_SearchCollector())
-        _registered = True
+        _registered = SearchCollector(source)
+        REGISTRY.register(_registered)
         return True
 
 
-class _SearchCollector:
+class SearchCollector:
+    """A `prometheus_client` collector of the metrics in `METRIC_NAMES`, one sample set per
+    search of every board ``source`` returns.
+
+    Parameters
+    ----------
+    source
+        Called at every scrape for the `SchedulerBoards` to report.
+    """
+
+    def __init__(self, source: BoardsSource) -> None:
+        self.source = source
+
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        from morphml_dask.dashboard._extension import live_schedulers
-
-        trials = GaugeMetricFamily(
-            "morphml_trials",
-            "Trials of a search by state (in_flight: submitted, not finished)",
-            labels=["search", "state"],
-        )
-        rate = GaugeMetricFamily(
-            "morphml_results_per_second",
-            "Trials finished per second over the last 30 s",
-            labels=["search"],
-        )
-        best = GaugeMetricFamily(
-            "morphml_best_objective",
-            "Best objective value found so far",
-            labels=["search", "objective"],
-        )
-        busy = GaugeMetricFamily(
-            "morphml_busy_slots", "Trials executing on workers now", labels=["search"]
-        )
-        gpus = GaugeMetricFamily(
-            "morphml_busy_gpu_slots", "GPUs held by executing trials", labels=["search"]
-        )
-        write = GaugeMetricFamily(
-            "morphml_store_write_seconds",
-            "Seconds the last store write took (rows, curves and checkpoint)",
-            labels=["search"],
-        )
-        backlog = GaugeMetricFamily(
-            "morphml_store_backlog_batches",
-            "Result batches waiting to be written to the store",
-            labels=["search"],
-        )
-        for scheduler in live_schedulers():
+        families = _families()
+        trials, rate, best, busy, gpus, write, backlog = families
+        for scheduler in list(self.source()):
             for board in list(scheduler.boards.values()):
-                name = board.name
-                status = board.status
+                name, status = board.name, board.status
                 trials.add_metric([name, "complete"], board.done - board.failed)
                 trials.add_metric([name, "failed"], board.failed)
                 trials.add_metric([name, "in_flight"], board.running)
-                trials.add_metric([name, "waiting"], int(status.get("waiting_for_a_worker", 0)))
+                trials.add_metric([name, "waiting"], status.waiting_for_a_worker)
                 rate.add_metric([name], board.results_per_second())
                 if board.best is not None:
                     best.add_metric([name, board.objective], board.best)
                 executing, held = scheduler.busy(name)
                 busy.add_metric([name], executing)
                 gpus.add_metric([name], held)
-                write.add_metric([name], float(status.get("store_last_write_s", 0.0)))
-                backlog.add_metric([name], int(status.get("store_backlog_batches", 0)))
-        yield from (trials, rate, best, busy, gpus, write, backlog)
+                write.add_metric([name], status.store_last_write_s)
+                backlog.add_metric([name], status.store_backlog_batches)
+        yield from families
 
     def describe(self) -> list[Any]:
         # No samples at registration: collect() would run before any search exists.
         return []
+
+
+def _families() -> tuple[Any, ...]:
+    """The empty metric families, in the order of `METRIC_NAMES`."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    return (
+        GaugeMetricFamily(
+            "morphml_trials",
+            "Trials of a search by state (in_flight: submitted, not finished)",
+            labels=["search", "state"],
+        ),
+        GaugeMetricFamily(
+            "morphml_results_per_second",
+            "Trials finished per second over the last 30 s",
+            labels=["search"],
+        ),
+        GaugeMetricFamily(
+            "morphml_best_objective",
+            "Best objective value found so far",
+            labels=["search", "objective"],
+        ),
+        GaugeMetricFamily(
+            "morphml_busy_slots", "Trials executing on workers now", labels=["search"]
+        ),
+        GaugeMetricFamily(
+            "morphml_busy_gpu_slots", "GPUs held by executing trials", labels=["search"]
+        ),
+        GaugeMetricFamily(
+            "morphml_store_write_seconds",
+            "Seconds the last store write took (rows, curves and checkpoint)",
+            labels=["search"],
+        ),
+        GaugeMetricFamily(
+            "morphml_store_backlog_batches",
+            "Result batches waiting to be written to the store",
+            labels=["search"],
+        ),
+    )

@@ -8,6 +8,7 @@ number of trials.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from bokeh.plotting import figure as bokeh_figure
 from morphml_dask.dashboard._board import SearchBoard
 from morphml_dask.dashboard._extension import boards_of
 
-__all__ = ["morphml_doc"]
+__all__ = ["SearchPage", "morphml_doc"]
 
 REFRESH_MS = 1000
 STATE_COLOURS = {"complete": "#1f77b4", "failed": "#d62728", "in flight": "#2ca02c"}
@@ -37,10 +38,17 @@ def _millis(seconds: float) -> float:
 
 
 class SearchPage:
-    """The page's sources and figures, refilled from a board."""
+    """The page's sources and figures, refilled from a board.
 
-    def __init__(self, scheduler: Any) -> None:
-        self.scheduler = scheduler
+    Parameters
+    ----------
+    board
+        Called at every `update` for the board to show, or None when no search has
+        reported yet; on a scheduler, ``boards_of(scheduler).latest``.
+    """
+
+    def __init__(self, board: Callable[[], SearchBoard | None]) -> None:
+        self.board = board
         self.drawn: tuple[int, int] | None = None  # (board id, version) on the page
         self.summary = Div(text=_summary_html(None), sizing_mode="stretch_width")
         self.history = ColumnDataSource({"time": [], "complete": [], "failed": [], "in flight": []})
@@ -118,7 +126,7 @@ class SearchPage:
         )
 
     def update(self) -> None:
-        board = boards_of(self.scheduler).latest()
+        board = self.board()
         if board is None or self.drawn == (id(board), board.version):
             return
         self.drawn = (id(board), board.version)
@@ -190,7 +198,7 @@ def _summary_html(board: SearchBoard | None) -> str:
             "scheduler yet. Searches send their progress once a second while they run.</p>"
         )
     best = "none yet" if board.best is None else f"{board.best:.4g} ({board.best_trial})"
-    state = "finished" if board.status.get("finished") else "running"
+    state = "finished" if board.status.finished else "running"
     updated = datetime.fromtimestamp(board.updated_at).strftime("%H:%M:%S")
     return (
         f"<h3>morphml search <code>{html.escape(board.name)}</code> ({state})</h3>"
@@ -207,7 +215,7 @@ def morphml_doc(scheduler: Any, extra: dict[str, Any], doc: Any) -> None:
     """The Bokeh document of the page (the signature distributed's dashboard calls)."""
     from distributed.dashboard.components.scheduler import BOKEH_THEME, env
 
-    page = SearchPage(scheduler)
+    page = SearchPage(boards_of(scheduler).latest)
     page.update()
     doc.title = "Dask: morphml search"
     doc.add_root(page.root)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from morphml_dask.config import config_value
-from morphml_dask.exceptions import ClusterError
+from morphml_dask.exceptions import ClusterError, SchedulerUnreachableError
 
 __all__ = ["CLUSTER_KINDS", "connect"]
 
@@ -27,7 +27,16 @@ def connect(
     address: str | None, kind: str | None, *, name: str, gpus_per_trial: float
 ) -> Iterator[Any]:
     """A `distributed.Client` for ``address``, or for a new cluster of ``kind``; None for
-    the local kind, whose cluster the search starts itself."""
+    the local kind, whose cluster the search starts itself.
+
+    Raises
+    ------
+    ClusterError
+        For an unknown ``kind``, both an address and a kind, or settings a cluster of that
+        kind cannot use.
+    SchedulerUnreachableError
+        When no scheduler at ``address`` accepts this client (refused, timed out, TLS).
+    """
     from distributed import Client
 
     kind = str(config_value("cluster.kind", kind))
@@ -101,7 +110,7 @@ def _client_of(address: str) -> Any:
         # default, and keep dask.config pointing at a scheduler that is not there.
         return Client(address, timeout=30, set_as_default=False)  # type: ignore[no-untyped-call]
     except (OSError, TypeError) as error:  # refused, timed out, or a TLS mismatch
-        raise ClusterError(
+        raise SchedulerUnreachableError(
             f"cannot connect to the Dask scheduler at {address}",
             expected="a running scheduler that accepts this client",
             received=f"{type(error).__name__}: {error}",

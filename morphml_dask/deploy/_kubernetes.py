@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from morphml_dask.config import config_value
+from morphml_dask.deploy._docs import with_parameters
 from morphml_dask.exceptions import ClusterError
 
 __all__ = ["kubernetes_cluster", "kubernetes_spec"]
@@ -48,6 +49,45 @@ _SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 _SPEC_KEYWORDS = frozenset({"custom_cluster_spec", "worker_command", "jupyter"})
 
 
+_Resources = Mapping[str, Mapping[str, str | float]]
+_Env = Mapping[str, str] | Sequence[Mapping[str, Any]]
+
+_SPEC_PARAMETERS = """
+name
+    The DaskCluster's name: lowercase letters, digits and ``-``, at most 53 characters.
+image
+    The container image of the scheduler and workers, with morphml_dask installed
+    (``clusters/kubernetes/Dockerfile``), e.g. ``"ghcr.io/morphml/morphml-dask:latest"``.
+n_workers
+    Worker pods to start (``spec.worker.replicas``); an autoscaler may change it.
+gpus_per_worker
+    GPUs each worker pod asks for (``nvidia.com/gpu`` limits) and its worker offers Dask
+    as ``GPU`` resources; 0 makes CPU workers.
+threads_per_worker
+    ``dask worker --nthreads``: trials a worker runs at once. Default: one per GPU, or 1.
+resources
+    The worker container's ``{"requests": {...}, "limits": {...}}``, e.g.
+    ``{"limits": {"memory": "16Gi"}}``; the GPU limit is added.
+scheduler_resources
+    The same for the scheduler container (no GPUs).
+env
+    Environment variables of the scheduler and workers: ``{"NAME": "value"}``, or
+    Kubernetes ``EnvVar`` mappings (``{"name": ..., "valueFrom": ...}``).
+credentials_secret
+    The name of a Secret holding ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and,
+    optionally, ``AWS_ENDPOINT_URL`` (``clusters/kubernetes/s3-credentials.yaml``); the
+    workers get them as environment variables, which s3fs reads.
+worker_args
+    More ``dask worker`` arguments, e.g. ``["--memory-limit", "0"]``.
+idle_timeout
+    Seconds without activity after which the operator deletes the cluster; 0: never.
+scheduler_service_type
+    ``"ClusterIP"`` (reach it with ``kubectl port-forward``), ``"NodePort"`` or
+    ``"LoadBalancer"``.
+"""
+
+
+@with_parameters(_SPEC_PARAMETERS)
 def kubernetes_spec(
     name: str,
     *,
@@ -55,9 +95,9 @@ def kubernetes_spec(
     n_workers: int,
     gpus_per_worker: int = 1,
     threads_per_worker: int | None = None,
-    resources: Mapping[str, Mapping[str, str | float]] | None = None,
-    scheduler_resources: Mapping[str, Mapping[str, str | float]] | None = None,
-    env: Mapping[str, str] | Sequence[Mapping[str, Any]] | None = None,
+    resources: _Resources | None = None,
+    scheduler_resources: _Resources | None = None,
+    env: _Env | None = None,
     credentials_secret: str | None = None,
     worker_args: Sequence[str] = (),
     idle_timeout: int = 0,
@@ -73,37 +113,7 @@ def kubernetes_spec(
 
     Parameters
     ----------
-    name
-        The DaskCluster's name: lowercase letters, digits and ``-``, at most 53 characters.
-    image
-        The container image of the scheduler and workers, with morphml_dask installed
-        (``clusters/kubernetes/Dockerfile``), e.g. ``"ghcr.io/morphml/morphml-dask:latest"``.
-    n_workers
-        Worker pods to start (``spec.worker.replicas``); an autoscaler may change it.
-    gpus_per_worker
-        GPUs each worker pod asks for (``nvidia.com/gpu`` limits) and its worker offers Dask
-        as ``GPU`` resources; 0 makes CPU workers.
-    threads_per_worker
-        ``dask worker --nthreads``: trials a worker runs at once. Default: one per GPU, or 1.
-    resources
-        The worker container's ``{"requests": {...}, "limits": {...}}``, e.g.
-        ``{"limits": {"memory": "16Gi"}}``; the GPU limit is added.
-    scheduler_resources
-        The same for the scheduler container (no GPUs).
-    env
-        Environment variables of the scheduler and workers: ``{"NAME": "value"}``, or
-        Kubernetes ``EnvVar`` mappings (``{"name": ..., "valueFrom": ...}``).
-    credentials_secret
-        The name of a Secret holding ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and,
-        optionally, ``AWS_ENDPOINT_URL`` (``clusters/kubernetes/s3-credentials.yaml``); the
-        workers get them as environment variables, which s3fs reads.
-    worker_args
-        More ``dask worker`` arguments, e.g. ``["--memory-limit", "0"]``.
-    idle_timeout
-        Seconds without activity after which the operator deletes the cluster; 0: never.
-    scheduler_service_type
-        ``"ClusterIP"`` (reach it with ``kubectl port-forward``), ``"NodePort"`` or
-        ``"LoadBalancer"``.
+    {parameters}
 
     Returns
     -------
@@ -115,12 +125,7 @@ def kubernetes_spec(
     ClusterError
         When dask-kubernetes is missing or an argument is invalid.
     """
-    _check_name(name)
-    _check_text("image", image, "image='ghcr.io/morphml/morphml-dask:latest'")
-    _check_count("n_workers", n_workers, 0, "n_workers=2")
-    _check_count("gpus_per_worker", gpus_per_worker, 0, "gpus_per_worker=1")
-    _check_count("idle_timeout", idle_timeout, 0, "idle_timeout=0 (never)")
-    _check_service_type(scheduler_service_type)
+    _check_cluster(name, image, n_workers, gpus_per_worker, idle_timeout, scheduler_service_type)
     command = _worker_command(gpus_per_worker, threads_per_worker, worker_args)
     worker_resources = _with_gpus(_resources("resources", resources), gpus_per_worker)
     scheduler = _scheduler_resources(scheduler_resources)
@@ -128,8 +133,7 @@ def kubernetes_spec(
     if credentials_secret is not None:
         _check_secret_name(credentials_secret)
 
-    operator = _operator()
-    spec: dict[str, Any] = operator.make_cluster_spec(
+    spec: dict[str, Any] = _operator().make_cluster_spec(
         name,
         image=image,
         n_workers=n_workers,
@@ -138,22 +142,46 @@ def kubernetes_spec(
         scheduler_service_type=scheduler_service_type,
         idle_timeout=idle_timeout,
     )
-    scheduler_container = spec["spec"]["scheduler"]["spec"]["containers"][0]
-    # distributed 2026 has no dask-scheduler / dask-worker scripts, only `dask <command>`.
-    scheduler_container["args"] = ["dask", "scheduler", "--host", "0.0.0.0"]
-    worker_pod = spec["spec"]["worker"]["spec"]
-    worker_container = worker_pod["containers"][0]
+    _set_scheduler(spec, env_vars + _dashboard_env(), scheduler)
     # Only the workers read and write the store: the scheduler never sees the credentials.
     secrets = [] if credentials_secret is None else _secret_env(credentials_secret)
-    for container, container_env, container_resources in (
-        (scheduler_container, env_vars + _dashboard_env(), scheduler),
-        (worker_container, env_vars + secrets, worker_resources),
-    ):
-        _set_or_drop(container, "env", container_env)
-        _set_or_drop(container, "resources", container_resources)
-    if gpus_per_worker:
-        worker_pod["tolerations"] = [dict(_GPU_TOLERATION)]
+    _set_workers(spec, env_vars + secrets, worker_resources, gpus_per_worker)
     return spec
+
+
+def _check_cluster(
+    name: Any, image: Any, n_workers: Any, gpus: Any, idle_timeout: Any, service_type: Any
+) -> None:
+    """The arguments of `kubernetes_spec` that are single values, checked."""
+    _check_name(name)
+    _check_text("image", image, "image='ghcr.io/morphml/morphml-dask:latest'")
+    _check_count("n_workers", n_workers, 0, "n_workers=2")
+    _check_count("gpus_per_worker", gpus, 0, "gpus_per_worker=1")
+    _check_count("idle_timeout", idle_timeout, 0, "idle_timeout=0 (never)")
+    _check_service_type(service_type)
+
+
+def _set_scheduler(
+    spec: dict[str, Any], env: list[dict[str, Any]], resources: dict[str, dict[str, str]]
+) -> None:
+    container = spec["spec"]["scheduler"]["spec"]["containers"][0]
+    # distributed 2026 has no dask-scheduler / dask-worker scripts, only `dask <command>`.
+    container["args"] = ["dask", "scheduler", "--host", "0.0.0.0"]
+    _set_or_drop(container, "env", env)
+    _set_or_drop(container, "resources", resources)
+
+
+def _set_workers(
+    spec: dict[str, Any],
+    env: list[dict[str, Any]],
+    resources: dict[str, dict[str, str]],
+    gpus: int,
+) -> None:
+    pod = spec["spec"]["worker"]["spec"]
+    _set_or_drop(pod["containers"][0], "env", env)
+    _set_or_drop(pod["containers"][0], "resources", resources)
+    if gpus:
+        pod["tolerations"] = [dict(_GPU_TOLERATION)]
 
 
 def _dashboard_env() -> list[dict[str, Any]]:
@@ -170,6 +198,17 @@ def _dashboard_env() -> list[dict[str, Any]]:
     ]
 
 
+@with_parameters(
+    _SPEC_PARAMETERS,
+    """
+    namespace
+        The namespace to create the DaskCluster in; default: the kubeconfig's.
+    **kwargs
+        Passed to `dask_kubernetes.operator.KubeCluster` (``shutdown_on_close``,
+        ``resource_timeout``, ``port_forward_cluster_ip``, ``asynchronous``, ...). Arguments
+        the spec decides (``custom_cluster_spec``, ``worker_command``, ``jupyter``) are errors.
+    """,
+)
 def kubernetes_cluster(
     name: str,
     *,
@@ -178,16 +217,17 @@ def kubernetes_cluster(
     gpus_per_worker: int = 1,
     namespace: str | None = None,
     threads_per_worker: int | None = None,
-    resources: Mapping[str, Mapping[str, str | float]] | None = None,
-    scheduler_resources: Mapping[str, Mapping[str, str | float]] | None = None,
-    env: Mapping[str, str] | Sequence[Mapping[str, Any]] | None = None,
+    resources: _Resources | None = None,
+    scheduler_resources: _Resources | None = None,
+    env: _Env | None = None,
     credentials_secret: str | None = None,
     worker_args: Sequence[str] = (),
     idle_timeout: int = 0,
     scheduler_service_type: str = "ClusterIP",
     **kwargs: Any,
 ) -> Any:
-    """Start the cluster of `kubernetes_spec` through the dask-kubernetes operator.
+    """Start the cluster of `kubernetes_spec` through the dask-kubernetes operator, and
+    return its `dask_kubernetes.operator.KubeCluster`.
 
     It needs a Kubernetes cluster with the operator installed (``clusters/kubernetes/README.md``)
     and a kubeconfig; it returns when the scheduler is up. Use it as ``Client(cluster)``;
@@ -195,20 +235,7 @@ def kubernetes_cluster(
 
     Parameters
     ----------
-    name, image, n_workers, gpus_per_worker, threads_per_worker, resources, \
-scheduler_resources, env, credentials_secret, worker_args, idle_timeout, \
-scheduler_service_type
-        As in `kubernetes_spec`.
-    namespace
-        The namespace to create the DaskCluster in; default: the kubeconfig's.
-    **kwargs
-        Passed to `dask_kubernetes.operator.KubeCluster` (``shutdown_on_close``,
-        ``resource_timeout``, ``port_forward_cluster_ip``, ``asynchronous``, ...). Arguments
-        the spec decides (``custom_cluster_spec``, ``worker_command``, ``jupyter``) are errors.
-
-    Returns
-    -------
-    dask_kubernetes.operator.KubeCluster
+    {parameters}
 
     Raises
     ------
@@ -218,20 +245,9 @@ scheduler_service_type
     Examples
     --------
     >>> cluster = kubernetes_cluster("morphml", image="ghcr.io/me/morphml-dask:1",
-    ...                              n_workers=2, credentials_secret="morphml-s3-credentials"
-    ...                              )  # doctest: +SKIP
-    >>> client = Client(cluster)  # doctest: +SKIP
+    ...                              n_workers=2)  # doctest: +SKIP
     """
-    clashes = sorted(_SPEC_KEYWORDS.intersection(kwargs))
-    if clashes:
-        raise ClusterError(
-            "KubeCluster arguments that the cluster spec decides",
-            expected="only KubeCluster's own options in **kwargs (shutdown_on_close, "
-            "resource_timeout, port_forward_cluster_ip, asynchronous, ...)",
-            received=", ".join(clashes),
-            fix="pass image, n_workers, resources and env as kubernetes_cluster's own arguments; "
-            "for worker_command use worker_args, for a custom spec call KubeCluster yourself",
-        )
+    _check_cluster_options(kwargs)
     spec = kubernetes_spec(
         name,
         image=image,
@@ -247,6 +263,19 @@ scheduler_service_type
         scheduler_service_type=scheduler_service_type,
     )
     return _operator().KubeCluster(custom_cluster_spec=spec, namespace=namespace, **kwargs)
+
+
+def _check_cluster_options(kwargs: Mapping[str, Any]) -> None:
+    clashes = sorted(_SPEC_KEYWORDS.intersection(kwargs))
+    if clashes:
+        raise ClusterError(
+            "KubeCluster arguments that the cluster spec decides",
+            expected="only KubeCluster's own options in **kwargs (shutdown_on_close, "
+            "resource_timeout, port_forward_cluster_ip, asynchronous, ...)",
+            received=", ".join(clashes),
+            fix="pass image, n_workers, resources and env as kubernetes_cluster's own arguments; "
+            "for worker_command use worker_args, for a custom spec call KubeCluster yourself",
+        )
 
 
 def _operator() -> ModuleType:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import dask.config
 from dask.utils import parse_bytes, parse_timedelta
 
+from morphml_dask.dashboard import serve_page
+from morphml_dask.deploy._docs import with_parameters
 from morphml_dask.exceptions import ClusterError
 
 if TYPE_CHECKING:
@@ -40,6 +42,35 @@ _GRES = re.compile(r"^\w+(:\w+)?$")
 _WALLTIME = re.compile(r"^(?:(?P<days>\d+)-)?(?P<clock>\d+(?::\d+){0,2})$")
 
 
+_PARAMETERS = """
+gpus_per_worker
+    GPUs each job asks SLURM for and its worker offers Dask as ``GPU`` resources; 0
+    adds nothing (the site's configuration may still ask for GPUs).
+cores, memory
+    Per job (``jobqueue.slurm.cores`` / ``memory``), e.g. ``cores=8, memory="64GB"``.
+walltime
+    Per job, as SLURM writes it: ``"HH:MM:SS"``, ``"D-HH:MM"``, ...
+    (``jobqueue.slurm.walltime``).
+queue
+    The partition (``#SBATCH -p``; ``jobqueue.slurm.queue``).
+gres
+    The GRES name, with an optional type, that GPUs are asked for under:
+    ``--gres=<gres>:<gpus_per_worker>`` (default ``"gpu"``; e.g. ``"gpu:a100"``).
+lifetime, lifetime_stagger
+    When workers retire (``dask worker --lifetime``), give or take the stagger, as a
+    Dask time (``"55m"``) or seconds. By default derived from the walltime: a twelfth of
+    it, at most 10 minutes, before the job's end, staggered by four fifths of that.
+interface
+    The network interface of the workers and the scheduler, e.g. ``"ib0"``
+    (``jobqueue.slurm.interface``).
+**kwargs
+    Passed to `SLURMCluster` (``account``, ``job_extra_directives``,
+    ``worker_extra_args``, ``scheduler_options``, ``log_directory``, ...);
+    ``dashboard_address`` goes into ``scheduler_options``.
+"""
+
+
+@with_parameters(_PARAMETERS)
 def slurm_cluster(
     *,
     gpus_per_worker: int = 0,
@@ -56,32 +87,12 @@ def slurm_cluster(
     """A `dask_jobqueue.SLURMCluster` whose jobs each run one worker with ``gpus_per_worker``
     GPUs, retiring before the walltime.
 
+    Its scheduler runs in this process and serves the morphml dashboard page unless
+    ``morphml.dashboard`` is off (`morphml_dask.dashboard.serve_page`).
+
     Parameters
     ----------
-    gpus_per_worker
-        GPUs each job asks SLURM for and its worker offers Dask as ``GPU`` resources; 0
-        adds nothing (the site's configuration may still ask for GPUs).
-    cores, memory
-        Per job (``jobqueue.slurm.cores`` / ``memory``), e.g. ``cores=8, memory="64GB"``.
-    walltime
-        Per job, as SLURM writes it: ``"HH:MM:SS"``, ``"D-HH:MM"``, ...
-        (``jobqueue.slurm.walltime``).
-    queue
-        The partition (``#SBATCH -p``; ``jobqueue.slurm.queue``).
-    gres
-        The GRES name, with an optional type, that GPUs are asked for under:
-        ``--gres=<gres>:<gpus_per_worker>`` (default ``"gpu"``; e.g. ``"gpu:a100"``).
-    lifetime, lifetime_stagger
-        When workers retire (``dask worker --lifetime``), give or take the stagger, as a
-        Dask time (``"55m"``) or seconds. By default derived from the walltime: a twelfth of
-        it, at most 10 minutes, before the job's end, staggered by four fifths of that.
-    interface
-        The network interface of the workers and the scheduler, e.g. ``"ib0"``
-        (``jobqueue.slurm.interface``).
-    **kwargs
-        Passed to `SLURMCluster` (``account``, ``job_extra_directives``,
-        ``worker_extra_args``, ``scheduler_options``, ``log_directory``, ...);
-        ``dashboard_address`` goes into ``scheduler_options``.
+    {parameters}
 
     Raises
     ------
@@ -94,28 +105,11 @@ def slurm_cluster(
     ...                         walltime="01:00:00")  # doctest: +SKIP
     >>> cluster.adapt(minimum_jobs=1, maximum_jobs=16)  # doctest: +SKIP
     """
-    try:
-        from dask_jobqueue.slurm import SLURMCluster
-    except ImportError as error:
-        raise ClusterError(
-            "dask-jobqueue is not installed",
-            expected="dask-jobqueue, which starts Dask workers as SLURM jobs",
-            received=f"ImportError: {error}",
-            fix="pip install 'morphml_dask[slurm]'",
-        ) from error
+    cluster_class = _slurm_cluster_class()
     config = f"jobqueue.{kwargs.get('config_name') or 'slurm'}."
     _check_size(cores, memory, config)
-    if "dashboard_address" in kwargs:
-        scheduler = dict(kwargs.get("scheduler_options") or {})
-        scheduler["dashboard_address"] = kwargs.pop("dashboard_address")
-        kwargs["scheduler_options"] = scheduler
-    directives = list(_configured(kwargs, "job_extra_directives", config))
-    args = [str(arg) for arg in _configured(kwargs, "worker_extra_args", config)]
-    gpus = _gpu_count(gpus_per_worker, gres)
-    if gpus:
-        directives = _with_gres(directives, gres or "gpu", gpus)
-        args = _with_gpu_resource(args, gpus)
-        kwargs["processes"] = _one_process(kwargs.get("processes"), config)
+    _move_dashboard_address(kwargs)
+    directives, args = _directives_and_worker_args(kwargs, config, gpus_per_worker, gres)
     wall = walltime if walltime is not None else dask.config.get(config + "walltime", None)
     args = _with_lifetime(args, _walltime_seconds(wall), lifetime, lifetime_stagger)
     options = {
@@ -130,10 +124,8 @@ def slurm_cluster(
     }
     # None means "as configured": dask-jobqueue reads jobqueue.slurm.* itself.
     given = {key: value for key, value in options.items() if value is not None}
-    from morphml_dask.driver._cluster import dashboard_routes
-
-    with dashboard_routes():  # the scheduler runs here, in the driver's process
-        return SLURMCluster(**given)
+    with serve_page():  # the scheduler runs here, in the driver's process
+        return cluster_class(**given)
 
 
 def worker_job_id() -> str | None:
@@ -142,6 +134,43 @@ def worker_job_id() -> str | None:
     On a worker: ``client.run(worker_job_id)`` maps worker addresses to job ids.
     """
     return os.environ.get("SLURM_JOB_ID")
+
+
+def _slurm_cluster_class() -> type[SLURMCluster]:
+    try:
+        from dask_jobqueue.slurm import SLURMCluster
+    except ImportError as error:
+        raise ClusterError(
+            "dask-jobqueue is not installed",
+            expected="dask-jobqueue, which starts Dask workers as SLURM jobs",
+            received=f"ImportError: {error}",
+            fix="pip install 'morphml_dask[slurm]'",
+        ) from error
+    return SLURMCluster
+
+
+def _move_dashboard_address(kwargs: dict[str, Any]) -> None:
+    """``dashboard_address`` is the scheduler's: move it into ``scheduler_options``."""
+    if "dashboard_address" in kwargs:
+        scheduler = dict(kwargs.get("scheduler_options") or {})
+        scheduler["dashboard_address"] = kwargs.pop("dashboard_address")
+        kwargs["scheduler_options"] = scheduler
+
+
+def _directives_and_worker_args(
+    kwargs: dict[str, Any], config: str, gpus_per_worker: int, gres: str | None
+) -> tuple[list[Any], list[str]]:
+    """The jobs' ``#SBATCH`` directives and the workers' arguments, as given in ``kwargs``
+    (taken out of it) or configured, with the GPUs asked for and offered; GPU jobs also
+    get ``kwargs["processes"] = 1``."""
+    directives = list(_configured(kwargs, "job_extra_directives", config))
+    args = [str(arg) for arg in _configured(kwargs, "worker_extra_args", config)]
+    gpus = _gpu_count(gpus_per_worker, gres)
+    if gpus:
+        directives = _with_gres(directives, gres or "gpu", gpus)
+        args = _with_gpu_resource(args, gpus)
+        kwargs["processes"] = _one_process(kwargs.get("processes"), config)
+    return directives, args
 
 
 def _configured(kwargs: dict[str, Any], name: str, config: str) -> list[Any]:

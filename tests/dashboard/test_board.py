@@ -1,18 +1,27 @@
-"""`SearchBoard`: the scheduler-side views stay right and bounded at 100,000 trials."""
+"""`SearchBoard`: the scheduler-side views stay right and bounded at 100,000 trials; what
+the driver sends (`summarise`, `SearchStatus`) arrives intact through `receive`."""
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 import numpy as np
+import pytest
 
+from morphml_dask.dashboard import TrialSummary, receive
 from morphml_dask.dashboard._board import (
+    KEPT_BOARDS,
     SCATTER_POINTS,
     TIMELINE_TRIALS,
+    SchedulerBoards,
     SearchBoard,
-    TrialSummary,
 )
+from morphml_dask.dashboard._extension import boards_of
 from morphml_dask.driver._monitor import summarise
+from morphml_dask.optim import RandomSearch
+from morphml_dask.space import CellSpace
+from morphml_dask.status import SearchStatus
+from morphml_dask.trial import Trial, TrialRecord, TrialResult
 
 TRIALS = 100_000
 
@@ -54,7 +63,7 @@ def test_views_are_bounded_and_right_with_100000_trials() -> None:
     trials = _trials(TRIALS)
     board = SearchBoard("search", "val_accuracy", "maximize")
     for start in range(0, TRIALS, 500):  # as the driver sends them: a batch a second
-        board.update(trials[start : start + 500], {"running": 50})
+        board.update(trials[start : start + 500], SearchStatus(running=50))
 
     ok = [t for t in trials if t[1]]
     assert board.done == TRIALS
@@ -82,35 +91,119 @@ def test_a_minimised_objective_keeps_the_lowest() -> None:
             ("b", True, 0.2, 20.0, 1, 0, None, None, None, 2.0),
             ("c", True, 0.9, 5.0, 1, 0, None, None, None, 3.0),
         ],
-        {},
+        SearchStatus(),
     )
     assert (board.best, board.best_trial) == (0.2, "b")
     assert [t for _, _, t in board.front] == ["c", "a", "b"]
 
 
-def test_driver_rows_are_summarised_from_the_trials_table_columns() -> None:
-    row = {
-        "trial_id": "t000007",
-        "state": "complete",
-        "metrics": json.dumps({"val_accuracy": 91.5, "params": 1.2e6}),
-        "budget": 12,
-        "rung": 0,
-        "worker": "tcp://127.0.0.1:4001",
-        "device": "cuda:0",
-        "start_time": 10.0,
-        "end_time": 12.5,
-    }
-    assert summarise(row, "val_accuracy") == (
-        "t000007",
+def _trial(budget: int = 12, rung: int = 0) -> Trial:
+    (trial,) = RandomSearch(CellSpace(), budget=budget, seed=0).ask(1)
+    return Trial(trial.id, trial.arch, budget, rung=rung)
+
+
+def test_a_finished_record_is_summarised_from_its_typed_fields() -> None:
+    trial = _trial(budget=12, rung=1)
+    record = TrialRecord(
+        trial,
+        TrialResult.complete(trial.id, {"val_accuracy": 91.5, "params": 1.2e6}),
+        worker="tcp://127.0.0.1:4001",
+        device="cuda:0",
+        start_time=10.0,
+        end_time=12.5,
+        attempt=2,
+    )
+    assert summarise(record, "val_accuracy") == (
+        trial.id,
         True,
         91.5,
         1.2e6,
         12,
-        0,
+        1,
         "tcp://127.0.0.1:4001",
         "cuda:0",
         10.0,
         12.5,
     )
-    failed = {**row, "state": "fail", "metrics": "{}", "start_time": None, "end_time": None}
-    assert summarise(failed, "val_accuracy")[1:4] == (False, None, None)
+    # An objective the task did not report is None; the parameter count is still shown.
+    assert summarise(record, "loss")[2:4] == (None, 1.2e6)
+
+
+def test_failed_and_reused_records_are_summarised_without_a_value() -> None:
+    trial = _trial()
+    failed = TrialRecord(trial, TrialResult.failed(trial.id, "boom"), worker="w", start_time=3.0)
+    assert summarise(failed, "val_accuracy") == (
+        trial.id, False, None, None, 12, 0, "w", None, 3.0, 3.0
+    )  # fmt: skip
+    reused = TrialRecord(trial, TrialResult.complete(trial.id, {"val_accuracy": 80.0}), reused=True)
+    # A reused result ran nowhere: no worker, no start, and it "ends" at 0.
+    assert summarise(reused, "val_accuracy") == (
+        trial.id, True, 80.0, None, 12, 0, None, None, None, 0.0
+    )  # fmt: skip
+
+
+class _Scheduler:
+    """What the boards read of a scheduler: its extensions and workers."""
+
+    def __init__(self) -> None:
+        self.extensions: dict[str, Any] = {}
+        self.workers: dict[str, Any] = {}
+
+
+def test_the_status_crosses_to_the_scheduler_and_back_intact() -> None:
+    scheduler = _Scheduler()
+    status = SearchStatus(
+        done=7,
+        failed=2,
+        reused=1,
+        retried=3,
+        submitted=9,
+        running=2,
+        waiting_for_a_worker=1,
+        kept_off_retiring_workers=4,
+        waiting_for_store=True,
+        store_retries=5,
+        store_longest_write_s=0.75,
+        store_last_write_s=0.25,
+        store_backlog_batches=6,
+        quarantined=("tcp://10.0.0.1:4000",),
+        best_trial="t000004",
+        elapsed=12.5,
+        finished=False,
+    )
+    trials: list[TrialSummary] = [("t000004", True, 0.9, 10.0, 1, 0, None, None, None, 1.0)]
+    receive("run-1", "search", "val_accuracy", "maximize", trials, status.to_dict(), scheduler)
+
+    board = boards_of(scheduler).boards["run-1"]
+    assert board.status == status
+    assert (board.done, board.best, board.best_trial, board.running) == (1, 0.9, "t000004", 2)
+    summary = board.summary()
+    assert summary["status"] == status.to_dict()
+    assert summary["finished"] is False and summary["running"] == 2
+
+    # A driver of another release: keys this one does not know are ignored.
+    receive("run-1", "search", "val_accuracy", "maximize", [],
+            {**SearchStatus(finished=True).to_dict(), "new_counter": 1}, scheduler)  # fmt: skip
+    assert board.status == SearchStatus(finished=True)
+    assert board.summary()["finished"] is True
+
+
+def test_a_scheduler_keeps_the_latest_boards() -> None:
+    boards = SchedulerBoards(_Scheduler())
+    for run in range(KEPT_BOARDS + 3):
+        boards.board(f"run-{run}", "search", "loss", "minimize").update([], SearchStatus())
+    assert len(boards.boards) == KEPT_BOARDS
+    assert "run-0" not in boards.boards
+    latest = boards.latest()
+    assert latest is boards.boards[f"run-{KEPT_BOARDS + 2}"]
+
+
+def test_an_extension_of_another_plugin_under_our_name_is_refused() -> None:
+    scheduler = _Scheduler()
+    scheduler.extensions["morphml"] = object()
+    with pytest.raises(
+        TypeError,
+        match=r"the scheduler extension 'morphml' is not morphml's boards: expected "
+        r"SchedulerBoards, received object; another plugin took the name",
+    ):
+        boards_of(scheduler)

@@ -41,7 +41,7 @@ def test_the_page_shows_the_live_trial_count(dashboard_client: Client, tmp_path:
     search = make_search(dashboard_client, tmp_path / "store", trials=200, time_scale=0.01)
     search.start()
     try:
-        wait_for(lambda: search.status()["done"] >= 5)
+        wait_for(lambda: search.status().done >= 5)
         with playwright.sync_playwright() as p:
             # A persistent context is how Playwright takes a (fresh) --user-data-dir.
             browser = p.chromium.launch_persistent_context(
@@ -56,13 +56,13 @@ def test_the_page_shows_the_live_trial_count(dashboard_client: Client, tmp_path:
             page.wait_for_selector("canvas", timeout=60_000)
             page.wait_for_selector(".morphml-done", timeout=60_000)
 
-            before = search.status()["done"]
+            before = search.status().done
             shown = _shown_trials(page)
-            after = search.status()["done"]
+            after = search.status().done
             assert 0 < shown <= after
             # Live: the count moves on while the search runs, without reloading.
             wait_for(lambda: _shown_trials(page) > max(shown, before), timeout=30)
-            assert _shown_trials(page) <= search.status()["done"]
+            assert _shown_trials(page) <= search.status().done
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
             browser.close()

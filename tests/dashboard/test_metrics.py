@@ -1,16 +1,22 @@
-"""The morphml metrics on the scheduler's /metrics endpoint follow a real search."""
+"""The morphml metrics: a collector scraped from an injected source, and the scheduler's
+/metrics endpoint following a real search."""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 from _watched import SLOTS, http_get, make_search
 from distributed import Client
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from morphml_dask.dashboard._metrics import METRIC_NAMES
+from morphml_dask.dashboard._board import SchedulerBoards
+from morphml_dask.dashboard._metrics import METRIC_NAMES, SearchCollector, register_metrics
+from morphml_dask.status import SearchStatus
 
 # The driver reports once a second; a scrape may trail its counters by that and a scrape.
 LAG_S = 3.0
@@ -27,6 +33,93 @@ def _scrape(base: str, search: str) -> dict[tuple[str, str], float]:
     return samples
 
 
+def _worker(*executing: tuple[str, dict[str, float] | None]) -> SimpleNamespace:
+    """A scheduler's WorkerState as `SchedulerBoards.busy` reads it."""
+    tasks = [SimpleNamespace(key=key, resource_restrictions=r) for key, r in executing]
+    return SimpleNamespace(executing=tasks)
+
+
+def test_the_collector_reports_the_boards_its_source_returns() -> None:
+    scheduler = SimpleNamespace(
+        workers={
+            "a": _worker(("gpu-search/t000001", {"GPU": 1.0}), ("other/t000001", None)),
+            "b": _worker(("gpu-search/t000002", {"GPU": 0.5})),
+        }
+    )
+    boards = SchedulerBoards(scheduler)
+    board = boards.board("run", "gpu-search", "val_accuracy", "maximize")
+    board.update(
+        [
+            ("t000001", True, 0.8, 10.0, 1, 0, None, None, None, 1.0),
+            ("t000002", True, 0.9, 20.0, 1, 0, None, None, None, 2.0),
+            ("t000003", False, None, None, 1, 0, None, None, None, 3.0),
+        ],
+        SearchStatus(
+            running=2, waiting_for_a_worker=3, store_last_write_s=0.5, store_backlog_batches=4
+        ),
+    )
+    sources: list[list[SchedulerBoards]] = [[]]
+    registry = CollectorRegistry()
+    registry.register(SearchCollector(lambda: sources[-1]))
+    assert _samples(registry) == {}  # nothing to report yet: no board, no sample
+
+    sources.append([boards])  # read at every scrape
+    # Three trials over the board's short life so far: the rate falls as time passes.
+    rate_before = board.results_per_second()
+    samples = _samples(registry)
+    rate_after = board.results_per_second()
+    assert {name for name, _ in samples} == set(METRIC_NAMES)
+    assert rate_before >= samples.pop(("morphml_results_per_second", "")) >= rate_after > 0
+    assert samples == {
+        ("morphml_trials", "complete"): 2,
+        ("morphml_trials", "failed"): 1,
+        ("morphml_trials", "in_flight"): 2,
+        ("morphml_trials", "waiting"): 3,
+        ("morphml_best_objective", "val_accuracy"): 0.9,
+        ("morphml_busy_slots", ""): 2,
+        ("morphml_busy_gpu_slots", ""): 1.5,
+        ("morphml_store_write_seconds", ""): 0.5,
+        ("morphml_store_backlog_batches", ""): 4,
+    }
+
+
+def test_one_collector_per_process_reports_every_scheduler_a_search_reported_to() -> None:
+    from prometheus_client import REGISTRY
+
+    from morphml_dask.dashboard import receive
+
+    schedulers = [SimpleNamespace(extensions={}, workers={}) for _ in range(2)]
+    names = [f"collected-{i}-{uuid.uuid4().hex[:6]}" for i in range(2)]
+    for scheduler, name in zip(schedulers, names, strict=True):
+        status = SearchStatus(running=1).to_dict()
+        trial = (f"{name}-t1", True, 0.5, None, 1, 0, None, None, None, 1.0)
+        receive(name, name, "val_accuracy", "maximize", [trial], status, scheduler)
+    register_metrics(lambda: [])  # a second registration keeps the first collector
+
+    scraped = [
+        (sample.name, sample.labels["search"], sample.labels.get("state"))
+        for family in text_string_to_metric_families(generate_latest(REGISTRY).decode())
+        for sample in family.samples
+        if sample.labels.get("search") in names
+    ]
+    assert len(scraped) == len(set(scraped))  # each sample once: one collector
+    for name in names:
+        assert ("morphml_trials", name, "complete") in scraped
+        assert ("morphml_best_objective", name, None) in scraped
+
+
+def _samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+    """{(metric, state or objective label): value} of the search "gpu-search"."""
+    samples = {}
+    text = generate_latest(registry).decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            assert sample.labels["search"] == "gpu-search"
+            label = sample.labels.get("state") or sample.labels.get("objective") or ""
+            samples[(sample.name, label)] = sample.value
+    return samples
+
+
 def test_metrics_report_the_running_search(dashboard_client: Client, tmp_path: Path) -> None:
     base = dashboard_client.dashboard_link.rsplit("/", 1)[0]
     search = make_search(dashboard_client, tmp_path / "store", trials=120, time_scale=0.005)
@@ -35,9 +128,9 @@ def test_metrics_report_the_running_search(dashboard_client: Client, tmp_path: P
     scrapes = busy = 0
     rates, writes = [], []
     while search.running:
-        history.append((time.monotonic(), search.status()["done"]))
+        history.append((time.monotonic(), search.status().done))
         metrics = _scrape(base, search.name)
-        done_after = search.status()["done"]
+        done_after = search.status().done
         if not metrics:
             time.sleep(0.2)
             continue
@@ -65,7 +158,7 @@ def test_metrics_report_the_running_search(dashboard_client: Client, tmp_path: P
     assert final[("morphml_trials", "complete")] == len(complete) > 0
     assert final[("morphml_trials", "failed")] == (table.state == "fail").sum() > 0
     assert final[("morphml_trials", "in_flight")] == 0
-    stored_best = max(json.loads(m)["val_accuracy"] for m in complete.metrics)
+    stored_best = max(r.result.value("val_accuracy") for r in search.store.records() if r.ok)
     assert final[("morphml_best_objective", "val_accuracy")] == stored_best
 
 
