@@ -12,7 +12,8 @@ from pathlib import Path
 
 import morphml_dask
 
-# The configuration reference extension lives next to this file, not in the package.
+# The configuration reference and diagram extensions live next to this file, not in the
+# package.
 sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "morphml_dask"
@@ -26,6 +27,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.autosummary",
     "morphml_config",
+    "morphml_diagram",
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
