@@ -85,3 +85,40 @@ def test_how_to_and_troubleshooting_pages_are_built(site: Path) -> None:
     for page in ("cli-search", "s3", "resume", "slurm", "kubernetes", "custom-task"):
         assert (site / "howto" / f"{page}.html").is_file()
     assert "SearchStalledError" in _text(site / "troubleshooting.html")
+
+
+def test_the_architecture_page_draws_a_trials_path(site: Path) -> None:
+    html = (site / "architecture.html").read_text(encoding="utf-8")
+    start = html.index('<svg xmlns="http://www.w3.org/2000/svg" class="morphml-flow"')
+    drawing = html[start : html.index("</svg>", start)]
+    titles = [
+        "Optimizer",
+        "SearchState",
+        "SearchSession",
+        "Dask scheduler",
+        "Worker",
+        "StoreWriter",
+        "ExperimentStore",
+        "Dashboard",
+    ]
+    positions = [drawing.index(f">{title}</text>") for title in titles]
+    assert positions == sorted(positions), "the boxes are not in the trial's order"
+    assert drawing.count("<rect") == len(titles)
+    assert drawing.count('marker-end="url(#morphml-arrow)"') == len(titles) - 1
+    assert 'href="architecture.html"' in (site / "modules.html").read_text(encoding="utf-8")
+
+
+def test_a_flow_diagram_with_a_malformed_line_names_it() -> None:
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        from morphml_diagram import parse  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    from sphinx.errors import ExtensionError
+
+    with pytest.raises(ExtensionError, match=r"line 2: expected 'title \| what it does"):
+        parse(["A | does | here", "B only"])
+    with pytest.raises(ExtensionError, match="an arrow before any box"):
+        parse(["-> x", "A | b | c"])
+    boxes = parse(["A | does | here", "-> calls", "B | does | there"])
+    assert [(b.title, b.arrow) for b in boxes] == [("A", ""), ("B", "calls")]
