@@ -35,7 +35,9 @@ class GPUPlugin(WorkerPlugin):
     name = "morphml-gpus"
 
     def setup(self, worker: Any) -> None:
-        worker.morphml_devices = DevicePool(_visible_gpus())
+        # Finding the GPUs imports torch (about a second): only when a trial first wants one,
+        # so that registering the plugin costs nothing and CPU searches never pay for it.
+        worker.morphml_devices = DevicePool(None)
 
 
 class TaskPlugin(WorkerPlugin):
@@ -84,26 +86,49 @@ def _task_named(name: str) -> TaskPlugin:
 
 
 class DevicePool:
-    """Devices of one worker process; each concurrently running trial borrows its own."""
+    """Devices of one worker process; each concurrently running trial borrows its own.
 
-    def __init__(self, devices: list[str]) -> None:
-        self._free = list(devices)
+    Parameters
+    ----------
+    devices
+        The worker's devices, or None to find its GPUs when a trial first asks for one.
+    """
+
+    def __init__(self, devices: list[str] | None) -> None:
+        self._devices = None if devices is None else tuple(devices)
+        self._free = [] if devices is None else list(devices)
         self._lock = threading.Lock()
-        self.size = len(devices)
+
+    @property
+    def size(self) -> int:
+        with self._lock:
+            return len(self._discovered())
+
+    def _discovered(self) -> tuple[str, ...]:
+        """The devices, found now if not yet (call with the lock held)."""
+        if self._devices is None:
+            self._devices = tuple(_visible_gpus())
+            self._free = list(self._devices)
+        return self._devices
 
     @contextmanager
     def borrow(self, count: int) -> Iterator[str]:
-        """``count`` devices (the first one is returned), or "cpu" when ``count`` is 0."""
-        if count == 0 or self.size == 0:
+        """``count`` devices (the first one is returned), or "cpu" when ``count`` is 0 or
+        the worker has no GPU."""
+        if count == 0:
             yield "cpu"
             return
         with self._lock:
-            if len(self._free) < count:
+            size = len(self._discovered())
+            if size and len(self._free) < count:
                 raise RuntimeError(
                     f"trial asked for {count} GPU(s) but only {len(self._free)} of this "
-                    f"worker's {self.size} are free; start workers with --resources GPU={self.size}"
+                    f"worker's {size} are free; start workers with --resources GPU={size}"
                 )
-            taken = [self._free.pop(0) for _ in range(count)]
+            taken = [self._free.pop(0) for _ in range(count)] if size else []
+        if not taken:
+            yield "cpu"
+            return
         try:
             yield taken[0]
         finally:
@@ -129,7 +154,7 @@ def _device_pool() -> DevicePool:
         return _LOCAL_POOL
     pool = getattr(worker, "morphml_devices", None)
     if pool is None:
-        pool = DevicePool(_visible_gpus())
+        pool = DevicePool(None)
         setattr(worker, "morphml_devices", pool)  # noqa: B010 (a plugin-owned attribute)
     return pool
 

@@ -294,3 +294,25 @@ def test_results_reach_the_store_while_the_search_runs(client: Client) -> None:
     assert len(table) == 60 and table["trial_id"].is_unique
     assert any(0 < rows < 60 for rows in seen_while_running)
     assert seen_while_running == sorted(seen_while_running)
+
+
+def test_a_cpu_search_never_loads_torch_on_its_workers() -> None:
+    """Registering the GPU plugin finds no GPUs until a trial asks for one: a search of CPU
+    trials (a tabular benchmark) leaves torch unimported on the workers, which saves each
+    worker a second or more at the start of a search."""
+    import sys
+
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=True, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        Search(
+            RandomSearch(CellSpace(), max_trials=8, seed=0),
+            NB201TabularTask(time_scale=0.00001),
+            store=_memory_url(),
+            client=client,
+        ).run()
+        loaded = client.run(lambda: "torch" in sys.modules)
+    assert list(loaded.values()) == [False]
