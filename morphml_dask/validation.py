@@ -69,11 +69,16 @@ def is_int(value: object) -> TypeGuard[int]:
     NumPy integers count as ``int`` for the type checker too; keep ``int(value)``, not the
     value itself, where it is stored or written to JSON.
     """
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    kind = type(value)
+    if kind is int:  # the common case, without the slower abstract-class check
+        return True
+    return kind is not bool and isinstance(value, numbers.Integral)
 
 
 def is_number(value: object) -> TypeGuard[float]:
     """Whether ``value`` is a finite real number (integers included), and not a bool."""
+    if type(value) is float:  # the common case, without the slower abstract-class check
+        return math.isfinite(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return False
     try:
