@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from morphml_dask.exceptions import ModelBuildError
-from morphml_dask.models._dag import DagNetwork
+from morphml_dask.models._dag import DagNetwork, reductions_for
 from morphml_dask.models._nb201 import NB201Network
 from morphml_dask.models._profile import count_flops, count_parameters
 from morphml_dask.space import ArchGraph, CellSpace
@@ -20,11 +20,15 @@ from morphml_dask.validation import is_int
 if TYPE_CHECKING:
     from morphml_dask.storage import ExperimentStore
 
-__all__ = ["build_model", "count_flops", "count_parameters", "load_model"]
+__all__ = ["build_model", "count_flops", "count_parameters", "load_model", "reductions_for"]
 
 
 def build_model(
-    arch: ArchGraph, num_classes: int = 10, *, in_channels: int | None = None
+    arch: ArchGraph,
+    num_classes: int = 10,
+    *,
+    in_channels: int | None = None,
+    reductions: int = 0,
 ) -> nn.Module:
     """The image classifier for ``arch``, freshly initialised.
 
@@ -38,6 +42,11 @@ def build_model(
         Outputs of the classifier, at least 2.
     in_channels
         Image channels, at least 1; ``None`` means 3 (RGB).
+    reductions
+        For a `DagNetwork`: strided stages between the stem and the graph, each halving the
+        image's height and width (`reductions_for` gives the number for an image size, so
+        that 32x32 and larger images train at reasonable cost). NAS-Bench-201 cell networks
+        have their own reduction cells and ignore it.
 
     Returns
     -------
@@ -63,12 +72,19 @@ def build_model(
     >>> model = build_model(arch, num_classes=10, in_channels=1)
     """
     _check_arguments(arch, num_classes, in_channels)
+    if not is_int(reductions) or reductions < 0:
+        raise ModelBuildError(
+            "invalid reductions",
+            expected="an integer >= 0",
+            received=repr(reductions),
+            fix="pass reductions_for(height, width) of your images, or 0",
+        )
     classes = int(num_classes)  # NumPy integers pass the check; torch layers want ints
     channels = 3 if in_channels is None else int(in_channels)
     space = CellSpace()
     if space.contains(arch):
         return NB201Network(space.to_ops(arch), classes, in_channels=channels)
-    return DagNetwork(arch.pruned(), classes, in_channels=channels)
+    return DagNetwork(arch.pruned(), classes, in_channels=channels, reductions=int(reductions))
 
 
 def load_model(store: ExperimentStore, trial_id: str, rung: int | None = None) -> nn.Module:

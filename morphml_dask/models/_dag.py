@@ -2,6 +2,9 @@
 
 Every op keeps the spatial size (stride 1, 'same' padding), so only widths need inferring: a
 node sums its inputs after projecting the narrower ones to the widest, then applies its op.
+Larger images first pass strided reduction stages after the stem, each halving the height and
+width and doubling the channels, so that the graph runs at a small resolution whatever the
+input's (`reductions_for`).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from morphml_dask.exceptions import ModelBuildError
 from morphml_dask.models._nb201 import Zero, nb201_op, relu_conv_bn
 from morphml_dask.space import ArchGraph, Node
 
-__all__ = ["STEM_WIDTH", "DagNetwork"]
+__all__ = ["GRAPH_RESOLUTION", "STEM_WIDTH", "DagNetwork", "reductions_for"]
 
 STEM_WIDTH = 16
+GRAPH_RESOLUTION = 8
+"""The height and width the graph's ops run at, at most, after the reduction stages."""
 _NB201_COMPUTE_OPS = ("nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
 
@@ -72,26 +77,38 @@ class DagNetwork(nn.Module):
         Outputs of the classifier.
     in_channels
         Image channels.
+    reductions
+        Strided stages between the stem and the graph, each a Conv3x3 of stride 2 that halves
+        height and width and doubles the channels, then BN and ReLU (`reductions_for` picks
+        them from the image size; 0 for the 8x8 digits).
 
     Notes
     -----
-    The stem is Conv3x3(``in_channels`` -> 16)-BN-ReLU and feeds the input node. Where a
+    The stem is Conv3x3(``in_channels`` -> 16)-BN-ReLU and, after the reduction stages,
+    feeds the input node. Where a
     node's inputs differ in width, the narrower ones pass through a 1x1 conv and BN to the
     widest width before the sum. Pooling is stride 1 with 'same' padding, and average pooling
     leaves the padding out of its means, as NAS-Bench-201's does. The output node's sum goes
     through BN, ReLU, global average pooling and a linear layer.
     """
 
-    def __init__(self, arch: ArchGraph, num_classes: int, in_channels: int = 3) -> None:
+    def __init__(
+        self, arch: ArchGraph, num_classes: int, in_channels: int = 3, reductions: int = 0
+    ) -> None:
         super().__init__()
-        self.stem = conv_bn_relu_stem(in_channels, STEM_WIDTH)
+        stages = [conv_bn_relu_stem(in_channels, STEM_WIDTH)]
+        width = STEM_WIDTH
+        for _ in range(reductions):
+            stages.append(reduction_stage(width, 2 * width))
+            width *= 2
+        self.stem = nn.Sequential(*stages) if reductions else stages[0]
         self.ops = nn.ModuleDict()
         self.projections = nn.ModuleDict()
         self.order = tuple(arch.topological_order())
         self.inputs = {i: arch.predecessors(i) for i in self.order}
         self.input_index = arch.input_index
         self.output_index = arch.output_index
-        widths: dict[int, int] = {self.input_index: STEM_WIDTH}
+        widths: dict[int, int] = {self.input_index: width}
         for index in self.order:
             if index == self.input_index:
                 continue
@@ -142,6 +159,25 @@ def conv_bn_relu_stem(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()
     )
+
+
+def reduction_stage(c_in: int, c_out: int) -> nn.Sequential:
+    """Conv3x3 of stride 2, BN, ReLU: half the height and width, ``c_out`` channels."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+    )
+
+
+def reductions_for(height: int, width: int) -> int:
+    """The reduction stages that bring an image of ``height`` x ``width`` down to at most
+    `GRAPH_RESOLUTION` on its shorter side: 0 for 8x8, 2 for 32x32, 3 for 64x64."""
+    side, stages = min(height, width), 0
+    while side > GRAPH_RESOLUTION:
+        side = (side + 1) // 2
+        stages += 1
+    return stages
 
 
 def _key(source: int, target: int) -> str:

@@ -125,3 +125,27 @@ def test_rejects_what_is_not_a_graph() -> None:
     arch_str = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"
     with pytest.raises(ModelBuildError, match=r"(?s)needs an architecture graph.*received: str"):
         build_model(arch_str, 10)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("side", "stages"), [(8, 0), (9, 1), (16, 1), (32, 2), (64, 3), (224, 5)])
+def test_reduction_stages_bring_large_images_down_to_the_graphs_resolution(
+    side: int, stages: int
+) -> None:
+    from morphml_dask.models import reductions_for
+
+    assert reductions_for(side, side) == stages
+    arch = DagSpace(max_nodes=4).sample(np.random.default_rng(3))
+    model = build_model(arch, num_classes=5, in_channels=3, reductions=stages)
+    features: list[torch.Tensor] = []
+    handle = model.stem.register_forward_hook(lambda _m, _i, out: features.append(out))
+    logits = model(torch.randn(2, 3, side, side))
+    handle.remove()
+    assert logits.shape == (2, 5)
+    assert max(features[0].shape[-2:]) <= 8, "the graph runs above its resolution"
+    assert features[0].shape[1] == 16 * 2**stages
+
+
+def test_reductions_must_be_a_count() -> None:
+    arch = DagSpace(max_nodes=3).sample(np.random.default_rng(0))
+    with pytest.raises(ModelBuildError, match=r"(?s)invalid reductions.*an integer >= 0.*-1"):
+        build_model(arch, reductions=-1)
