@@ -117,6 +117,15 @@ def load_model(store: ExperimentStore, trial_id: str, rung: int | None = None) -
     >>> model = load_model(store, "t000042")  # doctest: +SKIP
     """
     arch = store.record(trial_id).trial.arch
+    if not isinstance(arch, ArchGraph):
+        raise ModelBuildError(
+            f"trial {trial_id!r} has no built-in model",
+            expected="a trial of a built-in space (CellSpace, DagSpace), whose model "
+            "build_model rebuilds",
+            received=f"a trial of a {type(arch).__name__}, whose model your own code builds",
+            fix="rebuild the model with your own code from store.record(trial_id).trial.arch "
+            "and the state your train function saved (store.load_state(trial_id))",
+        )
     saved = store.saved_weights(trial_id, rung)
     model = build_model(arch, saved.num_classes, in_channels=saved.in_channels)
     model.load_state_dict(saved.state_dict)

@@ -137,7 +137,9 @@ def test_reduction_stages_bring_large_images_down_to_the_graphs_resolution(
     arch = DagSpace(max_nodes=4).sample(np.random.default_rng(3))
     model = build_model(arch, num_classes=5, in_channels=3, reductions=stages)
     features: list[torch.Tensor] = []
-    handle = model.stem.register_forward_hook(lambda _m, _i, out: features.append(out))
+    stem = model.stem
+    assert isinstance(stem, torch.nn.Module)
+    handle = stem.register_forward_hook(lambda _m, _i, out: features.append(out))
     logits = model(torch.randn(2, 3, side, side))
     handle.remove()
     assert logits.shape == (2, 5)
