@@ -20,17 +20,20 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from morphml_dask.exceptions import ExperimentError
+from morphml_dask.exceptions import ExperimentError, InputError
 
 __all__ = [
     "SECTIONS",
     "Kind",
     "Schema",
     "get_kind",
+    "import_path_of",
     "kinds",
     "register_kind",
     "resolve",
@@ -79,6 +82,8 @@ class Schema:
         Keys whose given, non-None value makes other keys' defaults meaningless, so that
         the normalized document leaves them out: ASHA's ``{"budgets": ("min_budget",
         "max_budget")}``.
+    required
+        Keys the section must give, e.g. a function task's ``("function", "objective")``.
     requires_space
         For tasks: the space kind the task can evaluate, e.g. ``"nb201-cell"``.
     prepare
@@ -97,6 +102,7 @@ class Schema:
     config: Mapping[str, str] = field(default_factory=dict)
     from_task: Mapping[str, str] = field(default_factory=dict)
     dropped_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
     requires_space: str | None = None
     prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     fit: Callable[[dict[str, Any], Any], None] | None = None
@@ -229,7 +235,8 @@ def resolve(path: str) -> Any:
     Raises
     ------
     ExperimentError
-        When the path is malformed, the module cannot be imported or lacks the attribute.
+        When the path is malformed, the module cannot be imported (it is missing, or raises
+        as it is imported: a syntax error, a missing dependency) or lacks the attribute.
     """
     module_name, _, attribute = path.partition(":")
     fix = "check the path, and that the module is installed where the search runs"
@@ -244,7 +251,7 @@ def resolve(path: str) -> Any:
         found: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             found = getattr(found, part)
-    except (ImportError, AttributeError) as error:
+    except Exception as error:  # a missing module or name, or one that fails as it imports
         raise ExperimentError(
             f"cannot import {path!r}",
             expected="an importable module with that attribute",
@@ -252,6 +259,81 @@ def resolve(path: str) -> Any:
             fix=fix,
         ) from error
     return found
+
+
+def import_path_of(
+    obj: object,
+    *,
+    error: type[InputError] = ExperimentError,
+    what: str = "the function",
+    key: str | None = None,
+) -> str:
+    """The import path ``"module:name"`` that `resolve` turns back into ``obj``.
+
+    A function defined in the ``__main__`` of a script that has a file is named after the
+    file (``mlp_wine:space`` for ``python examples/mlp_wine.py``), or after the module run
+    with ``python -m``, so that workers, which import it by that name, find it.
+
+    Parameters
+    ----------
+    obj
+        A function or class defined at module level.
+    error
+        The `InputError` subclass to raise, e.g. `SearchSpaceError`.
+    what
+        How the message names ``obj``, e.g. ``"the space function"``.
+    key
+        The setting ``obj`` was given as, recorded on the error.
+
+    Raises
+    ------
+    InputError
+        ``error``, for a lambda, a function defined inside another function, an object
+        without a name, one defined in an interactive session, or a name that does not lead
+        back to ``obj``.
+    """
+    qualname = getattr(obj, "__qualname__", None)
+    module = getattr(obj, "__module__", None)
+    if not (isinstance(qualname, str) and isinstance(module, str)):
+        reason = "it has no module and name (a callable instance or a partial?)"
+    elif "<lambda>" in qualname:
+        reason = "a lambda has no name to import it by"
+    elif "<locals>" in qualname:
+        reason = "it is defined inside another function"
+    else:
+        found: Any = sys.modules.get(module)
+        for part in qualname.split("."):
+            found = getattr(found, part, None)
+        path_module, reason = _main_module_name() if module == "__main__" else (module, "")
+        if found is not obj:
+            reason = f"{module}.{qualname} does not lead back to it (replaced or decorated?)"
+        elif path_module is not None:
+            return f"{path_module}:{qualname}"
+    raise error(
+        f"{what} has no import path",
+        expected="a function defined at module level of a module the workers can import, "
+        "e.g. def space(s): ... in mypkg/spaces.py",
+        received=f"{obj!r}: {reason}"[:300],
+        fix="define it with def at module level (in a package, or a file next to the "
+        "experiment) and pass it, or its path 'module:name'",
+        key=key,
+    )
+
+
+def _main_module_name() -> tuple[str | None, str]:
+    """The importable name of the running script (the module of ``python -m``, else the
+    file's stem), or None and why there is none."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and isinstance(spec.name, str) and spec.name != "__main__":
+        return str(spec.name), ""
+    filename = getattr(main, "__file__", None)
+    if not isinstance(filename, str):
+        return None, "it is defined in an interactive session (a notebook or the REPL)"
+    stem = Path(filename).stem
+    if not stem.isidentifier():
+        return None, f"the script's file name {stem!r} is no module name"
+    return stem, ""
 
 
 def _parameters(factory: Factory) -> Mapping[str, inspect.Parameter]:

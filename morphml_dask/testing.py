@@ -24,18 +24,23 @@ import numpy as np
 
 from morphml_dask.exceptions import OptimizerError
 from morphml_dask.optim import BaseOptimizer, RandomSearch
+from morphml_dask.space import CellSpace, Config, Sampler
 from morphml_dask.trial import Trial, TrialRecord, TrialResult
 
 if TYPE_CHECKING:
     from morphml_dask.storage import BaseStore
 
 __all__ = [
+    "branin_result",
+    "branin_space",
     "check_optimizer",
     "check_out_of_order_and_failures",
     "check_repeated_and_unknown_tells",
     "check_same_seed_same_sequence",
     "check_state_dict_round_trip",
     "check_store",
+    "conditional_cell_space",
+    "conditional_space",
     "local_client",
     "moto_s3_server",
     "run_optimizer",
@@ -59,6 +64,62 @@ def synthetic_result(trial: Trial, *, fail_rate: float = 0.0) -> TrialResult:
     accuracy = 100.0 * quality * (1.0 - 0.5 / (1.0 + math.log1p(trial.budget)))
     params = 1e5 * (0.2 + quality * 0.5 + size * 0.3)
     return TrialResult.complete(trial.id, {"val_accuracy": accuracy, "params": params})
+
+
+def conditional_space(s: Sampler) -> dict[str, Any]:
+    """A define-by-run space with the shapes user spaces have, for contract tests.
+
+    A depth of 1 to 4 layers and a width per layer (a variable-length list), an activation
+    and a batch size (choices), a learning rate (a log-scale float), and a dropout rate
+    that only exists when the ``dropout`` bool opens its branch::
+
+        check_optimizer(lambda seed: MyOptimizer(FunctionSpace(conditional_space), ...))
+    """
+    depth = s.int("depth", 1, 4)
+    return {
+        "widths": [s.int(f"width_{i}", 16, 256, log=True) for i in range(depth)],
+        "activation": s.choice("activation", ["relu", "gelu", "tanh"]),
+        "lr": s.float("lr", 1e-4, 1e-1, log=True),
+        "dropout": s.float("dropout_rate", 0.0, 0.5) if s.bool("dropout") else 0.0,
+        "batch_size": s.choice("batch_size", [16, 32, 64]),
+    }
+
+
+def conditional_cell_space(s: Sampler) -> dict[str, Any]:
+    """`conditional_space` with a NAS-Bench-201 cell decision, ``s.arch("cell", CellSpace())``."""
+    return {**conditional_space(s), "cell": s.arch("cell", CellSpace())}
+
+
+# Branin's global minimum, reached at three points of [-5, 10] x [0, 15].
+BRANIN_MINIMUM = 5.0 / (4.0 * math.pi)  # 0.397887...
+# Each option of the shift decision: how far it moves Branin along x1, and what it adds.
+BRANIN_SHIFTS = {"none": (0.0, 0.0), "left": (-3.0, 1.0), "right": (3.0, 2.0)}
+
+
+def branin_space(s: Sampler) -> dict[str, Any]:
+    """A mixed space with a known optimum: Branin's two floats and a categorical shift.
+
+    Only ``shift="none"`` reaches Branin's global minimum, `BRANIN_MINIMUM`; the other
+    options move the function along ``x1`` and add 1 or 2. See `branin_result`.
+    """
+    return {
+        "x1": s.float("x1", -5.0, 10.0),
+        "x2": s.float("x2", 0.0, 15.0),
+        "shift": s.choice("shift", list(BRANIN_SHIFTS)),
+    }
+
+
+def branin_result(trial: Trial) -> TrialResult:
+    """The shifted Branin value of a `branin_space` config, as the metric ``branin``
+    (minimize)."""
+    if not isinstance(trial.arch, Config):
+        raise TypeError(f"branin_result evaluates configs of branin_space, not {trial.arch!r}")
+    config = trial.arch.value
+    dx, offset = BRANIN_SHIFTS[config["shift"]]
+    x1, x2 = config["x1"] + dx, config["x2"]
+    b, c, r, t = 5.1 / (4.0 * math.pi**2), 5.0 / math.pi, 6.0, 1.0 / (8.0 * math.pi)
+    value = (x2 - b * x1**2 + c * x1 - r) ** 2 + 10.0 * (1.0 - t) * math.cos(x1) + 10.0
+    return TrialResult.complete(trial.id, {"branin": value + offset})
 
 
 def run_optimizer(
@@ -221,6 +282,7 @@ def check_store(make: StoreFactory) -> None:
     assert sorted(map(str, store.curves()["trial"].values)) == sorted(curves)
     assert store.append_records(records) == 0, "compaction forgot which ids are stored"
     _check_repeats_and_non_finite_metrics(store, records[0].trial)
+    _check_states(store)
 
 
 def _check_records_once(store: BaseStore, records: list[TrialRecord]) -> None:
@@ -296,6 +358,41 @@ def _check_repeats_and_non_finite_metrics(store: BaseStore, template: Trial) -> 
     assert math.isnan(back.pop("loss")), "NaN did not come back"
     assert back == {"val_accuracy": 1.5, "gain": math.inf, "drop": -math.inf}
     assert store.records()[-1].trial_id == trial.id
+
+
+def _check_states(store: BaseStore) -> None:
+    """A trial's saved state comes back as saved, tensors included; a new save replaces it
+    whole; a trial that saved none has None; a state that would not load back as data is
+    refused and leaves the last one in place."""
+    import torch
+
+    from morphml_dask.exceptions import StorageInputError
+
+    assert store.saved_state("never-saved") is None
+    assert store.load_state("never-saved") is None
+    weights = {"layer.weight": torch.arange(6.0).reshape(2, 3), "layer.bias": torch.zeros(2)}
+    first = {"model": weights, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}}
+    store.save_state("with-state", first, step=2, reports=[{"epoch": 1, "loss": 0.5}])
+    saved = store.saved_state("with-state")
+    assert saved is not None
+    assert (saved.trial_id, saved.step, saved.reports) == (
+        "with-state",
+        2,
+        ({"epoch": 1, "loss": 0.5},),
+    )
+    assert torch.equal(saved.state["model"]["layer.weight"], weights["layer.weight"])
+    assert saved.state["optimizer"] == first["optimizer"]
+    store.save_state("with-state", {"epoch": 3}, step=3)
+    assert store.load_state("with-state") == {"epoch": 3}, "a new save did not replace the state"
+    try:
+        store.save_state("with-state", {"model": torch.nn.Linear(2, 2)}, step=4)
+    except StorageInputError as error:
+        message = str(error)
+    else:
+        raise AssertionError("a state holding a whole module was stored")
+    assert "cannot be stored as data" in message
+    loaded = store.saved_state("with-state")
+    assert loaded is not None and loaded.step == 3, "a refused state replaced the saved one"
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from morphml_dask.exceptions import InputError
-from morphml_dask.space import ArchGraph
+from morphml_dask.space import Candidate, candidate_from_dict
 
 __all__ = ["Trial", "TrialRecord", "TrialResult", "TrialState"]
 
@@ -43,7 +43,8 @@ class Trial:
     id
         Unique within a search; the driver uses it as the Dask key.
     arch
-        The architecture to evaluate.
+        The candidate to evaluate: an `ArchGraph` of an architecture space, or the
+        `Config` of a `FunctionSpace`.
     budget
         Fidelity to train to, e.g. epochs.
     rung
@@ -58,7 +59,7 @@ class Trial:
     """
 
     id: str
-    arch: ArchGraph
+    arch: Candidate
     budget: int
     rung: int = 0
     parent: str | None = None
@@ -83,7 +84,7 @@ class Trial:
         _check_document(data, _TRIAL_FORMAT, "Trial")
         return cls(
             id=str(data["id"]),
-            arch=ArchGraph.from_dict(data["arch"]),
+            arch=candidate_from_dict(data["arch"]),
             budget=int(data["budget"]),
             rung=int(data.get("rung", 0)),
             parent=data.get("parent"),

@@ -64,8 +64,8 @@ def document(**sections: Any) -> dict[str, Any]:
 
 def test_the_built_in_kinds_register_themselves() -> None:
     assert SECTIONS == ("space", "task", "optimizer")
-    assert list(kinds("space")) == ["nb201-cell", "dag-cnn"]
-    assert set(kinds("task")) == {"train", "nb201-tabular"}
+    assert list(kinds("space")) == ["nb201-cell", "dag-cnn", "function"]
+    assert set(kinds("task")) == {"train", "nb201-tabular", "function"}
     assert set(kinds("optimizer")) >= {"asha", "random-search", "regularized-evolution"}
     assert get_kind("space", "dag-cnn") == Kind("space", "dag-cnn", DagSpace)
     assert get_kind("task", TrainingTask.name).factory is TrainingTask  # type: ignore[union-attr]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from morphml_dask.exceptions import OptimizerError
-from morphml_dask.space import ArchGraph, BaseSearchSpace, space_from_dict
+from morphml_dask.space import BaseSearchSpace, Candidate, space_from_dict
 from morphml_dask.trial import Trial, TrialResult
 from morphml_dask.validation import check_choice, check_int, check_string
 
@@ -228,7 +228,7 @@ class BaseOptimizer(abc.ABC):
 
     def _new_trial(
         self,
-        arch: ArchGraph,
+        arch: Candidate,
         budget: int,
         *,
         rung: int = 0,

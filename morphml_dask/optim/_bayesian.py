@@ -19,14 +19,15 @@ except ImportError:  # pragma: no cover
 from morphml_dask.exceptions import OptimizerError
 from morphml_dask.optim._base import BaseOptimizer, check_budget
 from morphml_dask.registry import Schema, register_kind
-from morphml_dask.space import ArchGraph, BaseSearchSpace
+from morphml_dask.space import BaseSearchSpace, Candidate, candidate_from_dict
 from morphml_dask.trial import Trial, TrialResult
 from morphml_dask.validation import check_choice, check_int, check_number
 
 __all__ = ["BayesianOptimization"]
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
-Candidate = tuple[ArchGraph, FloatArray]
+# A candidate of the space and its encoding.
+Proposal = tuple[Candidate, FloatArray]
 
 ACQUISITIONS = ("ei", "ucb")
 # The best completed architectures, whose mutations make most candidates.
@@ -150,11 +151,11 @@ class BayesianOptimization(BaseOptimizer):
         self._x: list[FloatArray] = []
         self._y: list[float | None] = []
         # The best completed trials, best first: (score, trial id, architecture).
-        self._top: list[tuple[float, str, ArchGraph]] = []
+        self._top: list[tuple[float, str, Candidate]] = []
         # Fingerprints of every architecture asked for, in order.
         self._fingerprints: dict[str, None] = {}
         # Candidates not asked for yet, oldest first.
-        self._pool: list[Candidate] = []
+        self._pool: list[Proposal] = []
         # Encodings of pending trials: a cache, rebuilt on demand after a resume.
         self._encodings: dict[str, FloatArray] = {}
 
@@ -173,7 +174,7 @@ class BayesianOptimization(BaseOptimizer):
             trials.append(trial)
         return trials
 
-    def _fresh_sample(self) -> Candidate:
+    def _fresh_sample(self) -> Proposal:
         """A sample of the space not asked before (or, in an exhausted space, any)."""
         for _ in range(_SAMPLE_TRIES):
             arch = self.space.sample(self.rng)
@@ -182,7 +183,7 @@ class BayesianOptimization(BaseOptimizer):
         self._fingerprints[arch.fingerprint] = None
         return arch, self.space.encode(arch)
 
-    def _propose(self, n: int) -> list[Candidate]:
+    def _propose(self, n: int) -> list[Proposal]:
         """The ``n`` candidates of highest acquisition, each believed before the next."""
         self._refresh_pool(n)
         model, best = self._surrogate()
@@ -194,7 +195,7 @@ class BayesianOptimization(BaseOptimizer):
             model = model.believe(encoding, model.predict(encoding)[0])
         return chosen
 
-    def _pick(self, model: _GaussianProcess, best: float) -> Candidate | None:
+    def _pick(self, model: _GaussianProcess, best: float) -> Proposal | None:
         """Take the pool's best candidate whose fingerprint was never asked for."""
         if not self._pool:
             return None
@@ -230,7 +231,7 @@ class BayesianOptimization(BaseOptimizer):
                 self._pool.append((arch, encoding))
         del self._pool[: max(0, len(self._pool) - size)]
 
-    def _candidate(self) -> ArchGraph:
+    def _candidate(self) -> Candidate:
         if not self._top or self.rng.random() < _RANDOM_SHARE:
             return self.space.sample(self.rng)
         arch = self._top[int(self.rng.integers(len(self._top)))][2]
@@ -304,11 +305,11 @@ class BayesianOptimization(BaseOptimizer):
         self._x = [np.array(x, dtype=np.float64) for x in state["encodings"]]
         self._y = [None if y is None else float(y) for y in state["scores"]]
         self._top = [
-            (float(score), str(trial_id), ArchGraph.from_dict(arch))
+            (float(score), str(trial_id), candidate_from_dict(arch))
             for score, trial_id, arch in state["top"]
         ]
         self._fingerprints = dict.fromkeys(state["asked_fingerprints"])
-        pool = [ArchGraph.from_dict(arch) for arch in state["pool"]]
+        pool = [candidate_from_dict(arch) for arch in state["pool"]]
         self._pool = [(arch, self.space.encode(arch)) for arch in pool]
         self._encodings = {}
 

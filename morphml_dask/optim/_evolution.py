@@ -13,7 +13,7 @@ from morphml_dask.exceptions import OptimizerError
 from morphml_dask.optim._base import BaseOptimizer, check_budget
 from morphml_dask.optim._pareto import MultiObjective, dominates, nsga2_order
 from morphml_dask.registry import Schema, register_kind
-from morphml_dask.space import ArchGraph, BaseSearchSpace
+from morphml_dask.space import BaseSearchSpace, Candidate
 from morphml_dask.trial import Trial, TrialResult
 from morphml_dask.validation import (
     check_bool,
@@ -156,7 +156,7 @@ class RegularizedEvolution(BaseOptimizer):
             trials.append(self._new_trial(arch, self.budget))
         return trials
 
-    def _parent(self) -> ArchGraph | None:
+    def _parent(self) -> Candidate | None:
         """The architecture the next child mutates; None to sample one at random."""
         if self._leader is not None and self._fed < self.greedy_start:
             return self._leader[1].arch
@@ -164,12 +164,12 @@ class RegularizedEvolution(BaseOptimizer):
             return None
         return self._tournament()
 
-    def _child(self, parent: ArchGraph | None) -> ArchGraph:
+    def _child(self, parent: Candidate | None) -> Candidate:
         if parent is None:
             return self.space.sample(self.rng)
         return self.space.mutate(parent, self.rng)
 
-    def _tournament(self) -> ArchGraph:
+    def _tournament(self) -> Candidate:
         picks = self.rng.choice(len(self._population), size=self.sample_size, replace=False)
         if self.objectives is None:
             # The best score wins; ties go to the older member.

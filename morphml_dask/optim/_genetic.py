@@ -13,7 +13,7 @@ from morphml_dask.exceptions import OptimizerError
 from morphml_dask.optim._base import BaseOptimizer, Objective, check_budget
 from morphml_dask.optim._pareto import MultiObjective, dominates, nsga2_order
 from morphml_dask.registry import Schema, register_kind
-from morphml_dask.space import ArchGraph, BaseSearchSpace
+from morphml_dask.space import BaseSearchSpace, Candidate, candidate_from_dict
 from morphml_dask.trial import Trial, TrialResult
 from morphml_dask.validation import check_int, check_number
 
@@ -37,7 +37,7 @@ class _Member:
 class _Child:
     """An individual bred but not yet asked for."""
 
-    arch: ArchGraph
+    arch: Candidate
     parents: tuple[str, ...] = ()
 
 
@@ -272,7 +272,7 @@ class GeneticAlgorithm(BaseOptimizer):
         self._generation = int(state["generation"])
         self._members = [_member_from_dict(m) for m in state["members"]]
         self._queue = [
-            _Child(ArchGraph.from_dict(c["arch"]), tuple(str(p) for p in c["parents"]))
+            _Child(candidate_from_dict(c["arch"]), tuple(str(p) for p in c["parents"]))
             for c in state["queue"]
         ]
         self._front = [_member_from_dict(m) for m in state["front"]]

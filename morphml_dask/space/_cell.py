@@ -12,7 +12,7 @@ import csv
 import functools
 from collections.abc import Iterator
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from morphml_dask.registry import register_kind
 from morphml_dask.space._base import BaseSearchSpace
 from morphml_dask.space._graph import ArchGraph
 from morphml_dask.validation import is_int
+
+if TYPE_CHECKING:
+    from morphml_dask.space._config import Candidate
 
 __all__ = ["NB201_EDGES", "NB201_OPS", "NUM_CELLS", "CellSpace"]
 
@@ -88,9 +91,9 @@ class CellSpace(BaseSearchSpace):
             graph_edges += [(src, 4 + k), (4 + k, dst)]
         return ArchGraph(nodes, graph_edges)
 
-    def to_ops(self, arch: ArchGraph) -> tuple[str, ...]:
+    def to_ops(self, arch: Candidate) -> tuple[str, ...]:
         """The op on each edge of a cell, in `NB201_EDGES` order."""
-        ops = _cell_ops(arch)
+        ops = _cell_ops(arch) if isinstance(arch, ArchGraph) else None
         if ops is None:
             raise SearchSpaceError(
                 "the architecture is not a NAS-Bench-201 cell",
@@ -125,7 +128,7 @@ class CellSpace(BaseSearchSpace):
             )
         return self.from_ops(ops)
 
-    def to_arch_str(self, arch: ArchGraph) -> str:
+    def to_arch_str(self, arch: Candidate) -> str:
         ops = iter(self.to_ops(arch))
         groups = []
         for target in (1, 2, 3):
@@ -143,7 +146,7 @@ class CellSpace(BaseSearchSpace):
             )
         return self.from_arch_str(_benchmark_arch_strs()[int(index)])
 
-    def to_index(self, arch: ArchGraph) -> int:
+    def to_index(self, arch: Candidate) -> int:
         """The NAS-Bench-201 index of a cell."""
         return _index_of_arch_str()[self.to_arch_str(arch)]
 
@@ -157,7 +160,7 @@ class CellSpace(BaseSearchSpace):
     def sample(self, rng: np.random.Generator) -> ArchGraph:
         return self.from_ops([NB201_OPS[i] for i in rng.integers(len(NB201_OPS), size=6)])
 
-    def mutate(self, arch: ArchGraph, rng: np.random.Generator) -> ArchGraph:
+    def mutate(self, arch: Candidate, rng: np.random.Generator) -> ArchGraph:
         """Set one random edge to a different op (the paper's REA mutation)."""
         ops = list(self.to_ops(arch))
         edge = int(rng.integers(len(ops)))
@@ -165,16 +168,16 @@ class CellSpace(BaseSearchSpace):
         ops[edge] = choices[int(rng.integers(len(choices)))]
         return self.from_ops(ops)
 
-    def crossover(self, a: ArchGraph, b: ArchGraph, rng: np.random.Generator) -> ArchGraph:
+    def crossover(self, a: Candidate, b: Candidate, rng: np.random.Generator) -> ArchGraph:
         """Each edge's op from either parent with equal probability."""
         pick = rng.random(len(NB201_EDGES)) < 0.5
         ops_a, ops_b = self.to_ops(a), self.to_ops(b)
         return self.from_ops([x if p else y for p, x, y in zip(pick, ops_a, ops_b, strict=True)])
 
-    def contains(self, arch: ArchGraph) -> bool:
-        return _cell_ops(arch) is not None
+    def contains(self, arch: Candidate) -> bool:
+        return isinstance(arch, ArchGraph) and _cell_ops(arch) is not None
 
-    def encode(self, arch: ArchGraph) -> np.ndarray[Any, np.dtype[np.float64]]:
+    def encode(self, arch: Candidate) -> np.ndarray[Any, np.dtype[np.float64]]:
         """One-hot op per edge: 30 values."""
         onehot = np.zeros((len(NB201_EDGES), len(NB201_OPS)))
         for k, op in enumerate(self.to_ops(arch)):

@@ -7,7 +7,7 @@ feeds the output. Model builders put a stem before the graph and a classifier af
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from morphml_dask.validation import (
     invalid,
     is_int,
 )
+
+if TYPE_CHECKING:
+    from morphml_dask.space._config import Candidate
 
 __all__ = ["DagSpace"]
 
@@ -92,7 +95,7 @@ class DagSpace(BaseSearchSpace):
             edges.update((j, i) for j in range(i) if rng.random() < self.skip_prob)
         return _build((nodes, edges))
 
-    def mutate(self, arch: ArchGraph, rng: np.random.Generator) -> ArchGraph:
+    def mutate(self, arch: Candidate, rng: np.random.Generator) -> ArchGraph:
         """A random op change, edge addition or removal, or node insertion or removal."""
         layout = _layout(self._checked(arch))
         for _ in range(100):
@@ -109,7 +112,7 @@ class DagSpace(BaseSearchSpace):
             fix="widen the space (ops, kernels, widths or max_nodes)",
         )
 
-    def crossover(self, a: ArchGraph, b: ArchGraph, rng: np.random.Generator) -> ArchGraph:
+    def crossover(self, a: Candidate, b: Candidate, rng: np.random.Generator) -> ArchGraph:
         """``a``'s wiring, each op taken from ``b``'s node at the same depth half the time."""
         nodes_a, edges = _layout(self._checked(a))
         nodes_b, _ = _layout(self._checked(b))
@@ -119,7 +122,9 @@ class DagSpace(BaseSearchSpace):
         ]
         return _build((mixed, edges))
 
-    def contains(self, arch: ArchGraph) -> bool:
+    def contains(self, arch: Candidate) -> bool:
+        if not isinstance(arch, ArchGraph):
+            return False
         inner = [n for n in arch.nodes if n.kind != "structural"]
         if not self.min_nodes <= len(inner) <= self.max_nodes:
             return False
@@ -133,7 +138,7 @@ class DagSpace(BaseSearchSpace):
             and _reachable(arch.output_index, preds) == everything
         )
 
-    def encode(self, arch: ArchGraph) -> np.ndarray[Any, np.dtype[np.float64]]:
+    def encode(self, arch: Candidate) -> np.ndarray[Any, np.dtype[np.float64]]:
         """Upper-triangular adjacency over padded slots, then per slot a one-hot op, the
         kernel size and the width (scaled to [0, 1])."""
         nodes, edges = _layout(self._checked(arch))
@@ -183,8 +188,8 @@ class DagSpace(BaseSearchSpace):
             return params["kernel"] in self._pool_kernels
         return True
 
-    def _checked(self, arch: ArchGraph) -> ArchGraph:
-        if not self.contains(arch):
+    def _checked(self, arch: Candidate) -> ArchGraph:
+        if not (isinstance(arch, ArchGraph) and self.contains(arch)):
             raise SearchSpaceError(
                 "the architecture is not in this DAG space",
                 expected=f"1 to {self.max_nodes} op nodes from {list(self.ops)}, kernels "

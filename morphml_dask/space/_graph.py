@@ -64,6 +64,12 @@ class Node:
         # Dask ships trials to workers by pickling; rebuild through the validating constructor.
         return (_node, (self.op, dict(self.params)))
 
+    def __copy__(self) -> Node:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Node:
+        return self  # immutable: a copy would only cost a validation
+
     @property
     def label(self) -> str:
         """The op with its parameters, e.g. ``conv(channels=16,kernel=3)``."""
@@ -160,6 +166,12 @@ class ArchGraph:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (ArchGraph, (self.nodes, self.edges))
+
+    def __copy__(self) -> ArchGraph:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ArchGraph:
+        return self  # immutable: a copy would only cost a validation
 
     # -- structure -------------------------------------------------------------------------
 

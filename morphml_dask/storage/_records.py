@@ -1,7 +1,8 @@
 """Finished trials as rows of the trials table, and back: `TrialRecord` <-> `Row`.
 
 The store takes and gives `TrialRecord` values; only this module knows that a row keeps the
-architecture as JSON and the metrics as portable JSON (non-finite values as strings).
+candidate (architecture or configuration) as JSON and the metrics as portable JSON
+(non-finite values as strings).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from morphml_dask.exceptions import StorageError, StorageInputError
-from morphml_dask.space import ArchGraph
+from morphml_dask.space import ArchGraph, Candidate, Config, candidate_from_dict
 from morphml_dask.storage._schema import COLUMNS, SCHEMA, Row
 from morphml_dask.trial import Trial, TrialRecord, TrialResult, TrialState
 
@@ -146,11 +147,12 @@ def record_row(record: TrialRecord, index: int = 0) -> Row:
     trial, result = record.trial, record.result
     arch = getattr(trial, "arch", None)
     if not (isinstance(trial, Trial) and isinstance(result, TrialResult)) or not isinstance(
-        arch, ArchGraph
+        arch, ArchGraph | Config
     ):
         raise StorageInputError(
-            f"record {index} does not hold a Trial of an ArchGraph and a TrialResult",
-            expected="TrialRecord(trial: Trial, result: TrialResult) with trial.arch an ArchGraph",
+            f"record {index} does not hold a Trial of an ArchGraph or Config and a TrialResult",
+            expected="TrialRecord(trial: Trial, result: TrialResult) with trial.arch an ArchGraph "
+            "or a Config",
             received=f"trial {type(trial).__name__}, arch {type(arch).__name__}, "
             f"result {type(result).__name__}",
             fix="record the Trial the optimizer asked for and the TrialResult that came back",
@@ -254,11 +256,12 @@ def _check_values(row: Mapping[str, Any], index: int) -> None:
 # -- rows to records and frames ------------------------------------------------------------
 
 
-def row_record(row: Mapping[str, Any], archs: dict[str, ArchGraph] | None = None) -> TrialRecord:
+def row_record(row: Mapping[str, Any], archs: dict[str, Candidate] | None = None) -> TrialRecord:
     """The `TrialRecord` of a row read from the table (migrated to `SCHEMA`).
 
-    ``archs`` caches architectures by their JSON: decoding one (validation, canonical form)
-    is most of the cost of a record.
+    The ``arch`` column holds an `ArchGraph` or a `Config` (a function space's), read with
+    `morphml_dask.space.candidate_from_dict`. ``archs`` caches them by their JSON: decoding
+    one (validation, canonical form) is most of the cost of a record.
 
     Raises
     ------
@@ -269,7 +272,7 @@ def row_record(row: Mapping[str, Any], archs: dict[str, ArchGraph] | None = None
     try:
         text = row["arch"]
         if text not in archs:
-            archs[text] = ArchGraph.from_dict(json.loads(text))
+            archs[text] = candidate_from_dict(json.loads(text))
         trial = Trial(
             id=str(row["trial_id"]),
             arch=archs[text],
@@ -282,7 +285,8 @@ def row_record(row: Mapping[str, Any], archs: dict[str, ArchGraph] | None = None
     except (ValueError, TypeError, KeyError) as error:
         raise StorageError(
             f"the stored trial {row.get('trial_id')!r} cannot be read",
-            expected="an ArchGraph's JSON in 'arch' and 'complete' or 'fail' in 'state'",
+            expected="an ArchGraph's or a Config's JSON in 'arch' and 'complete' or 'fail' in "
+            "'state'",
             received=f"{type(error).__name__}: {error}"[:300],
             fix="remove the foreign Parquet file from the trials folder",
         ) from error
@@ -306,7 +310,7 @@ def row_record(row: Mapping[str, Any], archs: dict[str, ArchGraph] | None = None
     )
 
 
-def table_records(table: pa.Table, archs: dict[str, ArchGraph] | None = None) -> list[TrialRecord]:
+def table_records(table: pa.Table, archs: dict[str, Candidate] | None = None) -> list[TrialRecord]:
     """One `TrialRecord` per row of ``table``, in order (``archs`` as for `row_record`)."""
     archs = {} if archs is None else archs
     return [row_record(row, archs) for row in table.to_pylist()]

@@ -25,7 +25,7 @@ from morphml_dask.storage._schema import SCHEMA, Row, migrate, misfit, open_part
 if TYPE_CHECKING:
     import pandas as pd
 
-    from morphml_dask.space import ArchGraph
+    from morphml_dask.space import Candidate
     from morphml_dask.storage._fs import Location
     from morphml_dask.trial import TrialRecord
 
@@ -50,8 +50,8 @@ class TrialsTable:
     def __init__(self, location: Location) -> None:
         self.location = location
         self.log = PartLog(location, "trials", TrialsCodec())
-        # Architectures decoded so far, by their JSON: parts never change, so neither do they.
-        self._archs: dict[str, ArchGraph] = {}
+        # Candidates decoded so far, by their JSON: parts never change, so neither do they.
+        self._archs: dict[str, Candidate] = {}
 
     def __repr__(self) -> str:
         return f"TrialsTable({self.location.url_of('trials')!r})"

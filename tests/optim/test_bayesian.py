@@ -13,7 +13,7 @@ from morphml_dask.exceptions import OptimizerError
 from morphml_dask.optim import RandomSearch, _bayesian
 from morphml_dask.optim._base import BaseOptimizer
 from morphml_dask.optim._bayesian import BayesianOptimization
-from morphml_dask.space import CellSpace, DagSpace
+from morphml_dask.space import ArchGraph, CellSpace, DagSpace
 from morphml_dask.tasks import NB201TabularTask
 from morphml_dask.testing import check_optimizer, run_optimizer, synthetic_result
 from morphml_dask.trial import Trial, TrialResult
@@ -142,6 +142,7 @@ def _best_rewards(make: Callable[[int], BaseOptimizer], task: NB201TabularTask) 
     evaluations."""
 
     def evaluate(trial: Trial) -> TrialResult:
+        assert isinstance(trial.arch, ArchGraph)
         value = task.evaluate(trial.arch, 12).metrics["val_accuracy"]
         return TrialResult.complete(trial.id, {"val_accuracy": value})
 

@@ -5,7 +5,7 @@ import pytest
 
 from morphml_dask.exceptions import OptimizerError
 from morphml_dask.optim import RegularizedEvolution
-from morphml_dask.space import ArchGraph, CellSpace, DagSpace
+from morphml_dask.space import ArchGraph, Candidate, CellSpace, DagSpace
 from morphml_dask.testing import check_optimizer, run_optimizer, synthetic_result
 from morphml_dask.trial import TrialResult
 
@@ -20,7 +20,7 @@ def test_regularized_evolution_keeps_the_contract(space: CellSpace | DagSpace) -
 
 
 def _tournament_child(
-    space: CellSpace, history: list[tuple[ArchGraph, float]], rng: np.random.Generator
+    space: CellSpace, history: list[tuple[Candidate, float]], rng: np.random.Generator
 ) -> ArchGraph:
     """The paper's step for P=5, S=2: mutate the best of 2 of the 5 latest results."""
     population = history[-5:]
@@ -35,7 +35,7 @@ def test_sequential_run_is_the_papers_algorithm() -> None:
     space = CellSpace()
     optimizer = RegularizedEvolution(space, population_size=5, sample_size=2, seed=1)
     rng = np.random.default_rng(1)
-    history: list[tuple[ArchGraph, float]] = []
+    history: list[tuple[Candidate, float]] = []
     for step in range(40):
         (trial,) = optimizer.ask(1)
         expected = space.sample(rng) if step < 5 else _tournament_child(space, history, rng)
@@ -146,7 +146,7 @@ def test_greedy_start_climbs_from_the_best_result_then_runs_the_papers_algorithm
         space, population_size=5, sample_size=2, greedy_start=8, seed=3
     )
     rng = np.random.default_rng(3)
-    history: list[tuple[ArchGraph, float]] = []
+    history: list[tuple[Candidate, float]] = []
     for step in range(40):
         (trial,) = optimizer.ask(1)
         if not history:

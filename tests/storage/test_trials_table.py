@@ -564,7 +564,7 @@ def _with_trial(**fields: Any) -> TrialRecord:
         ),
         (
             _with_trial(arch={"nodes": []}),
-            r"record 1 does not hold a Trial of an ArchGraph and a TrialResult"
+            r"record 1 does not hold a Trial of an ArchGraph or Config and a TrialResult"
             r".*received: trial Trial, arch dict, result TrialResult",
         ),
         ("t", r"record 1 is not a TrialRecord.*received: str"),
