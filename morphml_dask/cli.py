@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from morphml_dask.exceptions import (
+    ClusterError,
     MorphMLError,
     SecurityError,
     StorageError,
@@ -174,6 +175,16 @@ def _cluster_arguments(command: argparse.ArgumentParser) -> None:
         help="fsspec options of the store as a JSON object, e.g. '{\"endpoint_url\": ...}'; "
         "prefer environment variables for credentials, which are never saved",
     )
+    command.add_argument(
+        "--upload",
+        metavar="FILE",
+        type=Path,
+        action="append",
+        default=[],
+        help="a module of yours (.py, or a package as .zip or .egg) to send to every worker "
+        "before the search starts (Client.upload_file), e.g. the file of the space and train "
+        "functions on a remote cluster; repeat for more files",
+    )
     tls = command.add_argument_group(
         "TLS", "encrypt and authenticate every Dask comm (all three files, PEM)"
     )
@@ -223,9 +234,11 @@ def _run(args: argparse.Namespace) -> int:
 
     tls = _tls(args)
     options = _storage_options(args.storage_options)
+    uploads = _uploads(args.upload)
     experiment = load_experiment(args.experiment)
     name, gpus = experiment.name, experiment.gpus_per_trial
     with tls, connect(args.scheduler, args.cluster, name=name, gpus_per_trial=gpus) as client:
+        _upload(client, uploads)
         search = search_from_experiment(
             experiment, store=args.store, storage_options=options, client=client
         )
@@ -238,10 +251,12 @@ def _resume(args: argparse.Namespace) -> int:
 
     tls = _tls(args)
     options = _storage_options(args.storage_options)
+    uploads = _uploads(args.upload)
     with _reading_store(args.url):
         experiment = stored_experiment(args.url, options)
     name, gpus = experiment.name, experiment.gpus_per_trial
     with tls, connect(args.scheduler, args.cluster, name=name, gpus_per_trial=gpus) as client:
+        _upload(client, uploads)
         search = resume(args.url, options, client=client)
         return _drive(search, search.optimizer.max_trials)
 
@@ -256,6 +271,56 @@ def _report(args: argparse.Namespace) -> int:
         )
     print(page)
     return 0
+
+
+_UPLOADABLE = (".py", ".zip", ".egg")
+
+
+def _uploads(files: list[Path]) -> list[Path]:
+    """The ``--upload`` files, checked, and importable here too: the driver imports the same
+    modules (a .py file's folder, or the archive itself, goes on ``sys.path``)."""
+    for file in files:
+        if not file.exists():
+            problem, received = "does not exist", f"{file}: no such file"
+        elif not file.is_file():
+            problem, received = "is not a file", f"{file}: a folder or a special file"
+        elif file.suffix not in _UPLOADABLE:
+            problem, received = "is not a module", f"{file}: a {file.suffix or 'suffixless'} file"
+        else:
+            problem = ""
+        if problem:
+            raise ClusterError(
+                f"--upload {file} {problem}",
+                expected=f"a module file ending in {', '.join(_UPLOADABLE)} (a package zipped)",
+                received=received,
+                fix=f"check the path (relative to {Path.cwd()}), or zip a package folder: "
+                "python -m zipfile -c mypkg.zip mypkg/",
+            )
+        entry = str((file if file.suffix != ".py" else file.parent).resolve())
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    return files
+
+
+def _upload(client: Any, files: list[Path]) -> None:
+    """Send each file to the cluster's workers (present and future) before the search; the
+    worker processes of a local cluster (no client yet) inherit the path to it instead."""
+    if client is None:
+        for file in files:
+            print(f"{file}: the local cluster's workers import it from where it is", flush=True)
+        return
+    for file in files:
+        try:
+            client.upload_file(str(file))
+        except Exception as error:  # the module failed to import on a worker, most often
+            raise ClusterError(
+                f"cannot upload {file} to the cluster",
+                expected="a module every worker can import",
+                received=f"{type(error).__name__}: {error}"[:300],
+                fix="install what the module imports on the workers (their image or "
+                "environment), then run again",
+            ) from error
+        print(f"uploaded {file} to the workers", flush=True)
 
 
 def _storage_options(text: str | None) -> dict[str, Any] | None:
@@ -303,6 +368,8 @@ def _drive(search: Search, total: int | None) -> int:
     """Run ``search`` with a live progress display; Ctrl-C stops it cleanly."""
     import time
 
+    from morphml_dask.space import ArchGraph
+
     progress = _Progress(search, total)
     search.start()
     try:
@@ -327,7 +394,8 @@ def _drive(search: Search, total: int | None) -> int:
         print(f"  {trial_id}  {objective}={value:.4g}  {str(fingerprint)[:12]}")
     if not best.empty:
         record = search.store.record(str(best["trial_id"].iloc[0]))
-        print(f"best architecture: {record.trial.arch!r}")
+        what = "architecture" if isinstance(record.trial.arch, ArchGraph) else "configuration"
+        print(f"best {what}: {record.trial.arch!r}")
     return 0
 
 

@@ -18,6 +18,14 @@ document with every default filled in, which the driver stores with its checkpoi
 The ``name`` of each section picks a kind registered with
 `morphml_dask.registry.register_kind`; the kind's constructor checks its settings, and this
 module names the key of any error it raises. It checks the top-level keys itself.
+
+Your own code comes in three ways: a section that gives ``function:`` instead of ``name:``
+(``space: {function: "mypkg.spaces:mlp"}``, ``task: {function: "mypkg.train:fit",
+objective: val_loss, direction: minimize}``), a ``name:`` that is the import path of your
+subclass of `BaseSearchSpace`, `BaseTask` or `BaseOptimizer`, registered when first named,
+and the folders of ``python_path`` (by default the experiment file's own), put on
+``sys.path`` so that a module next to the experiment imports, in the driver and in the
+worker processes of a local cluster.
 """
 
 from __future__ import annotations
@@ -25,10 +33,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import importlib
 import json
 import numbers
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +51,9 @@ from morphml_dask.exceptions import ExperimentError, InputError
 
 # Importing the packages registers their built-in kinds.
 from morphml_dask.optim import BaseOptimizer
-from morphml_dask.registry import SECTIONS, Kind, get_kind, kinds
+from morphml_dask.registry import SECTIONS, Kind, Schema, get_kind, kinds, register_kind, resolve
 from morphml_dask.space import BaseSearchSpace
-from morphml_dask.tasks import BaseTask
+from morphml_dask.tasks import DEFAULT_EPOCHS, BaseTask, check_epochs
 from morphml_dask.validation import (
     check_int,
     check_json,
@@ -163,14 +173,17 @@ def load_experiment(source: str | os.PathLike[str] | Mapping[str, Any]) -> Exper
     >>> exp.make_optimizer().ask(1)[0].budget
     12
     """
-    document = _read(source)
-    return _build(document)
+    document, folder = _read(source)
+    return _build(document, folder)
 
 
 # -- reading ---------------------------------------------------------------------------------
 
 
-def _read(source: object) -> Mapping[str, Any]:
+def _read(source: object) -> tuple[Mapping[str, Any], Path | None]:
+    """The document, and the folder of the file it was read from (None for text and
+    mappings)."""
+    folder = None
     if isinstance(source, Mapping):
         document: object = source
         origin = "the mapping"
@@ -179,6 +192,7 @@ def _read(source: object) -> Mapping[str, Any]:
     elif isinstance(source, str | os.PathLike):
         path = Path(source)
         document, origin = _parse(_read_file(path), str(path)), str(path)
+        folder = path.resolve().parent
     else:
         _fail(
             "unsupported experiment source",
@@ -193,7 +207,7 @@ def _read(source: object) -> Mapping[str, Any]:
             received=describe(document),
             fix="start from examples/digits.yaml",
         )
-    return document
+    return document, folder
 
 
 def _read_file(path: Path) -> str:
@@ -302,7 +316,16 @@ _TOP_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "storage_options": lambda key, value: check_options(key, value, error=ExperimentError),
     "gpus_per_trial": _check_gpus,
 }
-_TOP = ["version", "name", *SECTIONS, "max_trials", "store", "storage_options", "gpus_per_trial"]
+_TOP = [
+    "version",
+    "name",
+    *SECTIONS,
+    "max_trials",
+    "store",
+    "storage_options",
+    "gpus_per_trial",
+    "python_path",
+]
 _REQUIRED = {
     "name": "my-search",
     "space": "{name: dag-cnn, max_nodes: 4}",
@@ -388,14 +411,20 @@ def _section(document: Mapping[str, Any], section: str) -> tuple[Kind, dict[str,
     names = sorted(kinds(section))
     if not isinstance(value, Mapping):
         _wrong(section, value, f"a mapping with a name, e.g. {section}: {_REQUIRED[section]}")
+    if "name" not in value and "function" in value and section != "optimizer":
+        value = {"name": _FUNCTION, **value}  # space: {function: mypkg.spaces:mlp}
     if "name" not in value:
+        named = [name for name in names if name != _FUNCTION]  # chosen by function: instead
         _fail(
             f"missing {section}.name",
-            expected=f"a name among {names}",
+            expected=f"a name among {named}"
+            + ("" if section == "optimizer" else ", or function: 'module:name'"),
             received=f"keys {sorted(map(key_text, value))}",
-            fix=f"add name: {names[0]} to the {section} section",
+            fix=f"add name: {named[0]} to the {section} section",
         )
     kind = get_kind(section, value["name"])
+    if kind is None and isinstance(value["name"], str) and ":" in value["name"]:
+        kind = _imported_kind(section, value["name"])
     if kind is None:
         close = difflib.get_close_matches(key_text(value["name"]), names, n=1)
         _fail(
@@ -407,11 +436,56 @@ def _section(document: Mapping[str, Any], section: str) -> tuple[Kind, dict[str,
         )
     given = {k: v for k, v in value.items() if k != "name"}
     _check_keys(given, list(kind.keys), section)
+    missing = [key for key in kind.schema.required if key not in given]
+    if missing:
+        _fail(
+            f"missing {section}.{missing[0]}",
+            expected=f"the keys {list(kind.schema.required)} in a {kind.name} {section} section",
+            received=f"keys {sorted(map(key_text, given))}",
+            fix=f"add {missing[0]}: ... to the {section} section",
+        )
     with _naming(section):
         for key, check in kind.schema.document_only.items():
             if key in given:
                 given[key] = check(given[key])
     return kind, given
+
+
+# The kind of a section that names a function of yours rather than a kind.
+_FUNCTION = "function"
+_BASES: dict[str, type[Any]] = {
+    "space": BaseSearchSpace,
+    "task": BaseTask,
+    "optimizer": BaseOptimizer,
+}
+
+
+def _imported_kind(section: str, path: str) -> Kind:
+    """The kind ``name: "mypkg.spaces:MySpace"`` names: your subclass of the section's base
+    class, registered under its import path when first named."""
+    base = _BASES[section]
+    try:
+        found = resolve(path)
+    except ExperimentError as error:
+        raise ExperimentError(
+            f"invalid value for {section}.name: cannot import {path!r}",
+            expected=f"a registered {section} name, or the import path of a {base.__name__} "
+            "subclass",
+            received=error.received,
+            fix=f"check {section}.name, and that its module is importable (installed, or next "
+            "to the experiment file)",
+        ) from error
+    if not (isinstance(found, type) and issubclass(found, base)):
+        _fail(
+            f"invalid value for {section}.name: {path!r} is not a {base.__name__} subclass",
+            expected=f"the import path of a class derived from {base.__name__}",
+            received=describe(found),
+            fix=f"point {section}.name at your {base.__name__} subclass, e.g. mypkg.mod:MyClass",
+        )
+    schema = Schema()
+    if section == "task":  # like the built-in tasks: epochs is the budget optimizers default to
+        schema = Schema(document_only={"epochs": check_epochs}, defaults={"epochs": DEFAULT_EPOCHS})
+    return register_kind(section, path, found, schema)
 
 
 def _section_doc(kind: Kind, given: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -433,7 +507,8 @@ def _optimizer_doc(
     keys the schema takes from the task (``budget`` from ``epochs``), the signature's."""
     doc, _ = _section_doc(kind, given)
     for key in ("objective", "direction"):
-        value = getattr(task.factory, key, None)
+        # A function task names its objective in its section; other tasks in their class.
+        value = task_doc.get(key, getattr(task.factory, key, None))
         if key in kind.keys and key not in given and isinstance(value, str):
             doc[key] = value
     for key, task_key in kind.schema.from_task.items():
@@ -468,8 +543,10 @@ def _check_space_fits(task: Kind, space: Kind) -> None:
 # -- building --------------------------------------------------------------------------------
 
 
-def _build(document: Mapping[str, Any]) -> Experiment:
+def _build(document: Mapping[str, Any], folder: Path | None) -> Experiment:
     doc = _top_level(document)
+    doc["python_path"] = _python_path(document.get("python_path", []), folder)
+    _importable(doc["python_path"])
     space_kind, space_given = _section(document, "space")
     doc["space"], space_suffixes = _section_doc(space_kind, space_given)
     with _naming("space", space_suffixes):
@@ -479,16 +556,54 @@ def _build(document: Mapping[str, Any]) -> Experiment:
     _check_space_fits(task_kind, space_kind)
     doc["task"], task_suffixes = _section_doc(task_kind, task_given)
     doc["optimizer"] = _optimizer_doc(optimizer_kind, optimizer_given, task_kind, doc["task"])
-    optimizer = _make_optimizer(doc, space)
     fit = task_kind.schema.fit
-    with _naming("task", task_suffixes):
-        if fit is not None:
-            fit(doc["task"], optimizer)
-        settings = {k: v for k, v in doc["task"].items() if k != "name"}
-        task = _made("task", task_kind, task_kind.build(settings), BaseTask)
+    # A task that fits no optimizer is built first: its errors (a direction the optimizer
+    # takes from it, too) are named in the task section, where they were written.
+    if fit is None:
+        task = _make_task(doc, task_kind, task_suffixes)
+        _make_optimizer(doc, space)
+    else:
+        with _naming("task", task_suffixes):
+            fit(doc["task"], _make_optimizer(doc, space))
+        task = _make_task(doc, task_kind, task_suffixes)
     with _naming(""):  # JSON-ready: tuples become lists, NumPy scalars Python's
         doc = {key: check_json(key, doc[key], error=ExperimentError) for key in _TOP}
     return Experiment(doc, space, task)
+
+
+def _make_task(document: Mapping[str, Any], kind: Kind, suffixes: dict[str, str]) -> BaseTask:
+    with _naming("task", suffixes):
+        settings = {k: v for k, v in document["task"].items() if k != "name"}
+        task: BaseTask = _made("task", kind, kind.build(settings), BaseTask)
+    return task
+
+
+def _python_path(value: object, folder: Path | None) -> list[str]:
+    """The folders to import your modules from, absolute: the experiment file's own, then
+    those ``python_path`` lists (relative to the file's folder, else to the working
+    directory)."""
+    if not (isinstance(value, list | tuple) and all(isinstance(v, str) and v for v in value)):
+        _wrong("python_path", value, "a list of folders, e.g. [src, ../shared]")
+    base = folder or Path.cwd()
+    found = [] if folder is None else [str(folder)]
+    for index, entry in enumerate(value):
+        try:
+            resolved = str((base / entry).resolve())
+        except (OSError, ValueError):  # a NUL character, a name too long
+            _wrong(f"python_path[{index}]", entry, "a folder's path")
+        if resolved not in found:
+            found.append(resolved)
+    return found
+
+
+def _importable(folders: list[str]) -> None:
+    """Put ``folders`` first on ``sys.path``, in order, where they are not yet. They stay:
+    the search imports from them while it runs, and a local cluster's worker processes,
+    started later, inherit ``sys.path``."""
+    for folder in reversed(folders):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    importlib.invalidate_caches()  # modules written since the folder was last listed
 
 
 def _make_optimizer(document: Mapping[str, Any], space: BaseSearchSpace) -> BaseOptimizer:

@@ -3,7 +3,8 @@
 `write_report` reads an experiment store (a folder, ``memory://`` or ``s3://``) and writes
 ``report.html`` (figures embedded as ``data:`` URIs, so the file travels alone) and, beside
 it, ``best_so_far.png``, ``pareto.png``, ``curves.png``, ``failures.png``, ``timeline.png``
-and ``best_arch.png``. `draw_figure` returns one of those figures as a matplotlib `Figure`
+and ``best_arch.png`` (the best architecture as a graph, or the best configuration of a
+function space as JSON). `draw_figure` returns one of those figures as a matplotlib `Figure`
 (what ``Search.plot`` shows in a notebook). matplotlib is imported only when a figure is
 drawn.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from morphml_dask.exceptions import InputError, StorageError
+from morphml_dask.space import ArchGraph
 from morphml_dask.storage import ExperimentStore, open_store
 
 if TYPE_CHECKING:
@@ -367,11 +370,55 @@ def _depths(count: int, edges: Sequence[tuple[int, int]], order: Sequence[int]) 
 
 
 def _draw_best_arch(figure: Figure, context: _Context) -> None:
+    """The best trial's architecture as a graph, or its configuration (a `FunctionSpace`'s)
+    as formatted JSON."""
     if context.best.empty:
         _message(figure, "Best architecture", "no completed trial")
         return
     row = context.best.iloc[0]
-    arch = context.store.record(str(row["trial_id"])).trial.arch
+    candidate = context.store.record(str(row["trial_id"])).trial.arch
+    which = f"{row['trial_id']} ({str(row['fingerprint'])[:12]})"
+    if isinstance(candidate, ArchGraph):
+        _draw_graph(figure, candidate, f"Best architecture: {which}")
+    else:
+        _draw_text(figure, _config_text(candidate.value), f"Best configuration: {which}")
+
+
+# A figure of the report's size shows about this many lines of monospaced text.
+_TEXT_LINES = 34
+_TEXT_WIDTH = 96
+
+
+def _config_text(value: Any) -> str:
+    """A configuration as indented JSON, architectures inside written as their repr, cut
+    to what a figure shows."""
+    lines = json.dumps(_plain(value), indent=2, sort_keys=False, default=repr).splitlines()
+    shown = [
+        line if len(line) <= _TEXT_WIDTH else line[: _TEXT_WIDTH - 3] + "..." for line in lines
+    ]
+    if len(shown) > _TEXT_LINES:
+        shown = [*shown[: _TEXT_LINES - 1], f"... ({len(lines) - _TEXT_LINES + 1} more lines)"]
+    return "\n".join(shown)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, ArchGraph):
+        return repr(value)
+    return value
+
+
+def _draw_text(figure: Figure, text: str, title: str) -> None:
+    axes = figure.add_subplot()
+    axes.text(0.0, 1.0, text, ha="left", va="top", family="monospace", fontsize=8)
+    axes.set_axis_off()
+    axes.set_title(title)
+
+
+def _draw_graph(figure: Figure, arch: ArchGraph, title: str) -> None:
     depth = _depths(len(arch.nodes), arch.edges, arch.topological_order())
     position: dict[int, tuple[float, float]] = {}
     for column in set(depth):
@@ -405,7 +452,7 @@ def _draw_best_arch(figure: Figure, context: _Context) -> None:
     axes.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
     axes.set_ylim(min(ys) - 0.8, max(ys) + 0.8)
     axes.set_axis_off()
-    axes.set_title(f"Best architecture: {row['trial_id']} ({str(row['fingerprint'])[:12]})")
+    axes.set_title(title)
 
 
 _DRAWERS: dict[str, Callable[[Figure, _Context], None]] = {
@@ -425,7 +472,7 @@ _CAPTIONS = {
     "curves": "Learning curves of the best trials",
     "failures": "Failures by kind",
     "timeline": "Trials per worker over time",
-    "best_arch": "The best architecture",
+    "best_arch": "The best architecture (or configuration, for a function space)",
 }
 _STYLE = (
     "body{font-family:sans-serif;margin:2em;max-width:70em}"

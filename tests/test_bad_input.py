@@ -2,14 +2,17 @@
 
 One table per kind: experiment documents (YAML text, files, mappings), search spaces,
 architecture JSON and NAS-Bench-201 cell strings, dataset arrays, cluster options, store URLs
-and credentials. Every case checks the exact `MorphMLError` subclass, a regular expression
+and credentials, and your own code (space and train functions, import paths, the trial
+context, uploads). Every case checks the exact `MorphMLError` subclass, a regular expression
 naming the problem, and the three parts every message has (expected, received, fix).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,9 +20,11 @@ from typing import Any
 import dask.config
 import numpy as np
 import pytest
+import yaml
 
 from morphml_dask.config import config_value
 from morphml_dask.exceptions import (
+    ClusterError,
     DatasetError,
     ExperimentError,
     InputError,
@@ -34,12 +39,15 @@ from morphml_dask.experiment import load_experiment
 from morphml_dask.space import ArchGraph, CellSpace, DagSpace, space_from_dict
 from morphml_dask.storage import open_store
 from morphml_dask.tasks import (
+    FunctionTask,
     ImageDataset,
     NB201TabularTask,
     TrainingTask,
+    TrialContext,
     make_dataset,
     open_xarray_dataset,
 )
+from morphml_dask.trial import Trial
 
 Call = Callable[[Path], object]
 
@@ -435,7 +443,7 @@ SPACE_CASES = [
     case(
         lambda _: space_from_dict({"name": "nas-bench-101"}),
         SearchSpaceError,
-        r"unknown search space.*\['nb201-cell', 'dag-cnn'\].*received: 'nas-bench-101'",
+        r"unknown search space.*\['nb201-cell', 'dag-cnn', 'function'\].*received: 'nas-bench-101'",
         "space-dict-unknown-name",
     ),
     case(
@@ -515,7 +523,7 @@ SPACE_CASES = [
     case(
         load(nb201_doc(space={"name": "dag"})),
         ExperimentError,
-        r"unknown space\.name.*\['dag-cnn', 'nb201-cell'\].*set space\.name to dag-cnn",
+        r"unknown space\.name.*\['dag-cnn', 'function', 'nb201-cell'\].*set space\.name to dag-cnn",
         "document-space-name-typo",
     ),
 ]
@@ -1293,6 +1301,404 @@ def test_store_urls_and_credentials(
     assert SECRET not in message  # credentials never reach logs through an error
 
 
+# -- your own code: space and train functions, import paths, the trial context ---------------
+
+USER_MODULE = "census_user_code"
+USER_CODE = """
+NUMBER = 3
+
+
+def space(s):
+    return {"width": s.int("width", 1, 4)}
+
+
+def space_without_sampler():
+    return {}
+
+
+def space_that_raises(s):
+    raise RuntimeError("no data for the space")
+
+
+def space_not_json(s):
+    return {"width": s.int("width", 1, 4), "layer": object()}
+
+
+def space_reusing_a_name(s):
+    s.int("width", 1, 4)
+    return {"width": s.float("width", 0.1, 1.0)}
+
+
+def fit(config, ctx):
+    ctx.report(1, val_loss=0.5)
+
+
+def fit_without_ctx(config):
+    return {}
+
+
+def fit_reporting_nothing(config, ctx):
+    return None
+
+
+def fit_returning_a_number(config, ctx):
+    return 0.5
+
+
+def fit_returning_text(config, ctx):
+    return {"val_loss": "low"}
+
+
+class NotASpace:
+    pass
+"""
+
+
+def user_code(tmp: Path, name: str | None = None) -> Any:
+    """Write the user's module into ``tmp``, importable from there; ``name`` from it."""
+    (tmp / f"{USER_MODULE}.py").write_text(USER_CODE)
+    if str(tmp) not in sys.path:
+        sys.path.insert(0, str(tmp))
+    importlib.invalidate_caches()
+    return None if name is None else getattr(importlib.import_module(USER_MODULE), name)
+
+
+def load_user(
+    space: dict[str, Any] | None = None, task: dict[str, Any] | None = None, **top: Any
+) -> Call:
+    """Load an experiment file next to the user's module (its folder goes on the path)."""
+
+    def call(tmp: Path) -> object:
+        (tmp / f"{USER_MODULE}.py").write_text(USER_CODE)
+        document = {
+            "name": "user-code",
+            "space": space or {"function": f"{USER_MODULE}:space"},
+            "task": task
+            or {"function": f"{USER_MODULE}:fit", "objective": "val_loss", "direction": "minimize"},
+            "optimizer": {"name": "random-search", "seed": 0},
+            "max_trials": 4,
+            **top,
+        }
+        path = tmp / "experiment.yaml"
+        path.write_text(yaml.safe_dump(document))
+        return load_experiment(path)
+
+    return call
+
+
+def train(name: str, objective: str = "val_loss", **settings: Any) -> Call:
+    return lambda tmp: FunctionTask(user_code(tmp, name), objective, **settings)
+
+
+def run_train(name: str) -> Call:
+    """Run a train function once outside a search, as a trial would."""
+    return lambda tmp: FunctionTask(user_code(tmp, name), "val_loss").evaluate({}, budget=1)
+
+
+TRIAL = Trial("t000001", CellSpace().from_index(0), 3)
+
+
+def reports(*calls: tuple[Any, dict[str, Any]]) -> Call:
+    """``ctx.report(step, **metrics)`` for each (step, metrics), in order."""
+
+    def call(_: Path) -> object:
+        ctx = TrialContext(TRIAL)
+        for step, metrics in calls:
+            ctx.report(step, **metrics)
+        return ctx
+
+    return call
+
+
+def upload(name: str, make: Callable[[Path], object] | None = None) -> Call:
+    """``morphml run --upload FILE``'s check of FILE, before any cluster starts."""
+    from morphml_dask import cli
+
+    def call(tmp: Path) -> object:
+        if make is not None:
+            make(tmp / name)
+        return cli._uploads([tmp / name])
+
+    return call
+
+
+def _unpicklable_state(tmp: Path) -> object:
+    import torch
+
+    open_store(str(tmp / "store")).save_state("t000001", {"model": torch.nn.Linear(2, 2)})
+    return None
+
+
+def _broken_module(tmp: Path) -> object:
+    """A module next to the experiment that fails as it is imported."""
+    (tmp / "census_broken_code.py").write_text("def space(s)\n    return {}\n")
+    return load_user(space={"function": "census_broken_code:space"})(tmp)
+
+
+USER_CODE_CASES = [
+    case(
+        _broken_module,
+        ExperimentError,
+        r"space\.function: the space function 'census_broken_code:space' cannot be imported.*"
+        r"received: SyntaxError",
+        "space-module-fails-to-import",
+    ),
+    case(
+        load_user(space={"function": USER_MODULE}),
+        ExperimentError,
+        r"invalid value for space\.function: the space function 'census_user_code' cannot be "
+        r"imported.*'package\.module:attribute'",
+        "space-path-without-colon",
+    ),
+    case(
+        load_user(space={"function": "no_such_census_module:space"}),
+        ExperimentError,
+        r"space\.function: .*received: ModuleNotFoundError: No module named "
+        r"'no_such_census_module'",
+        "space-path-module-missing",
+    ),
+    case(
+        load_user(space={"function": f"{USER_MODULE}:spaces"}),
+        ExperimentError,
+        r"space\.function: .*received: AttributeError: .*no attribute 'spaces'",
+        "space-path-attribute-missing",
+    ),
+    case(
+        load_user(space={"function": f"{USER_MODULE}:NUMBER"}),
+        ExperimentError,
+        r"space\.function: the space function is not callable.*received: 3 \(int\)",
+        "space-path-not-callable",
+    ),
+    case(
+        load_user(space={"function": f"{USER_MODULE}:space_without_sampler"}),
+        ExperimentError,
+        r"space\.function: the space function has the wrong signature.*space_without_sampler\(\)",
+        "space-function-wrong-signature",
+    ),
+    case(
+        load_user(space={"function": f"{USER_MODULE}:space_that_raises"}),
+        ExperimentError,
+        r"space\.function: the space function raised.*RuntimeError: no data for the space",
+        "space-function-raises",
+    ),
+    case(
+        load_user(space={"function": f"{USER_MODULE}:space_not_json"}),
+        ExperimentError,
+        r"space\.function: the space function returned something that is not JSON.*"
+        r"value\['layer'\]",
+        "space-function-not-json",
+    ),
+    case(
+        load_user(space={"function": f"{USER_MODULE}:space_reusing_a_name"}),
+        ExperimentError,
+        r"space\.function: the decision 'width' was asked twice with different distributions.*"
+        r"int\(low=1, high=4.*then float",
+        "space-function-name-reused",
+    ),
+    case(
+        load_user(task={"function": "no_such_census_module:fit", "objective": "val_loss"}),
+        ExperimentError,
+        r"invalid value for task\.function: the train function 'no_such_census_module:fit' "
+        r"cannot be imported.*ModuleNotFoundError",
+        "task-path-module-missing",
+    ),
+    case(
+        load_user(task={"function": f"{USER_MODULE}:fits", "objective": "val_loss"}),
+        ExperimentError,
+        r"task\.function: the train function '[a-z_]+:fits' cannot be imported.*no attribute 'fits'",
+        "task-path-attribute-missing",
+    ),
+    case(
+        load_user(task={"function": f"{USER_MODULE}:NUMBER", "objective": "val_loss"}),
+        ExperimentError,
+        r"task\.function: the train function is not callable.*fn\(config, ctx\)",
+        "task-path-not-callable",
+    ),
+    case(
+        load_user(task={"function": f"{USER_MODULE}:fit_without_ctx", "objective": "val_loss"}),
+        ExperimentError,
+        r"task\.function: the train function does not take \(config, ctx\).*"
+        r"received: fit_without_ctx\(config\)",
+        "task-function-wrong-signature",
+    ),
+    case(
+        load_user(task={"function": 3, "objective": "val_loss"}),
+        ExperimentError,
+        r"invalid value for task\.function\n.*an import path.*received: 3 \(int\)",
+        "task-function-not-a-path",
+    ),
+    case(
+        load_user(task={"function": f"{USER_MODULE}:fit"}),
+        ExperimentError,
+        r"missing task\.objective.*received: keys \['function'\].*add objective:",
+        "task-objective-missing",
+    ),
+    case(
+        load_user(task={"function": f"{USER_MODULE}:fit", "objective": "val/loss"}),
+        ExperimentError,
+        r"invalid value for task\.objective.*without '/'.*received: 'val/loss'",
+        "task-objective-not-a-metric-name",
+    ),
+    case(
+        load_user(
+            task={"function": f"{USER_MODULE}:fit", "objective": "val_loss", "direction": "down"}
+        ),
+        ExperimentError,
+        r"invalid value for task\.direction.*\['maximize', 'minimize'\].*received: 'down'",
+        "task-direction-unknown",
+    ),
+    case(
+        load_user(space={"name": f"{USER_MODULE}:NotASpace"}),
+        ExperimentError,
+        r"invalid value for space\.name: 'census_user_code:NotASpace' is not a BaseSearchSpace "
+        r"subclass",
+        "space-name-path-not-a-space-class",
+    ),
+    case(
+        load_user(task={"name": f"{USER_MODULE}:fit"}),
+        ExperimentError,
+        r"invalid value for task\.name: '[a-z_]+:fit' is not a BaseTask subclass.*\(function\)",
+        "task-name-path-a-function",
+    ),
+    case(
+        load_user(task={"name": "no_such_census_module:MyTask"}),
+        ExperimentError,
+        r"invalid value for task\.name: cannot import.*a registered task name, or the import "
+        r"path of a BaseTask subclass",
+        "task-name-path-does-not-import",
+    ),
+    case(
+        load_user(python_path="src"),
+        ExperimentError,
+        r"invalid value for python_path.*a list of folders.*received: 'src' \(str\)",
+        "python-path-not-a-list",
+    ),
+    case(
+        lambda tmp: FunctionTask("census_user_code", "val_loss"),
+        TaskError,
+        r"the train function 'census_user_code' cannot be imported.*received: 'census_user_code'",
+        "python-task-path-without-colon",
+    ),
+    case(
+        train("fit_without_ctx"),
+        TaskError,
+        r"the train function does not take \(config, ctx\).*two positional parameters",
+        "python-task-wrong-signature",
+    ),
+    case(
+        train("fit", objective=""),
+        TaskError,
+        r"invalid objective.*a non-empty string.*received: '' \(str\)",
+        "python-task-objective-empty",
+    ),
+    case(
+        train("fit", direction="max"),
+        TaskError,
+        r"invalid direction.*received: 'max' \(str\)",
+        "python-task-direction-unknown",
+    ),
+    case(
+        lambda tmp: FunctionTask(lambda config, ctx: None, "val_loss").to_dict(),
+        TaskError,
+        r"the train function has no import path.*a lambda has no name.*define it with def at "
+        r"module level",
+        "python-task-lambda-to-dict",
+    ),
+    case(
+        run_train("fit_reporting_nothing"),
+        TaskError,
+        r"neither reported nor returned the objective 'val_loss'.*received: reported metrics "
+        r"\[\], returned None.*call ctx\.report\(epoch, val_loss=\.\.\.\)",
+        "train-function-reports-nothing",
+    ),
+    case(
+        run_train("fit_returning_a_number"),
+        TaskError,
+        r"returned neither a dict of metrics nor None.*received: 0\.5 \(float\)",
+        "train-function-returns-a-number",
+    ),
+    case(
+        run_train("fit_returning_text"),
+        TaskError,
+        r"returned 'val_loss', which is not a numeric metric.*'low' \(str\)",
+        "train-function-returns-text",
+    ),
+    case(
+        reports((3, {"loss": 0.5}), (2, {"loss": 0.4})),
+        TaskError,
+        r"ctx\.report: step 2 goes backwards.*a step >= 3.*received: step 2 after step 3",
+        "report-step-backwards",
+    ),
+    case(
+        reports((1.5, {"loss": 0.5})),
+        TaskError,
+        r"ctx\.report: step is not an integer >= 0.*received: 1\.5 \(float\)",
+        "report-step-not-an-integer",
+    ),
+    case(
+        reports((1, {"loss": "0.5"})),
+        TaskError,
+        r"ctx\.report: metric 'loss' is not a number.*received: '0\.5' \(str\).*loss\.item\(\)",
+        "report-metric-not-a-number",
+    ),
+    case(
+        reports((1, {})),
+        TaskError,
+        r"ctx\.report was given no metric.*received: only a step",
+        "report-without-metrics",
+    ),
+    case(
+        reports((1, {"epoch": 2})),
+        TaskError,
+        r"ctx\.report: invalid metric name 'epoch'",
+        "report-metric-named-epoch",
+    ),
+    case(
+        lambda _: TrialContext(TRIAL).save([1, 2]),  # type: ignore[arg-type]
+        TaskError,
+        r"ctx\.save takes a dict.*received: \[1, 2\] \(list\)",
+        "save-not-a-dict",
+    ),
+    case(
+        _unpicklable_state,
+        StorageInputError,
+        r"the state of trial 't000001' cannot be stored as data.*save state dicts rather than "
+        r"modules",
+        "save-a-whole-module",
+    ),
+    case(
+        upload("missing.py"),
+        ClusterError,
+        r"--upload .*missing\.py does not exist.*received: .*missing\.py: no such file",
+        "upload-missing-file",
+    ),
+    case(
+        upload("folder", lambda path: path.mkdir()),
+        ClusterError,
+        r"--upload .*folder is not a file.*a folder",
+        "upload-a-folder",
+    ),
+    case(
+        upload("notes.txt", lambda path: path.write_text("x")),
+        ClusterError,
+        r"--upload .*notes\.txt is not a module.*\.py, \.zip, \.egg.*a \.txt file",
+        "upload-not-a-module",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "pattern"), USER_CODE_CASES)
+def test_your_own_code(
+    call: Call,
+    error: type[MorphMLError],
+    pattern: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the experiment's folder is put there
+    _check(call, error, pattern, tmp_path)
+
+
 # -- the census itself ------------------------------------------------------------------------
 
 KINDS = {
@@ -1302,16 +1708,18 @@ KINDS = {
     "datasets": DATASET_CASES,
     "cluster options": CLUSTER_CASES,
     "store URLs and credentials": STORE_CASES,
+    "your own code": USER_CODE_CASES,
 }
 
 
-def test_the_census_counts_at_least_60_distinct_bad_inputs_across_every_kind() -> None:
+def test_the_census_counts_at_least_80_distinct_bad_inputs_across_every_kind() -> None:
     ids = [param.id for cases in KINDS.values() for param in cases]
     assert len(ids) == len(set(ids)), "every case has its own id"
     patterns = [param.values[2] for cases in KINDS.values() for param in cases]
     assert len(patterns) == len(set(patterns)), "every case pins its own message"
     assert all(len(cases) >= 10 for cases in KINDS.values())
-    assert len(ids) >= 60
+    assert len(USER_CODE_CASES) >= 20
+    assert len(ids) >= 80
 
 
 def test_infrastructure_errors_are_not_value_errors() -> None:

@@ -177,12 +177,15 @@ def test_every_command_parses_its_arguments() -> None:
     train = parser.parse_args(["train", "--epochs", "2", "--max-nodes", "3"])
     assert (train.epochs, train.max_nodes, train.seed, train.dataset) == (2, 3, 0, "digits")
     run = parser.parse_args(["run", "x.yaml", "--store", "s", "--cluster", "slurm"])
-    assert (run.experiment, run.store, run.cluster, run.scheduler) == (
+    assert (run.experiment, run.store, run.cluster, run.scheduler, run.upload) == (
         Path("x.yaml"),
         "s",
         "slurm",
         None,
+        [],
     )
+    uploads = parser.parse_args(["resume", "url", "--upload", "a.py", "--upload", "b.zip"])
+    assert uploads.upload == [Path("a.py"), Path("b.zip")]
     resume = parser.parse_args(["resume", "url", "--scheduler", "tcp://h:1", "--tls-cert", "c"])
     assert (resume.url, resume.scheduler, resume.tls_cert) == ("url", "tcp://h:1", "c")
     report = parser.parse_args(["report", "url", "--top", "3", "--objective", "loss"])
@@ -226,3 +229,83 @@ def test_the_progress_line_reads_the_search_status(capsys: pytest.CaptureFixture
         "trials 3/12 done, 2 running, 1 failed, 0 reused; best -; 4s",
         "trials 12/12 done, 0 running, 2 failed, 2 reused; best t000011; 20s",
     ]
+
+
+# -- your own code: a function search, its module uploaded -----------------------------------
+
+_USER_MODULE = """
+def space(s):
+    return {"x": s.float("x", -2.0, 2.0)}
+
+
+def fit(config, ctx):
+    for epoch in range(ctx.trained_epochs + 1, ctx.budget + 1):
+        ctx.report(epoch, loss=(config["x"] - 1.0) ** 2 + 1.0 / epoch)
+"""
+
+
+def _function_search(tmp_path: Path, module: str) -> Path:
+    """An experiment in its own folder naming functions of a module kept elsewhere."""
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / f"{module}.py").write_text(_USER_MODULE)
+    (tmp_path / "experiments").mkdir()
+    experiment = tmp_path / "experiments" / "search.yaml"
+    document = {
+        "name": "uploaded",
+        "space": {"function": f"{module}:space"},
+        "task": {"function": f"{module}:fit", "objective": "loss", "direction": "minimize"},
+        "optimizer": {"name": "random-search", "budget": 2, "seed": 0},
+        "max_trials": 6,
+        "store": str(tmp_path / "store"),
+    }
+    experiment.write_text(yaml.safe_dump(document))
+    return experiment
+
+
+def test_a_module_neither_installed_nor_uploaded_is_named_before_a_cluster_starts(
+    tmp_path: Path,
+) -> None:
+    experiment = _function_search(tmp_path, "far_away_module")
+    done = subprocess.run([*MORPHML, "run", str(experiment)], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert "morphml: error: invalid value for space.function" in done.stderr
+    assert "No module named 'far_away_module'" in done.stderr
+    missing = subprocess.run(
+        [*MORPHML, "run", str(experiment), "--upload", str(tmp_path / "code" / "nope.py")],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "nope.py does not exist" in missing.stderr
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.slow
+def test_run_uploads_the_module_to_a_running_cluster_and_searches_the_users_functions(
+    tmp_path: Path,
+) -> None:
+    from morphml_dask import open_store
+    from morphml_dask.testing import local_client
+
+    experiment = _function_search(tmp_path, "uploaded_module")
+    module = tmp_path / "code" / "uploaded_module.py"
+    # Workers started here cannot import the module: only --upload brings it to them.
+    with local_client(n_workers=1, threads_per_worker=2) as client:
+        address = client.scheduler.address
+        done = subprocess.run(
+            [*MORPHML, "run", str(experiment), "--upload", str(module), "--scheduler", address],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"uploaded {module} to the workers" in done.stdout
+    assert "6 trials, 0 failed" in done.stdout
+    assert "best configuration: Config(x=" in done.stdout
+    store = open_store(str(tmp_path / "store"))
+    assert set(store.trials()["state"]) == {"complete"}
+    curves = store.curves()
+    assert curves.sizes["trial"] == 6 and curves["epoch"].values.tolist() == [1, 2]
+    checkpoint = store.load_checkpoint()
+    assert checkpoint is not None
+    assert checkpoint.config["task"]["function"] == "uploaded_module:fit"

@@ -135,7 +135,9 @@ def test_the_normalized_document_fills_every_default() -> None:
         "store",
         "storage_options",
         "gpus_per_trial",
+        "python_path",
     ]
+    assert document["python_path"] == []  # a document that is no file has no folder
     assert document["optimizer"] == {
         "name": "regularized-evolution",
         "population_size": 4,
@@ -174,7 +176,12 @@ def test_yaml_text_and_files_give_the_same_experiment(tmp_path: Path) -> None:
     text = yaml.safe_dump(nb201_doc())
     path = tmp_path / "exp.yaml"
     path.write_text(text)
-    assert load_experiment(text) == load_experiment(path) == load_experiment(str(path))
+    from_file = load_experiment(path)
+    assert from_file == load_experiment(str(path))
+    # A file's folder goes on the import path; otherwise the two are the same experiment.
+    assert from_file.to_dict()["python_path"] == [str(tmp_path.resolve())]
+    assert load_experiment(text) == load_experiment({**nb201_doc(), "python_path": []})
+    assert load_experiment(from_file.to_dict()) == from_file
 
 
 @pytest.mark.parametrize(
@@ -428,7 +435,7 @@ def test_missing_required_sections(section: str) -> None:
         (
             "space",
             {"name": "dag"},
-            r"unknown space.name(.|\n)*one of \['dag-cnn', 'nb201-cell'\](.|\n)*"
+            r"unknown space.name(.|\n)*one of \['dag-cnn', 'function', 'nb201-cell'\](.|\n)*"
             r"set space.name to dag-cnn",
         ),
         ("task", {"name": "training"}, r"unknown task.name(.|\n)*set task.name to train"),
@@ -592,6 +599,171 @@ def test_bad_datasets(task: dict[str, Any], message: str) -> None:
     doc["task"] |= task
     with pytest.raises(ExperimentError, match=message):
         load_experiment(doc)
+
+
+# -- your own code: function sections, import paths, the experiment's folder ---------------
+
+_USER_MODULE = """
+from morphml_dask.space import CellSpace
+from morphml_dask.tasks import NB201TabularTask
+
+
+def space(s):
+    return {"width": s.choice("width", [8, 16]), "lr": s.float("lr", 1e-3, 1e-1, log=True)}
+
+
+def fit(config, ctx):
+    ctx.report(1, val_loss=config["lr"])
+
+
+class SmallCells(CellSpace):
+    \"\"\"A user's space class.\"\"\"
+
+
+class ScaledLookup(NB201TabularTask):
+    \"\"\"A user's task class, with a setting of its own.\"\"\"
+
+    def __init__(self, scale: float = 1.0, dataset: str = "cifar10") -> None:
+        super().__init__(dataset)
+        self.scale = scale
+"""
+
+
+@pytest.fixture
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A module of the user's, with a unique name, written next to the experiment files."""
+    import sys
+    import uuid
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # loading puts the folder there
+    name = f"user_code_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(_USER_MODULE)
+    return name
+
+
+def _write(folder: Path, document: dict[str, Any]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "experiment.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def _function_doc(module: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "name": "own-code",
+        "space": {"function": f"{module}:space"},
+        "task": {"function": f"{module}:fit", "objective": "val_loss", "direction": "minimize"},
+        "optimizer": {"name": "regularized-evolution", "population_size": 4, "seed": 0},
+        "max_trials": 8,
+        **changes,
+    }
+
+
+def test_function_sections_name_the_users_functions_next_to_the_experiment(
+    tmp_path: Path, user_module: str
+) -> None:
+    from morphml_dask.space import FunctionSpace
+    from morphml_dask.tasks import FunctionTask
+
+    exp = load_experiment(_write(tmp_path, _function_doc(user_module)))
+    assert isinstance(exp.space, FunctionSpace)
+    assert isinstance(exp.task, FunctionTask)
+    assert (exp.task.objective, exp.task.direction, exp.task.seed) == ("val_loss", "minimize", 0)
+    document = exp.to_dict()
+    assert document["space"] == {"name": "function", "function": f"{user_module}:space"}
+    assert document["task"] == {
+        "name": "function",
+        "function": f"{user_module}:fit",
+        "objective": "val_loss",
+        "direction": "minimize",
+        "seed": 0,
+        "epochs": 12,
+    }
+    assert document["python_path"] == [str(tmp_path.resolve())]
+    # The optimizer ranks by the task's objective, in its direction, for its epochs.
+    assert document["optimizer"]["objective"] == "val_loss"
+    assert document["optimizer"]["direction"] == "minimize"
+    optimizer = exp.make_optimizer()
+    trial = optimizer.ask(1)[0]
+    assert trial.budget == 12 and set(trial.arch.value) == {"width", "lr"}  # type: ignore[union-attr]
+    assert load_experiment(document) == exp
+    assert load_experiment(json.loads(json.dumps(document))).to_dict() == document
+
+
+def test_a_stored_document_loads_in_a_fresh_process_anywhere(
+    tmp_path: Path, user_module: str
+) -> None:
+    """What `morphml resume URL` does: the checkpoint's document, from another folder."""
+    import subprocess
+    import sys
+
+    experiment = _write(tmp_path / "exp", _function_doc(user_module))
+    (tmp_path / f"{user_module}.py").rename(tmp_path / "exp" / f"{user_module}.py")
+    document = load_experiment(experiment).to_dict()
+    assert document["python_path"] == [str((tmp_path / "exp").resolve())]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = (
+        "import json, sys; from morphml_dask.experiment import load_experiment; "
+        "exp = load_experiment(json.loads(sys.argv[1])); "
+        "print(type(exp.space).__name__, exp.task.function, exp.make_optimizer().ask(1)[0].id)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(document)],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["FunctionSpace", f"{user_module}:fit", "t000001"]
+
+
+def test_python_path_folders_are_relative_to_the_experiment_file(
+    tmp_path: Path, user_module: str
+) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / f"{user_module}.py").rename(tmp_path / "src" / f"{user_module}.py")
+    path = _write(tmp_path / "experiments", _function_doc(user_module, python_path=["../src"]))
+    exp = load_experiment(path)
+    assert exp.to_dict()["python_path"] == [
+        str((tmp_path / "experiments").resolve()),
+        str((tmp_path / "src").resolve()),
+    ]
+    assert exp.task.function == f"{user_module}:fit"  # type: ignore[attr-defined]
+
+
+def test_a_section_name_may_be_the_import_path_of_your_own_class(
+    tmp_path: Path, user_module: str
+) -> None:
+    from morphml_dask.registry import get_kind, unregister_kind
+
+    space_path, task_path = f"{user_module}:SmallCells", f"{user_module}:ScaledLookup"
+    document = nb201_doc(
+        space={"name": space_path},
+        task={"name": task_path, "scale": 2.5, "epochs": 4},
+        optimizer={"name": "random-search", "seed": 0},
+    )
+    try:
+        exp = load_experiment(_write(tmp_path, document))
+        assert type(exp.space).__name__ == "SmallCells"
+        assert (type(exp.task).__name__, exp.task.scale) == ("ScaledLookup", 2.5)  # type: ignore[attr-defined]
+        assert get_kind("space", space_path) is not None  # registered when first named
+        normalized = exp.to_dict()
+        assert normalized["space"]["name"] == space_path
+        assert normalized["task"] == {
+            "name": task_path,
+            "epochs": 4,
+            "scale": 2.5,
+            "dataset": "cifar10",
+        }
+        assert exp.make_optimizer().ask(1)[0].budget == 4  # the task's epochs, as built-ins
+        assert load_experiment(normalized) == exp
+        with pytest.raises(ExperimentError, match=r"(?s)unknown key task\.scael.*rename"):
+            load_experiment({**normalized, "task": {"name": task_path, "scael": 1.0}})
+    finally:
+        unregister_kind("space", space_path)
+        unregister_kind("task", task_path)
 
 
 def test_experiment_errors_cross_process_boundaries() -> None:

@@ -156,3 +156,44 @@ def test_a_report_reads_an_s3_store(
     assert remote.pop("store") == s3_url
     assert local.pop("store") != s3_url
     assert remote == local and remote["trials"] == "30"
+
+
+def _arch_space(s: Any) -> dict[str, Any]:
+    """A function space with a cell among its decisions."""
+    return {
+        "lr": s.float("lr", 1e-3, 1e-1, log=True),
+        "layers": [s.int(f"width_{i}", 8, 64) for i in range(s.int("depth", 1, 3))],
+        "cell": s.arch("cell", CellSpace()),
+    }
+
+
+def test_a_function_search_shows_its_best_configuration_as_json(tmp_path: Path) -> None:
+    from morphml_dask.report import draw_figure
+    from morphml_dask.space import FunctionSpace
+    from morphml_dask.trial import Trial, TrialRecord, TrialResult
+
+    store = open_store(str(tmp_path / "store"))
+    space = FunctionSpace(_arch_space)
+    rng = np.random.default_rng(0)
+    trials = [Trial(f"t{i:06d}", space.sample(rng), 2) for i in range(1, 7)]
+    store.append_records(
+        [
+            TrialRecord(t, TrialResult.complete(t.id, {"val_loss": float(i)}), worker="w")
+            for i, t in enumerate(trials, start=1)
+        ]
+    )
+    store.append_curves(
+        {t.id: [{"epoch": 1, "val_loss": 2.0}, {"epoch": 2, "val_loss": 1.0}] for t in trials}
+    )
+    best = trials[0].arch
+    figure = draw_figure("best_arch", store, objective="val_loss", direction="minimize")
+    (axes,) = figure.axes
+    assert axes.get_title().startswith(f"Best configuration: {trials[0].id} (")
+    text = axes.texts[0].get_text()
+    assert json.dumps(best.value["lr"]) in text  # type: ignore[union-attr]
+    assert '"cell": "ArchGraph(' in text
+    out = tmp_path / "report"
+    assert (
+        main(["report", str(tmp_path / "store"), "--out", str(out), "--objective", "val_loss"]) == 0
+    )
+    assert all((out / f"{name}.png").read_bytes().startswith(PNG_MAGIC) for name in FIGURES)

@@ -1,4 +1,5 @@
-"""What runs on a Dask worker: pick a device, evaluate the trial, save weights, report.
+"""What runs on a Dask worker: lend the trial its devices, run it with its task and a
+`TrialContext`, report the outcome.
 
 A trial that raises or diverges is a failed trial (data returned to the driver), never a
 crashed task: only a lost worker makes Dask retry.
@@ -13,14 +14,17 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from morphml_dask.driver._events import Outcome
 from morphml_dask.exceptions import TrainingDivergedError
-from morphml_dask.tasks import BaseTask, TrainingTask
+from morphml_dask.tasks import BaseTask, Evaluation, TrialContext
 from morphml_dask.trial import Trial, TrialResult
+
+if TYPE_CHECKING:
+    from morphml_dask.storage import BaseStore
 
 __all__ = ["GPUPlugin", "TaskPlugin", "run_trial", "run_trials"]
 
@@ -112,11 +116,10 @@ class DevicePool:
         return self._devices
 
     @contextmanager
-    def borrow(self, count: int) -> Iterator[str]:
-        """``count`` devices (the first one is returned), or "cpu" when ``count`` is 0 or
-        the worker has no GPU."""
+    def borrow(self, count: int) -> Iterator[tuple[str, ...]]:
+        """``count`` devices, or ``("cpu",)`` when ``count`` is 0 or the worker has no GPU."""
         if count == 0:
-            yield "cpu"
+            yield ("cpu",)
             return
         with self._lock:
             size = len(self._discovered())
@@ -127,10 +130,10 @@ class DevicePool:
                 )
             taken = [self._free.pop(0) for _ in range(count)] if size else []
         if not taken:
-            yield "cpu"
+            yield ("cpu",)
             return
         try:
-            yield taken[0]
+            yield tuple(taken)
         finally:
             with self._lock:
                 self._free.extend(taken)
@@ -174,9 +177,12 @@ def run_trial(
 
     Returns an `Outcome` as a JSON-ready dict (`Outcome.to_dict`): ``result``
     (`TrialResult.to_dict`), ``curve``, ``worker``, ``device``, ``job_id`` (the batch job the
-    worker runs in: ``SLURM_JOB_ID``, else None), ``start_time`` and ``end_time``. Weights go
-    to the store under the trial id and rung, so that a promotion (a trial with a
-    ``parent``) continues from them.
+    worker runs in: ``SLURM_JOB_ID``, else None), ``start_time`` and ``end_time``.
+
+    The task runs the trial with a `TrialContext` over the store (`BaseTask.run`): a
+    function task reports its curve there and saves its state by trial id; a
+    `TrainingTask` saves weights under the trial id and rung, so that a promotion (a trial
+    with a ``parent``) continues from them. A failed trial keeps the curve it reported.
     """
     start = time.time()
     worker = _worker_address()
@@ -185,18 +191,26 @@ def run_trial(
         task = plugin.task
         if storage_options is None:
             storage_options = plugin.storage_options
-    with _device_pool().borrow(gpus) as device:
+    with _device_pool().borrow(gpus) as devices:
+        ctx: TrialContext | None = None
         try:
-            result, curve = _evaluate(trial, task, store_url, storage_options, device)
+            ctx = TrialContext(
+                trial,
+                seed=_task_seed(task),
+                devices=devices,
+                store=_open_store(store_url, storage_options),
+            )
+            result, curve = _evaluate(trial, task, ctx)
         except Exception as error:  # the trial failed; the search goes on
             kind = _failure_kind(error)
             text = "".join(traceback.format_exception_only(type(error), error)).strip()
-            result, curve = TrialResult.failed(trial.id, text, kind=kind), []
+            curve = [] if ctx is None else ctx.reports
+            result = TrialResult.failed(trial.id, text, kind=kind)
     outcome = Outcome(
         result,
         tuple(curve),
         worker=worker,
-        device=device,
+        device=devices[0],
         job_id=os.environ.get("SLURM_JOB_ID"),
         start_time=start,
         end_time=time.time(),
@@ -217,40 +231,31 @@ def run_trials(
     return [run_trial(trial, task, store_url, storage_options, gpus) for trial in trials]
 
 
-def _evaluate(
-    trial: Trial,
-    task: BaseTask,
-    store_url: str | None,
-    storage_options: dict[str, Any] | None,
-    device: str,
-) -> tuple[TrialResult, list[dict[str, float]]]:
-    store = None
-    if store_url is not None and isinstance(task, TrainingTask):
-        from morphml_dask.storage import open_store
+def _open_store(url: str | None, storage_options: dict[str, Any] | None) -> BaseStore | None:
+    if url is None:
+        return None
+    from morphml_dask.storage import open_store
 
-        store = open_store(store_url, storage_options)
-    weights = None
-    if trial.parent is not None and store is not None:
-        weights = store.load_weights(trial.parent)
-    evaluation = task.evaluate(
-        trial.arch,
-        trial.budget,
-        device=device,
-        weights=weights,
-        trained_epochs=trial.parent_budget if weights is not None else 0,
-    )
+    return open_store(url, storage_options)
+
+
+def _task_seed(task: BaseTask) -> int:
+    seed = getattr(task, "seed", 0)
+    return seed if isinstance(seed, int) else 0
+
+
+def _evaluate(
+    trial: Trial, task: BaseTask, ctx: TrialContext
+) -> tuple[TrialResult, list[dict[str, float]]]:
+    evaluation = task.run(trial, ctx)
+    if not isinstance(evaluation, Evaluation):
+        raise TypeError(
+            f"{type(task).__name__}.run returned {type(evaluation).__name__}, not an Evaluation"
+        )
     objective = evaluation.metrics.get(task.objective, math.nan)
     if not math.isfinite(objective):
         raise TrainingDivergedError(f"the objective {task.objective} came out {objective}")
-    if store is not None and evaluation.weights is not None and isinstance(task, TrainingTask):
-        store.save_weights(
-            trial.id,
-            trial.rung,
-            evaluation.weights,
-            num_classes=task.dataset.num_classes,
-            in_channels=task.dataset.input_shape[0],
-        )
-    return TrialResult.complete(trial.id, evaluation.metrics), evaluation.curve
+    return TrialResult.complete(trial.id, evaluation.metrics), list(evaluation.curve)
 
 
 def _failure_kind(error: BaseException) -> str:
@@ -261,9 +266,19 @@ def _failure_kind(error: BaseException) -> str:
         return "oom"
     if "cuda" in text:
         return "cuda"
-    if isinstance(error, ImportError):
-        return "import"
+    if any(isinstance(cause, ImportError) for cause in _causes(error)):
+        return "import"  # e.g. a train function whose module this worker cannot import
     return "error"
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and the errors it was raised from, bounded against cycles."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__
 
 
 def _worker_address() -> str:

@@ -71,14 +71,7 @@ def build_model(
     >>> arch = DagSpace().sample(np.random.default_rng(0))
     >>> model = build_model(arch, num_classes=10, in_channels=1)
     """
-    _check_arguments(arch, num_classes, in_channels)
-    if not is_int(reductions) or reductions < 0:
-        raise ModelBuildError(
-            "invalid reductions",
-            expected="an integer >= 0",
-            received=repr(reductions),
-            fix="pass reductions_for(height, width) of your images, or 0",
-        )
+    _check_arguments(arch, num_classes, in_channels, reductions)
     classes = int(num_classes)  # NumPy integers pass the check; torch layers want ints
     channels = 3 if in_channels is None else int(in_channels)
     space = CellSpace()
@@ -132,7 +125,9 @@ def load_model(store: ExperimentStore, trial_id: str, rung: int | None = None) -
     return model.eval()
 
 
-def _check_arguments(arch: object, num_classes: object, in_channels: object) -> None:
+def _check_arguments(
+    arch: object, num_classes: object, in_channels: object, reductions: object = 0
+) -> None:
     if not isinstance(arch, ArchGraph):
         raise ModelBuildError(
             "build_model needs an architecture graph",
@@ -154,4 +149,11 @@ def _check_arguments(arch: object, num_classes: object, in_channels: object) -> 
             expected="None (meaning 3, RGB) or an integer >= 1",
             received=repr(in_channels),
             fix="pass the number of image channels, e.g. in_channels=1 for grayscale images",
+        )
+    if not is_int(reductions) or reductions < 0:
+        raise ModelBuildError(
+            "invalid reductions",
+            expected="an integer >= 0",
+            received=repr(reductions),
+            fix="pass reductions_for(height, width) of your images, or 0",
         )

@@ -1,10 +1,19 @@
-"""Experiment storage on any fsspec URL: Parquet trials, Zarr curves, weights, checkpoints."""
+"""Experiment storage on any fsspec URL: Parquet trials, Zarr curves, weights, trial states
+and checkpoints."""
 
 from __future__ import annotations
 
-from morphml_dask.storage._artifacts import SavedWeights
+from morphml_dask.storage._artifacts import SavedState, SavedWeights
 from morphml_dask.storage._checkpoints import Checkpoint
 from morphml_dask.storage._fs import Location
 from morphml_dask.storage._store import BaseStore, ExperimentStore, open_store
 
-__all__ = ["BaseStore", "Checkpoint", "ExperimentStore", "Location", "SavedWeights", "open_store"]
+__all__ = [
+    "BaseStore",
+    "Checkpoint",
+    "ExperimentStore",
+    "Location",
+    "SavedState",
+    "SavedWeights",
+    "open_store",
+]

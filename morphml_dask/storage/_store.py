@@ -7,7 +7,14 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from morphml_dask.exceptions import StorageInputError
-from morphml_dask.storage._artifacts import SavedWeights, load_weights, save_weights
+from morphml_dask.storage._artifacts import (
+    SavedState,
+    SavedWeights,
+    load_state,
+    load_weights,
+    save_state,
+    save_weights,
+)
 from morphml_dask.storage._checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from morphml_dask.storage._curves import Curve, CurveStore
 from morphml_dask.storage._fs import Location
@@ -68,6 +75,27 @@ class BaseStore(abc.ABC):
     def compact(self) -> int:
         """Merge small parts; returns how many were removed. Reads see no difference."""
 
+    @abc.abstractmethod
+    def save_state(
+        self,
+        trial_id: str,
+        state: Mapping[str, Any],
+        *,
+        step: int = 0,
+        reports: Sequence[Mapping[str, float]] = (),
+    ) -> None:
+        """Keep the training state a trial saved (``ctx.save``), replacing its last one,
+        whole or not at all; ``step`` is the epochs behind it, ``reports`` its curve so far."""
+
+    @abc.abstractmethod
+    def saved_state(self, trial_id: str) -> SavedState | None:
+        """The state ``trial_id`` saved last, with its step and reports; None if none."""
+
+    def load_state(self, trial_id: str) -> dict[str, Any] | None:
+        """The state ``trial_id`` saved last (tensors on the CPU), or None if it saved none."""
+        saved = self.saved_state(trial_id)
+        return None if saved is None else saved.state
+
     def best(
         self, k: int = 1, metric: str = "val_accuracy", direction: str = "maximize"
     ) -> pd.DataFrame:
@@ -98,6 +126,7 @@ class ExperimentStore(BaseStore):
         trials/part-*.parquet          append-only parts of the trials table
         curves/part-*.zarr (+ .commit) learning curves, one Zarr store per committed batch
         artifacts/<trial id>/rung-<k>.pt   model weights
+        artifacts/<trial id>/state.pt      the training state a trial saved
         checkpoint.json                optimizer state, config, trials in flight
 
     The trials and the curves are two part logs (one protocol, two codecs). Every write is
@@ -178,6 +207,48 @@ class ExperimentStore(BaseStore):
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         save_checkpoint(self.location, checkpoint)
+
+    def save_state(
+        self,
+        trial_id: str,
+        state: Mapping[str, Any],
+        *,
+        step: int = 0,
+        reports: Sequence[Mapping[str, float]] = (),
+    ) -> None:
+        """Save the training state of a trial (what ``ctx.save`` is given), replacing the
+        one it saved before, whole or not at all.
+
+        Parameters
+        ----------
+        trial_id
+            The trial that saves it.
+        state
+            A dict of state dicts, tensors, numbers and strings: whatever
+            ``torch.load(..., weights_only=True)`` reads back.
+        step
+            The epochs behind the state: a trial that continues from it has trained them.
+        reports
+            The trial's learning curve so far, one ``{"epoch": step, **metrics}`` per point.
+
+        Raises
+        ------
+        StorageInputError
+            When ``state`` is not a dict with string keys, or holds objects that would load
+            only by running code (nothing is written).
+        """
+        save_state(self.location, trial_id, state, step=step, reports=reports)
+
+    def saved_state(self, trial_id: str) -> SavedState | None:
+        """The state ``trial_id`` saved last, with its step and reports, its tensors on the
+        CPU; None when the trial saved none.
+
+        Raises
+        ------
+        StorageError
+            When the saved file is not a state document of this version.
+        """
+        return load_state(self.location, trial_id)
 
     def compact(self) -> int:
         """Merge the parts of the trials table and of the curves; returns parts removed."""

@@ -1,9 +1,12 @@
-"""What a trial does on a worker: datasets, the training recipe, tabular benchmark tasks."""
+"""What a trial does on a worker: your own train function (`FunctionTask`, with its
+`TrialContext`), the built-in training recipe, tabular benchmark tasks, datasets."""
 
 from __future__ import annotations
 
 from morphml_dask.tasks._base import DEFAULT_EPOCHS, BaseTask, Evaluation, check_epochs
+from morphml_dask.tasks._context import TrialContext, trial_seed
 from morphml_dask.tasks._data import ImageDataset, load_digits, make_dataset, open_xarray_dataset
+from morphml_dask.tasks._function import FunctionTask, TrainFunction
 from morphml_dask.tasks._nb201 import NB201TabularTask
 from morphml_dask.tasks._train import TrainingTask
 
@@ -11,11 +14,15 @@ __all__ = [
     "DEFAULT_EPOCHS",
     "BaseTask",
     "Evaluation",
+    "FunctionTask",
     "ImageDataset",
     "NB201TabularTask",
+    "TrainFunction",
     "TrainingTask",
+    "TrialContext",
     "check_epochs",
     "load_digits",
     "make_dataset",
     "open_xarray_dataset",
+    "trial_seed",
 ]

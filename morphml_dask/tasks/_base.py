@@ -1,4 +1,4 @@
-"""`BaseTask`: what a trial does with an architecture, and the `Evaluation` it returns."""
+"""`BaseTask`: what a trial does with its candidate, and the `Evaluation` it returns."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from morphml_dask.exceptions import TaskError
+from morphml_dask.space import ArchGraph
 from morphml_dask.validation import check_int
 
 if TYPE_CHECKING:
     import torch
 
-    from morphml_dask.space import ArchGraph
+    from morphml_dask.tasks._context import TrialContext
+    from morphml_dask.trial import Trial
 
 __all__ = ["BaseTask", "Evaluation"]
 
@@ -82,9 +84,38 @@ class BaseTask(abc.ABC):
             Epochs already behind ``weights``; training runs ``budget - trained_epochs`` more.
         """
 
+    def run(self, trial: Trial, ctx: TrialContext) -> Evaluation:
+        """Run one trial on a worker: what `morphml_dask.driver.run_trial` calls.
+
+        By default, `evaluate` the trial's architecture for its budget on ``ctx.device``.
+        Override it to use the context: report a curve as training goes, save and restore
+        state (`FunctionTask` does).
+
+        Raises
+        ------
+        TaskError
+            When the trial's candidate is not an `ArchGraph` (a `FunctionSpace`
+            configuration): `evaluate` trains architectures.
+        """
+        return self.evaluate(architecture_of(trial, self), trial.budget, device=ctx.device)
+
     @abc.abstractmethod
     def to_dict(self) -> dict[str, Any]:
         """The task's settings as JSON."""
+
+
+def architecture_of(trial: Trial, task: BaseTask) -> ArchGraph:
+    """The trial's `ArchGraph`, for a task that evaluates architectures."""
+    arch: object = trial.arch
+    if not isinstance(arch, ArchGraph):
+        raise TaskError(
+            f"the {type(task).__name__} task evaluates architectures, not configurations",
+            expected="a trial of an architecture space (CellSpace, DagSpace): an ArchGraph",
+            received=f"trial {trial.id} of a {type(arch).__name__}",
+            fix="run a FunctionSpace's configurations with a FunctionTask (task: {function: "
+            "mypkg.train:fit, objective: ...}), or search an architecture space",
+        )
+    return arch
 
 
 def check_epochs(epochs: object) -> int:

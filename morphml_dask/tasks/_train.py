@@ -10,7 +10,13 @@ import numpy as np
 
 from morphml_dask.exceptions import InputError, TaskError, TrainingDivergedError
 from morphml_dask.registry import Schema, register_kind
-from morphml_dask.tasks._base import DEFAULT_EPOCHS, BaseTask, Evaluation, check_epochs
+from morphml_dask.tasks._base import (
+    DEFAULT_EPOCHS,
+    BaseTask,
+    Evaluation,
+    architecture_of,
+    check_epochs,
+)
 from morphml_dask.tasks._data import ImageDataset, load_digits, open_xarray_dataset
 from morphml_dask.validation import (
     check_choice,
@@ -28,6 +34,8 @@ if TYPE_CHECKING:
     from torch import nn
 
     from morphml_dask.space import ArchGraph
+    from morphml_dask.tasks._context import TrialContext
+    from morphml_dask.trial import Trial
 
 __all__ = ["TrainingTask"]
 
@@ -134,6 +142,35 @@ class TrainingTask(BaseTask):
 
         torch.manual_seed(self.seed)
         return build_model(arch, self.dataset.num_classes, in_channels=self.dataset.input_shape[0])
+
+    def run(self, trial: Trial, ctx: TrialContext) -> Evaluation:
+        """Train the trial's architecture on ``ctx.device``. A promotion (a trial with a
+        ``parent``) continues from the weights its parent saved; the weights are saved
+        under the trial id and rung, unless the objective came out NaN or infinite."""
+        from morphml_dask.storage import ExperimentStore
+
+        arch = architecture_of(trial, self)
+        store = ctx.store if isinstance(ctx.store, ExperimentStore) else None
+        weights = None
+        if trial.parent is not None and store is not None:
+            weights = store.load_weights(trial.parent)
+        evaluation = self.evaluate(
+            arch,
+            trial.budget,
+            device=ctx.device,
+            weights=weights,
+            trained_epochs=trial.parent_budget if weights is not None else 0,
+        )
+        objective = evaluation.metrics.get(self.objective, math.nan)
+        if store is not None and evaluation.weights is not None and math.isfinite(objective):
+            store.save_weights(
+                trial.id,
+                trial.rung,
+                evaluation.weights,
+                num_classes=self.dataset.num_classes,
+                in_channels=self.dataset.input_shape[0],
+            )
+        return evaluation
 
     def evaluate(
         self,

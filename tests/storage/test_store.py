@@ -40,7 +40,7 @@ def test_best_and_load_model(tmp_path: Path) -> None:
 
     from morphml_dask.models import build_model, load_model
     from morphml_dask.optim import RandomSearch
-    from morphml_dask.space import DagSpace
+    from morphml_dask.space import ArchGraph, DagSpace
 
     store = open_store(str(tmp_path / "run"))
     trials = RandomSearch(DagSpace(max_nodes=3, widths=(8,)), seed=0).ask(5)
@@ -54,7 +54,9 @@ def test_best_and_load_model(tmp_path: Path) -> None:
     assert store.best(1, "val_accuracy", "minimize")["trial_id"].tolist() == [trials[0].id]
 
     torch.manual_seed(0)
-    model = build_model(trials[4].arch, 10, in_channels=1)
+    arch = trials[4].arch
+    assert isinstance(arch, ArchGraph)
+    model = build_model(arch, 10, in_channels=1)
     store.save_weights(trials[4].id, 0, model.state_dict(), num_classes=10, in_channels=1)
     loaded = load_model(store, trials[4].id)
     x = torch.randn(2, 1, 8, 8)
