@@ -29,7 +29,7 @@ from morphml_dask.optim import (
     RandomSearch,
     RegularizedEvolution,
 )
-from morphml_dask.space import CellSpace
+from morphml_dask.space import ArchGraph, CellSpace
 from morphml_dask.tasks import NB201TabularTask
 from morphml_dask.trial import TrialResult
 
@@ -70,6 +70,7 @@ def run_search(
         if not trials:
             break
         trial = trials[0]
+        assert isinstance(trial.arch, ArchGraph)  # a cell of the NAS-Bench-201 space
         result = task.evaluate(trial.arch, trial.budget, trained_epochs=trial.parent_budget)
         spent += result.metrics["cost_seconds"]
         if spent > seconds:

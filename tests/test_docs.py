@@ -82,7 +82,7 @@ def test_api_reference_documents_the_public_modules(site: Path) -> None:
 
 
 def test_how_to_and_troubleshooting_pages_are_built(site: Path) -> None:
-    for page in ("cli-search", "s3", "resume", "slurm", "kubernetes", "custom-task"):
+    for page in ("cli-search", "s3", "resume", "slurm", "kubernetes", "custom-task", "own-model"):
         assert (site / "howto" / f"{page}.html").is_file()
     assert "SearchStalledError" in _text(site / "troubleshooting.html")
 
