@@ -120,7 +120,9 @@ def load_model(store: ExperimentStore, trial_id: str, rung: int | None = None) -
             "and the state your train function saved (store.load_state(trial_id))",
         )
     saved = store.saved_weights(trial_id, rung)
-    model = build_model(arch, saved.num_classes, in_channels=saved.in_channels)
+    model = build_model(
+        arch, saved.num_classes, in_channels=saved.in_channels, reductions=saved.reductions
+    )
     model.load_state_dict(saved.state_dict)
     return model.eval()
 

@@ -45,8 +45,9 @@ class SavedWeights:
         Whose weights, and after which rung of training.
     state_dict
         The module's parameters and buffers, on the CPU.
-    num_classes, in_channels
-        The arguments `morphml_dask.models.build_model` rebuilds the module with.
+    num_classes, in_channels, reductions
+        The arguments `morphml_dask.models.build_model` rebuilds the module with
+        (``reductions`` is 0 in weights saved before it was recorded: no network had any).
     """
 
     trial_id: str
@@ -54,6 +55,7 @@ class SavedWeights:
     state_dict: dict[str, torch.Tensor]
     num_classes: int
     in_channels: int
+    reductions: int = 0
 
 
 def weights_path(location: Location, trial_id: str, rung: int) -> str:
@@ -68,6 +70,7 @@ def save_weights(
     *,
     num_classes: int,
     in_channels: int,
+    reductions: int = 0,
 ) -> str:
     """Save a model's state dict with what `build_model` needs to rebuild it; returns the path."""
     import torch
@@ -79,6 +82,7 @@ def save_weights(
             "version": WEIGHTS_VERSION,
             "num_classes": int(num_classes),
             "in_channels": int(in_channels),
+            "reductions": int(reductions),
             "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
         },
         buffer,
@@ -127,6 +131,7 @@ def load_weights(location: Location, trial_id: str, rung: int | None = None) -> 
         state_dict=document.get("state_dict", {}),
         num_classes=int(document.get("num_classes", 0)),
         in_channels=int(document.get("in_channels", 0)),
+        reductions=int(document.get("reductions", 0)),
     )
 
 

@@ -193,9 +193,11 @@ class ExperimentStore(BaseStore):
         *,
         num_classes: int,
         in_channels: int,
+        reductions: int = 0,
     ) -> str:
         """Save a trained model's weights for later promotion or
-        `morphml_dask.models.load_model`; returns the path written."""
+        `morphml_dask.models.load_model`, with the arguments that rebuild its model
+        (`morphml_dask.models.build_model`'s); returns the path written."""
         return save_weights(
             self.location,
             trial_id,
@@ -203,6 +205,7 @@ class ExperimentStore(BaseStore):
             state_dict,
             num_classes=num_classes,
             in_channels=in_channels,
+            reductions=reductions,
         )
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from morphml_dask.tasks._base import DEFAULT_EPOCHS, BaseTask, Evaluation, check_epochs
 from morphml_dask.tasks._context import TrialContext, trial_seed
-from morphml_dask.tasks._data import ImageDataset, load_digits, make_dataset, open_xarray_dataset
+from morphml_dask.tasks._data import ImageDataset, load_digits, make_dataset, opened_datasets
+from morphml_dask.tasks._feed import device_tensors
 from morphml_dask.tasks._function import FunctionTask, TrainFunction
 from morphml_dask.tasks._nb201 import NB201TabularTask
 from morphml_dask.tasks._train import TrainingTask
+from morphml_dask.tasks._zarr import ZarrSource, open_xarray_dataset
 
 __all__ = [
     "DEFAULT_EPOCHS",
@@ -20,9 +22,12 @@ __all__ = [
     "TrainFunction",
     "TrainingTask",
     "TrialContext",
+    "ZarrSource",
     "check_epochs",
+    "device_tensors",
     "load_digits",
     "make_dataset",
     "open_xarray_dataset",
+    "opened_datasets",
     "trial_seed",
 ]

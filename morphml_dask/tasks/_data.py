@@ -1,67 +1,294 @@
-"""Image classification datasets: validated NumPy arrays split into train, val and test."""
+"""Image classification datasets: validated NumPy arrays split into train, val and test, in
+memory or opened from a URL.
+
+A dataset opened from a Zarr store (`open_xarray_dataset`, in ``_zarr.py``), and the digits,
+travel as their recipe (the URL, its storage options, the variable names and the seed), never
+as their arrays: the process that unpickles one (a Dask worker) loads the arrays on first
+use, once, and every task there that names the same store and seed shares them
+(`opened_datasets` lists them).
+"""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Mapping
+import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from morphml_dask.exceptions import DatasetError
 from morphml_dask.validation import is_int, is_number
 
-__all__ = ["ImageDataset", "load_digits", "make_dataset", "open_xarray_dataset"]
+__all__ = ["ImageDataset", "load_digits", "make_dataset", "opened_datasets"]
 
 FloatArray = np.ndarray[Any, np.dtype[np.float32]]
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
 SPLITS = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
-class ImageDataset:
-    """Images ``(N, C, H, W)`` as float32 and integer labels, split three ways.
+class DatasetSource(Protocol):
+    """Where a dataset's arrays come from, small enough to travel in its place."""
 
-    Build one with `make_dataset`; built by hand, it raises `DatasetError` when the splits'
-    arrays disagree or a label is not below ``num_classes``.
-    """
+    @property
+    def key(self) -> str:
+        """Identifies the arrays: two sources with one key load the same dataset."""
 
-    name: str
+    def load(self) -> ImageDataset:
+        """Read and validate the arrays."""
+
+
+@dataclass(frozen=True, eq=False)
+class _Splits:
+    """The arrays of a dataset loaded in this process (compared by identity)."""
+
     x_train: FloatArray
     y_train: IntArray
     x_val: FloatArray
     y_val: IntArray
     x_test: FloatArray
     y_test: IntArray
-    num_classes: int
 
-    def __post_init__(self) -> None:
-        classes = self.num_classes
-        if not is_int(classes) or classes < 2:
-            raise DatasetError(
-                f"dataset {self.name!r} has an invalid num_classes",
-                expected="an integer >= 2",
-                received=repr(classes),
-                fix="build datasets with make_dataset(images, labels), which counts the classes",
-            )
-        shape = np.shape(self.x_train)[1:]
-        for split in SPLITS:
-            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
-            _check_split_arrays(self.name, split, x, y, shape)
-            if len(y) and (y.min() < 0 or y.max() >= classes):
-                raise DatasetError(
-                    f"dataset {self.name!r} has {split} labels out of range",
-                    expected=f"class ids from 0 to num_classes - 1 = {classes - 1}",
-                    received=f"labels from {int(y.min())} to {int(y.max())}",
-                    fix="raise num_classes, or build the dataset with make_dataset",
-                )
+
+class ImageDataset:
+    """Images ``(N, C, H, W)`` as float32 and integer labels, split three ways.
+
+    Build one with `make_dataset`, or open a Zarr store with `open_xarray_dataset`; built by
+    hand from arrays, it raises `DatasetError` when the splits' arrays disagree or a label is
+    not below ``num_classes``.
+
+    Parameters
+    ----------
+    name
+        Shown in results and errors; the URL of a dataset opened from one.
+    x_train, y_train, x_val, y_val, x_test, y_test
+        The images and labels of each split.
+    num_classes
+        The number of classes, above every label.
+
+    Notes
+    -----
+    A dataset opened from a URL holds its metadata (name, classes, image shape, split
+    sizes) and reads its arrays on first use of one, then keeps them for the life of the
+    process. Pickled, it is its URL, storage options, variable names and seed: a worker
+    that unpickles it opens the store itself. Datasets are immutable.
+    """
+
+    name: str
+    num_classes: int
+    _shape: tuple[int, int, int]
+    _sizes: tuple[int, int, int]
+    _splits: _Splits | None
+    _source: DatasetSource | None
+    _loaded: ImageDataset | None
+
+    def __init__(
+        self,
+        name: str,
+        x_train: FloatArray,
+        y_train: IntArray,
+        x_val: FloatArray,
+        y_val: IntArray,
+        x_test: FloatArray,
+        y_test: IntArray,
+        num_classes: int,
+    ) -> None:
+        splits = _Splits(x_train, y_train, x_val, y_val, x_test, y_test)
+        _check_splits(name, splits, num_classes)
+        c, h, w = x_train.shape[1:]
+        self._set(
+            name=name,
+            num_classes=num_classes,
+            _shape=(int(c), int(h), int(w)),
+            _sizes=(len(y_train), len(y_val), len(y_test)),
+            _splits=splits,
+            _source=None,
+            _loaded=None,
+        )
+
+    @classmethod
+    def from_source(
+        cls,
+        source: DatasetSource,
+        name: str,
+        num_classes: int,
+        shape: tuple[int, int, int],
+        sizes: tuple[int, int, int],
+    ) -> ImageDataset:
+        """A dataset whose arrays ``source`` loads on first use (once per process), with
+        the metadata it was opened with: `open_xarray_dataset` makes them."""
+        dataset = cls.__new__(cls)
+        dataset._set(
+            name=name,
+            num_classes=num_classes,
+            _shape=shape,
+            _sizes=sizes,
+            _splits=None,
+            _source=source,
+            _loaded=None,
+        )
+        return dataset
+
+    def _set(self, **values: Any) -> None:
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError(f"ImageDataset is immutable: cannot set {key!r}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self._source is not None:  # it travels as its recipe, never as its arrays
+            state.update(_splits=None, _loaded=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._set(**state)
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageDataset(name={self.name!r}, num_classes={self.num_classes}, "
+            f"input_shape={self._shape}, sizes={self._sizes})"
+        )
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """``(channels, height, width)`` of one image."""
-        c, h, w = self.x_train.shape[1:]
-        return int(c), int(h), int(w)
+        return self._shape
+
+    @property
+    def sizes(self) -> tuple[int, int, int]:
+        """The samples in train, val and test."""
+        return self._sizes
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of all its arrays (float32 images, int64 labels), known without
+        loading them."""
+        c, h, w = self._shape
+        return sum(self._sizes) * (4 * c * h * w + 8)
+
+    @property
+    def url(self) -> str | None:
+        """The URL the dataset was opened from; None for arrays given in memory."""
+        return getattr(self._source, "url", None)
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether this object holds its arrays (or has looked them up in this process)."""
+        return self._splits is not None or self._loaded is not None
+
+    def load(self) -> ImageDataset:
+        """The dataset with its arrays in memory: itself, or for one opened from a URL (or
+        unpickled), the copy this process loaded, once, and shares among its tasks.
+
+        Raises
+        ------
+        DatasetError
+            When the store cannot be read, or no longer holds what it did when opened.
+        """
+        if self._splits is not None:
+            return self
+        if self._loaded is None:
+            assert self._source is not None  # every dataset has arrays or a source
+            loaded = _load_once(self._source)
+            self._check_same(loaded)
+            self._set(_loaded=loaded)
+        assert self._loaded is not None
+        return self._loaded
+
+    def _check_same(self, loaded: ImageDataset) -> None:
+        opened = (self.num_classes, self._shape, self._sizes)
+        now = (loaded.num_classes, loaded.input_shape, loaded.sizes)
+        if opened != now:
+            raise DatasetError(
+                f"the dataset {self.name!r} changed since it was opened",
+                expected=f"(classes, image shape, split sizes) {opened}, as when opened",
+                received=repr(now),
+                fix="keep a store unchanged while a search reads it: write a new URL instead",
+            )
+
+    def _arrays(self) -> _Splits:
+        splits = self.load()._splits
+        assert splits is not None
+        return splits
+
+    @property
+    def x_train(self) -> FloatArray:
+        return self._arrays().x_train
+
+    @property
+    def y_train(self) -> IntArray:
+        return self._arrays().y_train
+
+    @property
+    def x_val(self) -> FloatArray:
+        return self._arrays().x_val
+
+    @property
+    def y_val(self) -> IntArray:
+        return self._arrays().y_val
+
+    @property
+    def x_test(self) -> FloatArray:
+        return self._arrays().x_test
+
+    @property
+    def y_test(self) -> IntArray:
+        return self._arrays().y_test
+
+    def split(self, which: str) -> tuple[FloatArray, IntArray]:
+        """The images and labels of split ``which`` (``"train"``, ``"val"`` or ``"test"``)."""
+        splits = self._arrays()
+        x: FloatArray = getattr(splits, f"x_{which}")
+        y: IntArray = getattr(splits, f"y_{which}")
+        return x, y
+
+
+def _check_splits(name: str, splits: _Splits, classes: object) -> None:
+    if not is_int(classes) or classes < 2:
+        raise DatasetError(
+            f"dataset {name!r} has an invalid num_classes",
+            expected="an integer >= 2",
+            received=repr(classes),
+            fix="build datasets with make_dataset(images, labels), which counts the classes",
+        )
+    shape = np.shape(splits.x_train)[1:]
+    for split in SPLITS:
+        x, y = getattr(splits, f"x_{split}"), getattr(splits, f"y_{split}")
+        _check_split_arrays(name, split, x, y, shape)
+        if len(y) and (y.min() < 0 or y.max() >= classes):
+            raise DatasetError(
+                f"dataset {name!r} has {split} labels out of range",
+                expected=f"class ids from 0 to num_classes - 1 = {classes - 1}",
+                received=f"labels from {int(y.min())} to {int(y.max())}",
+                fix="raise num_classes, or build the dataset with make_dataset",
+            )
+
+
+# -- the datasets this process has loaded ----------------------------------------------------
+
+_LOADED: dict[str, ImageDataset] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _load_once(source: DatasetSource) -> ImageDataset:
+    """The dataset ``source`` loads, loaded once per process: trials running at the same
+    time wait for the first load rather than read the store again."""
+    key = source.key
+    with _LOADED_LOCK:
+        dataset = _LOADED.get(key)
+        if dataset is None:
+            dataset = source.load()
+            dataset._set(_source=source)
+            _LOADED[key] = dataset
+    return dataset
+
+
+def opened_datasets() -> list[str]:
+    """The names (URLs) of the datasets this process has loaded from their source, in the
+    order it loaded them: ``client.run(opened_datasets)`` shows what each worker holds."""
+    with _LOADED_LOCK:
+        return [dataset.name for dataset in _LOADED.values()]
 
 
 def make_dataset(
@@ -88,16 +315,9 @@ def make_dataset(
         shuffled with ``seed`` and split by ``fractions``.
     """
     x = _check_images(images, name)
-    y = _check_labels(labels, len(x), name)
-    if not is_int(seed) or seed < 0:
-        raise DatasetError(
-            f"dataset {name!r} has an invalid seed",
-            expected="a non-negative integer",
-            received=repr(seed),
-            fix="pass e.g. seed=0",
-        )
-    parts = _split(len(x), split, fractions, seed, name)
-    train, val, test = parts
+    y = check_labels(labels, len(x), name)
+    check_seed(seed, name)
+    train, val, test = split_indices(len(x), split, fractions, seed, name)
     return ImageDataset(
         name,
         x_train=x[train],
@@ -110,7 +330,17 @@ def make_dataset(
     )
 
 
-def _split(
+def check_seed(seed: object, name: str) -> None:
+    if not is_int(seed) or seed < 0:
+        raise DatasetError(
+            f"dataset {name!r} has an invalid seed",
+            expected="a non-negative integer",
+            received=repr(seed),
+            fix="pass e.g. seed=0",
+        )
+
+
+def split_indices(
     count: int, split: Any, fractions: tuple[float, float, float], seed: int, name: str
 ) -> list[IntArray]:
     """The sample indices of train, val and test: as ``split`` labels them, or shuffled
@@ -142,68 +372,30 @@ def _split(
     return parts
 
 
-@functools.cache
+@dataclass(frozen=True)
+class _DigitsSource:
+    """scikit-learn's digits, shuffled and split with ``seed``."""
+
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"digits?seed={self.seed}"
+
+    def load(self) -> ImageDataset:
+        from sklearn.datasets import load_digits as sklearn_digits
+
+        bunch = sklearn_digits()
+        return make_dataset(bunch.images / 16.0, bunch.target, name="digits", seed=self.seed)
+
+
 def load_digits(seed: int = 0) -> ImageDataset:
     """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), scaled to [0, 1].
 
-    Cached per process, so workers load it once.
+    Loaded once per process, and pickled as its name and seed: workers load it themselves.
     """
-    from sklearn.datasets import load_digits as sklearn_digits
-
-    bunch = sklearn_digits()
-    return make_dataset(bunch.images / 16.0, bunch.target, name="digits", seed=seed)
-
-
-def open_xarray_dataset(
-    url: str,
-    *,
-    images: str = "images",
-    labels: str = "labels",
-    split: str = "split",
-    storage_options: dict[str, Any] | None = None,
-    seed: int = 0,
-) -> ImageDataset:
-    """Open a Zarr store of images and labels on any fsspec URL (S3 included) with xarray.
-
-    The store holds a variable ``images`` with the sample dimension first, a variable
-    ``labels`` along the same dimension and, optionally, a ``split`` variable of
-    ``"train"``/``"val"``/``"test"``.
-    """
-    import xarray as xr
-
-    if storage_options is not None and not (
-        isinstance(storage_options, Mapping) and all(isinstance(k, str) for k in storage_options)
-    ):
-        shown = [repr(k) for k in storage_options] if isinstance(storage_options, Mapping) else []
-        raise DatasetError(
-            "invalid storage_options for the Zarr dataset",
-            expected="None or a mapping of fsspec options with string names, e.g. {'anon': True}",
-            # The names only, never the values: they may be secrets.
-            received=f"a {type(storage_options).__name__}"
-            + (f" with names {shown}" if shown else ""),
-            fix="pass storage_options={'key': ..., 'secret': ...} as a dict",
-        )
-    try:
-        ds = xr.open_zarr(url, storage_options=storage_options)
-    except Exception as error:  # any failure to read a store the user named
-        raise DatasetError(
-            f"cannot open the Zarr dataset at {url!r}",
-            expected="a readable Zarr store with images and labels variables",
-            received=f"{type(error).__name__}: {error}"[:300],
-            fix="check the URL and storage_options (credentials, endpoint_url)",
-        ) from error
-    missing = [v for v in (images, labels) if v not in ds.variables]
-    if missing:
-        raise DatasetError(
-            f"the Zarr store at {url!r} lacks variables {missing}",
-            expected=f"variables {images!r} (images) and {labels!r} (labels)",
-            received=f"variables {sorted(map(str, ds.variables))}",
-            fix="pass images=... and labels=... naming the store's variables",
-        )
-    split_values = ds[split].values if split in ds.variables else None
-    return make_dataset(
-        ds[images].values, ds[labels].values, name=url, split=split_values, seed=seed
-    )
+    check_seed(seed, "digits")
+    return _load_once(_DigitsSource(int(seed)))
 
 
 def _as_array(values: Any, name: str, what: str) -> np.ndarray[Any, Any]:
@@ -218,24 +410,30 @@ def _as_array(values: Any, name: str, what: str) -> np.ndarray[Any, Any]:
         ) from error
 
 
-def _check_images(images: Any, name: str) -> FloatArray:
-    x = _as_array(images, name, "images")
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4 or x.shape[0] == 0 or min(x.shape) == 0:
+def check_image_layout(shape: tuple[int, ...], dtype: np.dtype[Any], name: str) -> None:
+    """Refuse images that are not a non-empty ``(N, H, W)`` or ``(N, C, H, W)`` array of
+    real numbers: checked on the metadata of a store, before its images are read."""
+    if len(shape) not in (3, 4) or min(shape) == 0:
         raise DatasetError(
             f"dataset {name!r} has images of the wrong shape",
             expected="a non-empty array (N, H, W) or (N, C, H, W)",
-            received=f"shape {np.shape(images)}",
+            received=f"shape {tuple(shape)}",
             fix="reshape the images to (samples, channels, height, width)",
         )
-    if x.dtype.kind not in "iuf":  # timedelta64 counts as an integer type to NumPy
+    if dtype.kind not in "iuf":  # timedelta64 counts as an integer type to NumPy
         raise DatasetError(
             f"dataset {name!r} has images of the wrong dtype",
             expected="real numbers (float or integer)",
-            received=f"dtype {x.dtype}",
+            received=f"dtype {dtype}",
             fix="convert the images with images.astype('float32')",
         )
+
+
+def _check_images(images: Any, name: str) -> FloatArray:
+    x = _as_array(images, name, "images")
+    check_image_layout(x.shape, x.dtype, name)
+    if x.ndim == 3:
+        x = x[:, None]
     with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
         x = x.astype(np.float32)
     if not np.isfinite(x).all():
@@ -248,7 +446,7 @@ def _check_images(images: Any, name: str) -> FloatArray:
     return x
 
 
-def _check_labels(labels: Any, count: int, name: str) -> IntArray:
+def check_labels(labels: Any, count: int, name: str) -> IntArray:
     y = _as_array(labels, name, "labels")
     if y.shape != (count,):
         raise DatasetError(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from morphml_dask.exceptions import InputError, TaskError, TrainingDivergedError
 from morphml_dask.registry import Schema, register_kind
@@ -17,8 +18,11 @@ from morphml_dask.tasks._base import (
     architecture_of,
     check_epochs,
 )
-from morphml_dask.tasks._data import ImageDataset, load_digits, open_xarray_dataset
+from morphml_dask.tasks._data import ImageDataset, load_digits
+from morphml_dask.tasks._feed import DEFAULT_DEVICE_DATA_MB, DEFAULT_LOADER_WORKERS, Feed, feed_for
+from morphml_dask.tasks._zarr import open_xarray_dataset
 from morphml_dask.validation import (
+    check_bool,
     check_choice,
     check_int,
     check_number,
@@ -39,10 +43,17 @@ if TYPE_CHECKING:
 
 __all__ = ["TrainingTask"]
 
+# Given each point of the curve as it is made; True stops the training (a pruned trial).
+EpochHook = Callable[[dict[str, float]], bool]
+Curve = list[dict[str, float]]
+
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant")
+PRECISIONS = ("fp32", "bf16")
 # Seeds are stored as signed 64-bit integers; torch's generators take no more.
 MAX_SEED = 2**63 - 1
+# Validation and test batches: inference only, so larger than any training batch.
+EVAL_BATCH = 512
 
 
 class TrainingTask(BaseTask):
@@ -51,7 +62,9 @@ class TrainingTask(BaseTask):
     Parameters
     ----------
     dataset
-        An `ImageDataset`, or ``"digits"`` (scikit-learn's 8x8 digits, the default).
+        An `ImageDataset`, or ``"digits"`` (scikit-learn's 8x8 digits, the default). A
+        dataset opened from a URL (`open_xarray_dataset`) travels to the workers as its URL
+        and they open it themselves, once per process.
     optimizer
         ``"sgd"`` (Nesterov momentum) or ``"adam"``.
     learning_rate, momentum, weight_decay, batch_size
@@ -65,11 +78,33 @@ class TrainingTask(BaseTask):
     seed
         Seeds weight initialisation and batch order: on the CPU, the same seed gives the same
         metrics.
+    precision
+        ``"fp32"``, or ``"bf16"``: forward passes under bfloat16 autocast (on GPUs with
+        bfloat16 and on CPUs), weights and optimizer steps in float32.
+    compile
+        Compile the model with `torch.compile` before it trains: the first epoch pays for the
+        compilation, the others run faster.
+    reductions
+        The strided stages of a `DagSpace` network; None picks them from the image size
+        (`morphml_dask.models.reductions_for`: 0 for 8x8 images, 2 for 32x32). Saved with
+        the weights, so that `morphml_dask.models.load_model` rebuilds the same network.
+        NAS-Bench-201 networks have their own reduction cells and ignore it.
+    device_data_mb
+        A dataset of at most this many megabytes (2**20 bytes, all splits) is copied to the
+        device once per worker process and shared by its trials; a larger one streams from
+        host memory through a `torch.utils.data.DataLoader`.
+    loader_workers
+        The worker processes of that `DataLoader`. A Dask worker is a daemonic process,
+        which may not start any: there, set ``distributed.worker.daemon`` to false, or the
+        trial's own thread gathers the batches.
 
     Notes
     -----
     Accuracies are percentages. Only the model's weights carry over a continuation; the
-    optimizer's momentum restarts.
+    optimizer's momentum restarts. A trial lent several GPUs (``gpus_per_trial`` of 2 or
+    more) trains data-parallel on them with `torch.nn.DataParallel`: each batch is split
+    across the devices and the gradients are summed on the first; such a trial is not
+    compiled (the compiled module would not reach DataParallel's replicas).
     """
 
     name = "train"
@@ -86,6 +121,11 @@ class TrainingTask(BaseTask):
         schedule: str = "cosine",
         max_epochs: int | None = None,
         seed: int = 0,
+        precision: str = "fp32",
+        compile: bool = False,
+        reductions: int | None = None,
+        device_data_mb: float = DEFAULT_DEVICE_DATA_MB,
+        loader_workers: int = DEFAULT_LOADER_WORKERS,
     ) -> None:
         self.optimizer = check_choice("optimizer", optimizer, OPTIMIZERS, error=TaskError)
         self.schedule = check_choice("schedule", schedule, SCHEDULES, error=TaskError)
@@ -109,16 +149,16 @@ class TrainingTask(BaseTask):
         self.learning_rate = _check_rate("learning_rate", learning_rate, 0.1, positive=True)
         self.momentum = _check_rate("momentum", momentum, 0.9)
         self.weight_decay = _check_rate("weight_decay", weight_decay, 5e-4)
-        if isinstance(dataset, str) and dataset == "digits":  # == on an array is elementwise
-            dataset = load_digits(self.seed)
-        if not isinstance(dataset, ImageDataset):
-            raise TaskError(
-                "unknown dataset",
-                expected="'digits' or an ImageDataset (make_dataset / open_xarray_dataset)",
-                received=repr(dataset)[:200],
-                fix="build your data with morphml_dask.tasks.make_dataset(images, labels)",
-            )
-        self.dataset = dataset
+        self.precision = check_choice("precision", precision, PRECISIONS, error=TaskError)
+        self.compile = check_bool("compile", compile, error=TaskError, fix="set compile: false")
+        self.reductions = _check_reductions(reductions)
+        self.device_data_mb = check_number(
+            "device_data_mb", device_data_mb, low=0, error=TaskError, fix="set it to e.g. 256"
+        )
+        self.loader_workers = check_int(
+            "loader_workers", loader_workers, low=0, error=TaskError, fix="set it to e.g. 2"
+        )
+        self.dataset = _check_dataset(dataset, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,7 +172,22 @@ class TrainingTask(BaseTask):
             "schedule": self.schedule,
             "max_epochs": self.max_epochs,
             "seed": self.seed,
+            "precision": self.precision,
+            "compile": self.compile,
+            "reductions": self.reductions,
+            "device_data_mb": self.device_data_mb,
+            "loader_workers": self.loader_workers,
         }
+
+    def model_reductions(self) -> int:
+        """The reduction stages a `DagSpace` network gets: ``reductions``, or the number
+        `morphml_dask.models.reductions_for` picks for the dataset's image size."""
+        if self.reductions is not None:
+            return self.reductions
+        from morphml_dask.models import reductions_for
+
+        _, height, width = self.dataset.input_shape
+        return reductions_for(height, width)
 
     def build(self, arch: ArchGraph) -> nn.Module:
         """The untrained model for ``arch`` on this dataset, initialised from the seed."""
@@ -141,12 +196,45 @@ class TrainingTask(BaseTask):
         from morphml_dask.models import build_model
 
         torch.manual_seed(self.seed)
-        return build_model(arch, self.dataset.num_classes, in_channels=self.dataset.input_shape[0])
+        return build_model(
+            arch,
+            self.dataset.num_classes,
+            in_channels=self.dataset.input_shape[0],
+            reductions=self.model_reductions(),
+        )
+
+    def wrap(self, model: nn.Module, devices: Sequence[str]) -> nn.Module:
+        """The module that trains: ``model`` itself, compiled if ``compile`` is set, or,
+        for several GPUs, `torch.nn.DataParallel` over them (``model`` on the first).
+
+        Raises
+        ------
+        TaskError
+            When ``devices`` names several devices that are not all CUDA GPUs.
+        """
+        import torch
+        from torch import nn
+
+        if len(devices) > 1:
+            if any(torch.device(d).type != "cuda" for d in devices):
+                raise invalid(
+                    TaskError,
+                    "devices",
+                    list(devices),
+                    expected="one device, or several CUDA GPUs to train data-parallel on",
+                    fix="train on one device, e.g. devices=('cpu',)",
+                )
+            return nn.DataParallel(model, device_ids=[torch.device(d) for d in devices])
+        if self.compile:
+            compiled: nn.Module = torch.compile(model)  # type: ignore[assignment]
+            return compiled
+        return model
 
     def run(self, trial: Trial, ctx: TrialContext) -> Evaluation:
-        """Train the trial's architecture on ``ctx.device``. A promotion (a trial with a
-        ``parent``) continues from the weights its parent saved; the weights are saved
-        under the trial id and rung, unless the objective came out NaN or infinite."""
+        """Train the trial's architecture on ``ctx.devices`` (data-parallel when it was lent
+        several GPUs). A promotion (a trial with a ``parent``) continues from the weights
+        its parent saved; the weights are saved under the trial id and rung, unless the
+        objective came out NaN or infinite."""
         from morphml_dask.storage import ExperimentStore
 
         arch = architecture_of(trial, self)
@@ -157,9 +245,10 @@ class TrainingTask(BaseTask):
         evaluation = self.evaluate(
             arch,
             trial.budget,
-            device=ctx.device,
+            devices=ctx.devices,
             weights=weights,
             trained_epochs=trial.parent_budget if weights is not None else 0,
+            on_epoch=lambda point: _reported(ctx, point),
         )
         objective = evaluation.metrics.get(self.objective, math.nan)
         if store is not None and evaluation.weights is not None and math.isfinite(objective):
@@ -169,6 +258,7 @@ class TrainingTask(BaseTask):
                 evaluation.weights,
                 num_classes=self.dataset.num_classes,
                 in_channels=self.dataset.input_shape[0],
+                reductions=self.model_reductions(),
             )
         return evaluation
 
@@ -180,18 +270,32 @@ class TrainingTask(BaseTask):
         device: str = "cpu",
         weights: dict[str, torch.Tensor] | None = None,
         trained_epochs: int = 0,
+        devices: Sequence[str] | None = None,
+        on_epoch: EpochHook | None = None,
     ) -> Evaluation:
+        """`BaseTask.evaluate`; ``devices``, when given, replaces ``device``: several GPUs
+        train data-parallel. ``on_epoch`` is given each point of the curve as it is made and
+        stops the training early by returning True (a pruned trial)."""
         _check_budget(budget, trained_epochs, self.max_epochs)
         from morphml_dask.models import count_flops, count_parameters
 
         started = time.perf_counter()
+        devices = tuple(devices) if devices else (device,)
+        _check_precision(self.precision, devices[0])
         data = self.dataset
         model = self.build(arch)
         if weights is not None:
             model.load_state_dict(weights)
-        model.to(device)
-        curve = self._train(model, range(trained_epochs, budget), device)
-        test_loss, test_acc = _score(model, *_tensors(data.x_test, data.y_test, device))
+        model.to(devices[0])
+        feed = feed_for(
+            data,
+            devices[0],
+            device_data_mb=self.device_data_mb,
+            loader_workers=self.loader_workers,
+        )
+        loop = _Loop(self.wrap(model, devices), feed, self.precision)
+        curve = self._train(loop, range(trained_epochs, budget), on_epoch)
+        test_loss, test_acc = loop.score("test")
         wall = time.perf_counter() - started
         metrics = {
             **{k: v for k, v in curve[-1].items() if k != "epoch"},
@@ -199,26 +303,24 @@ class TrainingTask(BaseTask):
             "test_accuracy": test_acc,
             "params": float(count_parameters(model)),
             "flops": float(count_flops(model, (1, *data.input_shape))),
-            "epochs": float(budget),
+            "epochs": curve[-1]["epoch"],
             "wall_time": wall,
             "cost_seconds": wall,
         }
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         return Evaluation(metrics=metrics, curve=curve, weights=state)
 
-    def _train(self, model: nn.Module, epochs: range, device: str) -> list[dict[str, float]]:
-        """Train ``model`` through ``epochs`` (0-based), scoring it after each: the curve."""
-        data = self.dataset
-        x_train, y_train = _tensors(data.x_train, data.y_train, device)
-        x_val, y_val = _tensors(data.x_val, data.y_val, device)
-        opt = self._make_optimizer(model)
+    def _train(self, loop: _Loop, epochs: range, on_epoch: EpochHook | None) -> Curve:
+        """Train through ``epochs`` (0-based), scoring the model after each: the curve,
+        cut short when ``on_epoch`` says stop."""
+        opt = self._make_optimizer(loop.model)
         horizon = self.max_epochs or epochs.stop
         curve = []
         for epoch in epochs:
             for group in opt.param_groups:
                 group["lr"] = self._learning_rate(epoch, horizon)
-            train_loss = self._train_epoch(model, opt, x_train, y_train, epoch)
-            val_loss, val_acc = _score(model, x_val, y_val)
+            train_loss = loop.train_epoch(opt, self.batch_size, self.seed, epoch)
+            val_loss, val_acc = loop.score("val")
             curve.append(
                 {
                     "epoch": float(epoch + 1),
@@ -227,6 +329,8 @@ class TrainingTask(BaseTask):
                     "val_accuracy": val_acc,
                 }
             )
+            if on_epoch is not None and on_epoch(curve[-1]):
+                break
         return curve
 
     def _make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
@@ -249,59 +353,116 @@ class TrainingTask(BaseTask):
             return self.learning_rate
         return 0.5 * self.learning_rate * (1.0 + math.cos(math.pi * epoch / horizon))
 
-    def _train_epoch(
-        self,
-        model: nn.Module,
-        opt: torch.optim.Optimizer,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        epoch: int,
+
+class _Loop:
+    """One evaluation's training loop: the module that trains, the batches it is fed and
+    the precision of its forward passes.
+
+    Losses are summed on the device and read once per epoch: reading each batch's loss
+    would wait for the GPU at every step.
+    """
+
+    def __init__(self, model: nn.Module, feed: Feed, precision: str) -> None:
+        self.model = model
+        self.feed = feed
+        self.bf16 = precision == "bf16"
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        import torch
+
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.feed.device).type, dtype=torch.bfloat16)
+
+    def train_epoch(
+        self, opt: torch.optim.Optimizer, batch_size: int, seed: int, epoch: int
     ) -> float:
+        """One epoch of training; the mean training loss."""
         import torch
         from torch import nn
 
+        model, feed = self.model, self.feed
         model.train()
         # Batch order depends only on (seed, epoch), so continuing a trial reproduces it.
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        order = torch.randperm(len(x), generator=generator).to(x.device)
-        total = 0.0
-        for start in range(0, len(x), self.batch_size):
-            batch = order[start : start + self.batch_size]
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(feed.sizes["train"], generator=generator)
+        total = torch.zeros((), dtype=torch.float64, device=feed.device)
+        for x, y in feed.batches("train", batch_size, order):
             opt.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"loss became {loss.item()} in epoch {epoch + 1}; lower the learning rate"
-                )
+            with self.autocast():
+                loss = nn.functional.cross_entropy(model(x), y)
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
-            total += loss.item() * len(batch)
-        return total / len(x)
+            total += loss.detach().double() * len(y)
+        mean = total.item() / feed.sizes["train"]
+        if not math.isfinite(mean):
+            raise TrainingDivergedError(
+                f"loss became {mean} in epoch {epoch + 1}; lower the learning rate"
+            )
+        return mean
+
+    def score(self, split: str) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy in percent on ``split``, in eval mode."""
+        import torch
+        from torch import nn
+
+        model, feed = self.model, self.feed
+        model.eval()
+        loss = torch.zeros((), dtype=torch.float64, device=feed.device)
+        correct = torch.zeros((), dtype=torch.int64, device=feed.device)
+        with torch.no_grad():
+            for x, y in feed.batches(split, EVAL_BATCH):
+                with self.autocast():
+                    logits = model(x).float()
+                loss += nn.functional.cross_entropy(logits, y, reduction="sum").double()
+                correct += (logits.argmax(dim=1) == y).sum()
+        count = feed.sizes[split]
+        return loss.item() / count, 100.0 * correct.item() / count
 
 
-def _tensors(
-    x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], device: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_precision(precision: str, device: str) -> None:
+    """Refuse bf16 where torch has no bfloat16 autocast: every trial would fail alike."""
     import torch
 
-    return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    if precision == "fp32":
+        return
+    kind = torch.device(device).type
+    if not torch.amp.is_autocast_available(kind) or (
+        kind == "cuda" and not torch.cuda.is_bf16_supported()
+    ):
+        raise TaskError(
+            f"precision 'bf16' is not supported on {device}",
+            expected="a device with bfloat16 autocast (CPUs, GPUs of compute capability 8 "
+            "and newer)",
+            received=f"device {device!r}",
+            fix="set precision='fp32'",
+            key="precision",
+        )
 
 
-def _score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy in percent, in eval mode."""
-    import torch
-    from torch import nn
+def _check_reductions(reductions: object) -> int | None:
+    if reductions is None:
+        return None
+    return check_int(
+        "reductions",
+        reductions,
+        low=0,
+        error=TaskError,
+        fix="leave reductions out (None) to pick them from the image size",
+    )
 
-    model.eval()
-    loss = 0.0
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(x), 512):
-            logits = model(x[start : start + 512])
-            target = y[start : start + 512]
-            loss += nn.functional.cross_entropy(logits, target, reduction="sum").item()
-            correct += int((logits.argmax(dim=1) == target).sum().item())
-    return loss / len(x), 100.0 * correct / len(x)
+
+def _check_dataset(dataset: object, seed: int) -> ImageDataset:
+    if isinstance(dataset, str) and dataset == "digits":  # == on an array is elementwise
+        dataset = load_digits(seed)
+    if not isinstance(dataset, ImageDataset):
+        raise TaskError(
+            "unknown dataset",
+            expected="'digits' or an ImageDataset (make_dataset / open_xarray_dataset)",
+            received=repr(dataset)[:200],
+            fix="build your data with morphml_dask.tasks.make_dataset(images, labels)",
+        )
+    return dataset
 
 
 def _check_budget(budget: int, trained_epochs: int, max_epochs: int | None) -> None:
@@ -404,3 +565,9 @@ register_kind(
         fit=_span_budgets,
     ),
 )
+
+
+def _reported(ctx: TrialContext, point: dict[str, float]) -> bool:
+    """Report a point of the curve live; whether the pruner said stop."""
+    ctx.report(int(point["epoch"]), **{k: v for k, v in point.items() if k != "epoch"})
+    return ctx.should_stop()
