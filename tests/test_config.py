@@ -76,6 +76,8 @@ def test_the_defaults_validate_against_the_schema() -> None:
         ("lookahead", 1.5),
         ("scheduler-address", 8786),
         ("cluster", {"n-workers": 0}),
+        ("cluster", {"gpus": -1}),
+        ("cluster", {"gpus": 0.5}),
         ("max-trails", 5),
     ],
 )
@@ -110,6 +112,7 @@ def test_importing_loads_the_defaults_into_dask_config() -> None:
         "cluster.gres",
         "cluster.n-workers",
         "cluster.threads-per-worker",
+        "cluster.gpus",
         "cluster.dashboard-address",
     ]
 
@@ -123,10 +126,12 @@ def test_environment_variables_override_yaml_files(
     )
     monkeypatch.setenv("DASK_MORPHML__MAX_TRIALS", "7")
     monkeypatch.setenv("DASK_MORPHML__CLUSTER__N_WORKERS", "3")
+    monkeypatch.setenv("DASK_MORPHML__CLUSTER__GPUS", "2")
     dask.config.refresh(paths=[str(tmp_path)])
     assert config_value("max-trials") == 7
     assert config_value("store") == "s3://bucket/runs"
     assert config_value("cluster.n-workers") == 3
+    assert config_value("cluster.gpus") == 2  # the fake-GPU override, for tests of placement
     assert config_value("lookahead") == load_defaults()["morphml"]["lookahead"]
 
 

@@ -5,17 +5,23 @@ settings and lets it scale from 0 to ``morphml.cluster.maximum-workers`` jobs as
 wait; ``--cluster kubernetes`` does the same with `kubernetes_cluster` and
 ``morphml.cluster.image``; ``local`` (the default) leaves it to the search, which starts a
 `LocalCluster`. Whatever is started here is closed again on the way out.
+
+Each job or pod asks for ``ceil(gpus_per_trial)`` whole GPUs, never a fraction, and its
+worker offers them as ``GPU`` resources; with a share of a GPU (``gpus_per_trial`` below 1)
+the worker runs as many trials at once as share it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from typing import Any
 
+import dask.config
+
 from morphml_dask.config import config_value
 from morphml_dask.exceptions import ClusterError, SchedulerUnreachableError
+from morphml_dask.gpus import gpus_per_worker, trials_per_gpu
 
 __all__ = ["CLUSTER_KINDS", "connect"]
 
@@ -68,8 +74,7 @@ def connect(
         yield None
         return
     maximum = int(config_value("cluster.maximum-workers"))
-    gpus = math.ceil(gpus_per_trial)
-    cluster = _start(kind, name, gpus, maximum)
+    cluster = _start(kind, name, gpus_per_trial)
     try:
         cluster.adapt(minimum=0, maximum=maximum)
         with Client(cluster) as client:
@@ -78,10 +83,17 @@ def connect(
         cluster.close()
 
 
-def _start(kind: str, name: str, gpus: int, maximum: int) -> Any:
+def _start(kind: str, name: str, gpus_per_trial: float) -> Any:
+    """A cluster of ``kind`` whose workers each own ``ceil(gpus_per_trial)`` whole GPUs (the
+    site's scheduler gives the job or pod that allocation) and run as many trials at once
+    as share them."""
+    gpus = gpus_per_worker(gpus_per_trial)
+    # A share of a GPU: each worker runs floor(1/f) trials per GPU, one per thread.
+    threads = gpus * trials_per_gpu(gpus_per_trial) if 0 < gpus_per_trial < 1 else None
     if kind == "slurm":
         from morphml_dask.deploy._slurm import slurm_cluster
 
+        _check_slurm_threads(threads)
         return slurm_cluster(gpus_per_worker=gpus, gres=str(config_value("cluster.gres")))
     from morphml_dask.deploy._kubernetes import kubernetes_cluster
 
@@ -99,6 +111,23 @@ def _start(kind: str, name: str, gpus: int, maximum: int) -> Any:
         image=str(image),
         n_workers=0,
         gpus_per_worker=gpus,
+        threads_per_worker=threads,
+    )
+
+
+def _check_slurm_threads(threads: int | None) -> None:
+    """A SLURM job's worker has one thread per core of the job: enough for the trials that
+    share its GPU?"""
+    cores = dask.config.get("jobqueue.slurm.cores", None)
+    if threads is None or not isinstance(cores, int) or cores >= threads:
+        return
+    raise ClusterError(
+        "a SLURM job has fewer cores than trials share its GPU",
+        expected=f"jobqueue.slurm.cores of {threads} or more: the job's worker runs a trial "
+        "per core, and that many share its GPU",
+        received=f"jobqueue.slurm.cores = {cores}",
+        fix=f"set jobqueue.slurm.cores to {threads} (or more), or gpus_per_trial to "
+        f"{1 / max(1, cores):g} or 1 to share the GPU between fewer trials",
     )
 
 

@@ -65,6 +65,8 @@ gpus_per_worker
     as ``GPU`` resources; 0 makes CPU workers.
 threads_per_worker
     ``dask worker --nthreads``: trials a worker runs at once. Default: one per GPU, or 1.
+    Trials that share a GPU (``gpus_per_trial`` below 1) need one thread each: ``morphml
+    run --cluster kubernetes`` passes ``gpus_per_worker * floor(1 / gpus_per_trial)``.
 resources
     The worker container's ``{"requests": {...}, "limits": {...}}``, e.g.
     ``{"limits": {"memory": "16Gi"}}``; the GPU limit is added.

@@ -44,8 +44,10 @@ _WALLTIME = re.compile(r"^(?:(?P<days>\d+)-)?(?P<clock>\d+(?::\d+){0,2})$")
 
 _PARAMETERS = """
 gpus_per_worker
-    GPUs each job asks SLURM for and its worker offers Dask as ``GPU`` resources; 0
-    adds nothing (the site's configuration may still ask for GPUs).
+    GPUs each job asks SLURM for and its worker offers Dask as ``GPU`` resources, a whole
+    number (for trials that share a GPU, ``ceil(gpus_per_trial)``); 0 adds nothing (the
+    site's configuration may still ask for GPUs). The worker runs a trial per core of the
+    job: give it at least as many cores as trials share its GPUs.
 cores, memory
     Per job (``jobqueue.slurm.cores`` / ``memory``), e.g. ``cores=8, memory="64GB"``.
 walltime

@@ -89,3 +89,76 @@ def test_kubernetes_without_an_image_says_which_setting_to_set() -> None:
 def test_the_local_kind_leaves_the_cluster_to_the_search() -> None:
     with connect(None, "local", name="search", gpus_per_trial=0) as client:
         assert client is None
+
+
+# -- whole GPUs per worker, whatever share of one a trial takes --------------------------------
+
+# A SLURM job of this machine's shape: dask-jobqueue renders its script without SLURM.
+SLURM_SITE = {
+    "jobqueue.slurm.cores": 4,
+    "jobqueue.slurm.memory": "1GB",
+    "jobqueue.slurm.walltime": "00:10:00",
+    "jobqueue.slurm.interface": "lo",
+    "jobqueue.slurm.scheduler-options": {"dashboard_address": "127.0.0.1:0"},
+}
+
+
+@pytest.mark.parametrize(("gpus_per_trial", "gpus"), [(0.5, 1), (0.25, 1), (1, 1), (2, 2)])
+def test_slurm_jobs_ask_for_whole_gpus_and_offer_them_to_dask(
+    gpus_per_trial: float, gpus: int
+) -> None:
+    pytest.importorskip("dask_jobqueue", reason="the SLURM helper needs dask-jobqueue")
+    from morphml_dask.deploy._connect import _start
+
+    with dask.config.set(SLURM_SITE):  # dask-jobqueue reads it for each job it makes
+        cluster = _start("slurm", "search", gpus_per_trial)
+        try:
+            script = str(cluster.job_script())
+        finally:
+            cluster.close()
+    assert f"#SBATCH --gres=gpu:{gpus}\n" in script
+    assert f"--resources GPU={gpus} " in script
+    # One worker process per job, a thread per core: up to four trials share its GPU.
+    assert "--nthreads 4 " in script and "--nworkers" not in script
+
+
+def test_a_slurm_job_with_fewer_cores_than_trials_sharing_its_gpu_is_refused() -> None:
+    pytest.importorskip("dask_jobqueue", reason="the SLURM helper needs dask-jobqueue")
+    from morphml_dask.deploy._connect import _start
+
+    with (
+        dask.config.set({**SLURM_SITE, "jobqueue.slurm.cores": 2}),
+        pytest.raises(
+            ClusterError,
+            match=r"(?s)a SLURM job has fewer cores than trials share its GPU.*"
+            r"jobqueue.slurm.cores of 4 or more.*received: jobqueue.slurm.cores = 2.*"
+            r"fix: set jobqueue.slurm.cores to 4 \(or more\), or gpus_per_trial to 0.5",
+        ),
+    ):
+        _start("slurm", "search", 0.25)
+
+
+@pytest.mark.parametrize(
+    ("gpus_per_trial", "gpus", "threads"), [(0.5, 1, "2"), (0.25, 1, "4"), (1, 1, "1"), (2, 2, "2")]
+)
+def test_kubernetes_workers_ask_for_whole_gpus_and_run_the_trials_that_share_them(
+    monkeypatch: pytest.MonkeyPatch, gpus_per_trial: float, gpus: int, threads: str
+) -> None:
+    operator = pytest.importorskip("dask_kubernetes.operator")
+    from morphml_dask.deploy._connect import _start
+
+    specs: list[dict[str, Any]] = []
+
+    def record(*, custom_cluster_spec: dict[str, Any], **kwargs: Any) -> str:
+        specs.append(custom_cluster_spec)
+        return "cluster"
+
+    monkeypatch.setattr(operator, "KubeCluster", record)
+    with dask.config.set({"morphml.cluster.image": "registry.example/morphml-dask:1"}):
+        assert _start("kubernetes", "search", gpus_per_trial) == "cluster"
+    (spec,) = specs
+    (worker,) = spec["spec"]["worker"]["spec"]["containers"]
+    assert worker["resources"]["limits"] == {"nvidia.com/gpu": str(gpus)}
+    args = worker["args"]
+    assert args[args.index("--resources") + 1] == f"GPU={gpus}"
+    assert args[args.index("--nthreads") + 1] == threads
