@@ -84,7 +84,7 @@ def run(args: argparse.Namespace, folder: Path) -> ChaosReport:
                 first_kill_after=(args.kill_every / 2, args.kill_every * 1.5),
             )
         with Client(cluster) as client:  # type: ignore[no-untyped-call]
-            return worker_chaos(
+            report, _ = worker_chaos(
                 client,
                 RegularizedEvolution(
                     CellSpace(), population_size=POPULATION, max_trials=args.trials, seed=args.seed
@@ -95,6 +95,7 @@ def run(args: argparse.Namespace, folder: Path) -> ChaosReport:
                 interval=args.kill_every,
                 seed=args.seed,
             )
+            return report
 
 
 def _table(report: ChaosReport) -> str:

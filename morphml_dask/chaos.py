@@ -24,11 +24,14 @@ from typing import TYPE_CHECKING, Any
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from morphml_dask.faults import WorkerKiller
+from morphml_dask.trial import TrialState
 
 if TYPE_CHECKING:
     from distributed import Client
 
+    from morphml_dask.driver import Search
     from morphml_dask.optim import BaseOptimizer
+    from morphml_dask.prune import BasePruner
     from morphml_dask.storage import ExperimentStore
     from morphml_dask.tasks import BaseTask
 
@@ -94,6 +97,7 @@ class ChaosReport:
     failed: int
     failed_lost: int
     kills: int
+    pruned: int = 0
     interrupted: int = 0
     in_flight_at_kills: int = 0
     reruns: int = 0
@@ -115,16 +119,18 @@ def worker_chaos(
     *,
     interval: float = 3.0,
     seed: int = 0,
-) -> ChaosReport:
+    pruner: BasePruner | None = None,
+) -> tuple[ChaosReport, Search]:
     """Run a search on ``client`` while a worker process is SIGKILLed every ``interval``
-    seconds; ``optimizer.max_trials`` trials are asked for."""
+    seconds; ``optimizer.max_trials`` trials are asked for. Returns the report and the
+    search (its `Search.pruning`, `Search.events`)."""
     from morphml_dask.driver import Search, keep_restarting_workers
     from morphml_dask.storage import open_store
 
     client.register_plugin(ExecutionLog(log_folder))
     name = f"chaos-{seed}"
     started = time.time()
-    search = Search(optimizer, task, store=store_url, client=client, name=name)
+    search = Search(optimizer, task, store=store_url, client=client, name=name, pruner=pruner)
     with keep_restarting_workers(), WorkerKiller(client, interval=interval, seed=seed) as killer:
         search.run()
     runs = _runs_by_id(executions(log_folder), name)
@@ -139,7 +145,7 @@ def worker_chaos(
             if again:
                 waits.append(again[0] - kill.time)
     store = open_store(store_url)
-    return _report(
+    report = _report(
         "worker-kills",
         store,
         int(optimizer.max_trials or 0),
@@ -151,6 +157,7 @@ def worker_chaos(
         seconds=time.time() - started,
         kill_times=[k.time - started for k in killer.kills],
     )
+    return report, search
 
 
 def driver_chaos(
@@ -276,7 +283,7 @@ def _report(
     raw = stored_id_counts(store)
     requested_ids = {f"t{i:06d}" for i in range(1, requested + 1)}
     stored_ids = {record.trial_id for record in records}
-    failed = [record.result for record in records if not record.ok]
+    failed = [record.result for record in records if record.result.state is TrialState.FAIL]
     return ChaosReport(
         mode=mode,
         requested=requested,
@@ -285,6 +292,7 @@ def _report(
         lost=len(requested_ids - stored_ids),
         failed=len(failed),
         failed_lost=sum(result.error_kind == "lost" for result in failed),
+        pruned=sum(record.result.state is TrialState.PRUNED for record in records),
         kills=kills,
         interrupted=interrupted,
         in_flight_at_kills=in_flight,

@@ -27,6 +27,7 @@ __all__ = [
     "ModelBuildError",
     "MorphMLError",
     "OptimizerError",
+    "PrunerError",
     "SchedulerUnreachableError",
     "SearchSpaceError",
     "SearchStalledError",
@@ -35,6 +36,7 @@ __all__ = [
     "StorageInputError",
     "TaskError",
     "TrainingDivergedError",
+    "TrialPruned",
     "UnschedulableError",
 ]
 
@@ -123,6 +125,10 @@ class OptimizerError(InputError):
     """An optimizer was configured or driven wrongly (bad settings, unknown trial ids)."""
 
 
+class PrunerError(InputError):
+    """A pruner was configured wrongly, or cannot act on what the trials report."""
+
+
 class ClusterError(InputError):
     """Cluster settings that cannot be used (unknown kind, invalid names, options)."""
 
@@ -159,3 +165,12 @@ class UnschedulableError(MorphMLError, RuntimeError):
 
 class TrainingDivergedError(RuntimeError):
     """Training produced a non-finite loss: the trial failed, the search goes on."""
+
+
+class TrialPruned(Exception):  # noqa: N818 (the name Optuna users know)
+    """Raised by a train function to stop its trial because the pruner said so.
+
+    A train function that checks ``ctx.should_stop()`` may return early, or ``raise
+    TrialPruned()``: the runner catches it and records the trial as ``pruned``, with the
+    curve and the metrics it reported until then. Not an error of the trial.
+    """

@@ -48,16 +48,17 @@ import yaml
 
 from morphml_dask.config import config_value
 from morphml_dask.exceptions import ExperimentError, InputError
+from morphml_dask.gpus import check_gpus_per_trial
 
 # Importing the packages registers their built-in kinds.
 from morphml_dask.optim import BaseOptimizer
+from morphml_dask.prune import BasePruner
 from morphml_dask.registry import SECTIONS, Kind, Schema, get_kind, kinds, register_kind, resolve
 from morphml_dask.space import BaseSearchSpace
 from morphml_dask.tasks import DEFAULT_EPOCHS, BaseTask, check_epochs
 from morphml_dask.validation import (
     check_int,
     check_json,
-    check_number,
     check_options,
     check_string,
     describe,
@@ -112,7 +113,8 @@ class Experiment:
 
     @property
     def gpus_per_trial(self) -> float:
-        """GPU resources each trial asks for; 0 for CPU trials."""
+        """GPUs each trial needs: whole GPUs, a share of one (0.5: two trials per GPU), or 0
+        for CPU trials."""
         value: float = self.document["gpus_per_trial"]
         return value
 
@@ -123,6 +125,11 @@ class Experiment:
         `BaseOptimizer.load_state_dict`.
         """
         return _make_optimizer(self.document, self.space)
+
+    def make_pruner(self) -> BasePruner | None:
+        """A fresh pruner from the pruner section, or None when the document names none."""
+        section = self.document.get("pruner")
+        return None if section is None else _make_pruner(section)
 
     def to_dict(self) -> dict[str, Any]:
         """The normalized document, JSON-ready; `load_experiment` reads it back as equal."""
@@ -304,7 +311,8 @@ def _check_version(key: str, value: Any) -> int:
 
 
 def _check_gpus(key: str, value: Any) -> Any:
-    check_number(key, value, low=0, error=ExperimentError)
+    # 0, a share of one GPU (0.5: two trials per GPU) or whole GPUs: morphml_dask.gpus.
+    check_gpus_per_trial(value, name=key, error=ExperimentError)
     return check_json(key, value, error=ExperimentError)  # as written: 1 stays 1
 
 
@@ -332,6 +340,8 @@ _REQUIRED = {
     "task": "{name: train, dataset: digits, epochs: 4}",
     "optimizer": "{name: regularized-evolution, population_size: 8, seed: 0}",
 }
+# Sections a document may leave out, with what the error messages show as an example.
+_OPTIONAL = {"pruner": "{name: successive-halving, min_budget: 1, eta: 3}"}
 # Top-level settings whose default is a morphml_dask config key.
 _FROM_CONFIG = {"max_trials": "max-trials", "store": "store", "gpus_per_trial": "gpus-per-trial"}
 
@@ -410,15 +420,16 @@ def _section(document: Mapping[str, Any], section: str) -> tuple[Kind, dict[str,
     value = document[section]
     names = sorted(kinds(section))
     if not isinstance(value, Mapping):
-        _wrong(section, value, f"a mapping with a name, e.g. {section}: {_REQUIRED[section]}")
-    if "name" not in value and "function" in value and section != "optimizer":
+        example = {**_REQUIRED, **_OPTIONAL}[section]
+        _wrong(section, value, f"a mapping with a name, e.g. {section}: {example}")
+    if "name" not in value and "function" in value and section in ("space", "task"):
         value = {"name": _FUNCTION, **value}  # space: {function: mypkg.spaces:mlp}
     if "name" not in value:
         named = [name for name in names if name != _FUNCTION]  # chosen by function: instead
         _fail(
             f"missing {section}.name",
             expected=f"a name among {named}"
-            + ("" if section == "optimizer" else ", or function: 'module:name'"),
+            + (", or function: 'module:name'" if section in ("space", "task") else ""),
             received=f"keys {sorted(map(key_text, value))}",
             fix=f"add name: {named[0]} to the {section} section",
         )
@@ -566,6 +577,7 @@ def _build(document: Mapping[str, Any], folder: Path | None) -> Experiment:
         with _naming("task", task_suffixes):
             fit(doc["task"], _make_optimizer(doc, space))
         task = _make_task(doc, task_kind, task_suffixes)
+    doc["pruner"] = _pruner_doc(document, doc["task"])
     with _naming(""):  # JSON-ready: tuples become lists, NumPy scalars Python's
         doc = {key: check_json(key, doc[key], error=ExperimentError) for key in _TOP}
     return Experiment(doc, space, task)
@@ -604,6 +616,35 @@ def _importable(folders: list[str]) -> None:
         if folder not in sys.path:
             sys.path.insert(0, folder)
     importlib.invalidate_caches()  # modules written since the folder was last listed
+
+
+def _pruner_doc(document: Mapping[str, Any], task_doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The pruner section, defaults filled in (``max_budget`` from the task's ``epochs``),
+    once the pruner it describes was built; None when the document names none."""
+    if document.get("pruner") is None:
+        return None
+    kind, given = _section(document, "pruner")
+    doc, _ = _section_doc(kind, given)
+    for key, task_key in kind.schema.from_task.items():
+        if key not in given and task_key in task_doc:
+            doc[key] = task_doc[task_key]
+    _make_pruner(doc)
+    return doc
+
+
+def _make_pruner(section: Mapping[str, Any]) -> BasePruner:
+    kind = get_kind("pruner", section["name"])
+    if kind is None:
+        _fail(
+            "unknown pruner.name",
+            expected=f"one of {sorted(kinds('pruner'))}",
+            received=repr(section["name"]),
+            fix="register the pruner again before making it",
+        )
+    with _naming("pruner"):
+        made = kind.build({k: v for k, v in section.items() if k != "name"})
+    pruner: BasePruner = _made("pruner", kind, made, BasePruner)
+    return pruner
 
 
 def _make_optimizer(document: Mapping[str, Any], space: BaseSearchSpace) -> BaseOptimizer:

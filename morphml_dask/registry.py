@@ -40,9 +40,14 @@ __all__ = [
     "unregister_kind",
 ]
 
-SECTIONS = ("space", "task", "optimizer")
+SECTIONS = ("space", "task", "optimizer", "pruner")
 # Arguments the experiment passes itself, never written in a section.
-PASSED_BY_EXPERIMENT = {"space": (), "task": (), "optimizer": ("space", "max_trials")}
+PASSED_BY_EXPERIMENT = {
+    "space": (),
+    "task": (),
+    "optimizer": ("space", "max_trials"),
+    "pruner": (),
+}
 
 Factory = Callable[..., Any]
 
@@ -167,7 +172,7 @@ def register_kind(
     Parameters
     ----------
     section
-        ``"space"``, ``"task"`` or ``"optimizer"``.
+        ``"space"``, ``"task"``, ``"optimizer"`` or ``"pruner"``.
     name
         The name documents use, e.g. ``"asha"``.
     factory

@@ -25,6 +25,8 @@ class SearchStatus:
         Trials finished and recorded (completed, failed or reused).
     failed
         Of those, the trials that failed.
+    pruned
+        Of those, the trials the pruner stopped early.
     reused
         Of those, the trials answered from an earlier trial of the same architecture.
     retried
@@ -57,6 +59,7 @@ class SearchStatus:
 
     done: int = 0
     failed: int = 0
+    pruned: int = 0
     reused: int = 0
     retried: int = 0
     submitted: int = 0

@@ -26,12 +26,14 @@ _VERSION = 1
 
 
 class TrialState(str, enum.Enum):
-    """Where a trial stands. Results are `COMPLETE` or `FAIL`."""
+    """Where a trial stands. Results are `COMPLETE`, `FAIL` or `PRUNED` (stopped early by
+    the search's pruner, with the metrics it reported until then)."""
 
     PENDING = "pending"
     RUNNING = "running"
     COMPLETE = "complete"
     FAIL = "fail"
+    PRUNED = "pruned"
 
 
 @dataclass(frozen=True)
@@ -114,13 +116,22 @@ class TrialResult:
     def failed(cls, trial_id: str, error: str, kind: str = "error") -> TrialResult:
         return cls(trial_id, TrialState.FAIL, {}, error=error, error_kind=kind)
 
+    @classmethod
+    def pruned(cls, trial_id: str, metrics: Mapping[str, float]) -> TrialResult:
+        """A trial the pruner stopped, with the metrics of its last report."""
+        return cls(trial_id, TrialState.PRUNED, {k: float(v) for k, v in metrics.items()})
+
     @property
     def ok(self) -> bool:
+        """Whether the trial completed its budget."""
         return self.state is TrialState.COMPLETE
 
     def value(self, metric: str) -> float:
-        """The metric, or NaN when the trial failed or did not report it."""
-        return float(self.metrics.get(metric, math.nan)) if self.ok else math.nan
+        """The metric, or NaN when the trial failed or did not report it. A pruned trial's
+        is the value it last reported: a result at a lower fidelity."""
+        if self.state is TrialState.FAIL:
+            return math.nan
+        return float(self.metrics.get(metric, math.nan))
 
     def to_dict(self) -> dict[str, Any]:
         return {

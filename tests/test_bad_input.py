@@ -349,6 +349,32 @@ EXPERIMENT_CASES = [
         r"invalid value for task\.storage_options.*digits ships with scikit-learn",
         "digits-with-storage-options",
     ),
+    case(
+        load(nb201_doc(pruner={"name": "medain"})),
+        ExperimentError,
+        r"unknown pruner\.name.*one of \['hyperband', 'median', 'successive-halving'\]"
+        r".*fix: set pruner\.name to median",
+        "pruner-name-unknown",
+    ),
+    case(
+        load(nb201_doc(pruner={"name": "successive-halving", "eta": 1})),
+        ExperimentError,
+        r"invalid value for pruner\.eta.*an integer >= 2.*received: 1 \(int\)",
+        "pruner-eta-below-2",
+    ),
+    case(
+        load(nb201_doc(pruner={"name": "median", "min_budget": 1})),
+        ExperimentError,
+        r"unknown key pruner\.min_budget.*keys among \['min_trials', 'warmup_steps'\]",
+        "pruner-key-of-another-pruner",
+    ),
+    case(
+        load(nb201_doc(pruner="median")),
+        ExperimentError,
+        r"invalid value for pruner.*a mapping with a name, e\.g\. pruner: \{name: "
+        r"successive-halving",
+        "pruner-not-a-mapping",
+    ),
 ]
 
 

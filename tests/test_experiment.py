@@ -131,12 +131,14 @@ def test_the_normalized_document_fills_every_default() -> None:
         "space",
         "task",
         "optimizer",
+        "pruner",
         "max_trials",
         "store",
         "storage_options",
         "gpus_per_trial",
         "python_path",
     ]
+    assert document["pruner"] is None  # none named: every trial trains to its budget
     assert document["python_path"] == []  # a document that is no file has no folder
     assert document["optimizer"] == {
         "name": "regularized-evolution",

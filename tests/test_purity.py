@@ -13,9 +13,9 @@ import pytest
 
 PACKAGE = Path(__file__).parents[1] / "morphml_dask"
 FORBIDDEN = ("torch", "dask", "distributed", "fsspec", "s3fs", "zarr", "xarray")
-PURE = ("space", "optim")
+PURE = ("space", "optim", "prune")
 # Modules the pure packages import, pure themselves.
-PURE_MODULES = ("registry.py", "validation.py", "exceptions.py", "trial.py")
+PURE_MODULES = ("registry.py", "validation.py", "exceptions.py", "trial.py", "gpus.py")
 
 
 def _imports(path: Path) -> set[str]:
@@ -53,7 +53,13 @@ def _loaded_after(modules: str, watched: tuple[str, ...]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "modules", ["morphml_dask.space, morphml_dask", "morphml_dask.optim", "morphml_dask.registry"]
+    "modules",
+    [
+        "morphml_dask.space, morphml_dask",
+        "morphml_dask.optim",
+        "morphml_dask.prune",
+        "morphml_dask.registry",
+    ],
 )
 def test_importing_the_pure_packages_loads_no_framework(modules: str) -> None:
     assert _loaded_after(modules, FORBIDDEN) == []

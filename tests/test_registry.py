@@ -63,10 +63,11 @@ def document(**sections: Any) -> dict[str, Any]:
 
 
 def test_the_built_in_kinds_register_themselves() -> None:
-    assert SECTIONS == ("space", "task", "optimizer")
+    assert SECTIONS == ("space", "task", "optimizer", "pruner")
     assert list(kinds("space")) == ["nb201-cell", "dag-cnn", "function"]
     assert set(kinds("task")) == {"train", "nb201-tabular", "function"}
     assert set(kinds("optimizer")) >= {"asha", "random-search", "regularized-evolution"}
+    assert set(kinds("pruner")) == {"median", "successive-halving", "hyperband"}
     assert get_kind("space", "dag-cnn") == Kind("space", "dag-cnn", DagSpace)
     assert get_kind("task", TrainingTask.name).factory is TrainingTask  # type: ignore[union-attr]
     assert get_kind("space", "nope") is None
@@ -164,7 +165,7 @@ def test_registering_the_same_factory_again_replaces_it(
     [
         (
             ("model", "x", small_dag),
-            r"unknown section 'model'(.|\n)*one of \['space', 'task', 'optimizer'\]"
+            r"unknown section 'model'(.|\n)*one of \['space', 'task', 'optimizer', 'pruner'\]"
             r"(.|\n)*received: 'model'(.|\n)*fix: call register_kind",
         ),
         (("space", "", small_dag), r"invalid kind name(.|\n)*a non-empty string(.|\n)*''"),

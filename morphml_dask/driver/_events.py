@@ -23,10 +23,13 @@ __all__ = [
     "Instruction",
     "Log",
     "Outcome",
+    "PauseTrials",
     "Persist",
     "Release",
+    "Reported",
     "Retire",
     "StopRequested",
+    "StopTrials",
     "StoreCongested",
     "StoreRead",
     "Submit",
@@ -50,6 +53,21 @@ class Outcome:
     job_id: str | None = None
     start_time: float | None = None
     end_time: float | None = None
+    paused: bool = False
+
+    def record(self, trial: Trial, result: TrialResult, attempt: int) -> TrialRecord:
+        """The trials-table row of ``trial`` with ``result`` (this outcome's, or the one the
+        driver made of it), where and when it ran."""
+        return TrialRecord(
+            trial,
+            result,
+            worker=self.worker,
+            device=self.device,
+            job_id=self.job_id,
+            start_time=self.start_time,
+            end_time=self.end_time,
+            attempt=attempt,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, as `run_trial` returns it across the process boundary."""
@@ -61,6 +79,7 @@ class Outcome:
             "job_id": self.job_id,
             "start_time": self.start_time,
             "end_time": self.end_time,
+            "paused": self.paused,
         }
 
     @classmethod
@@ -73,6 +92,7 @@ class Outcome:
             job_id=data.get("job_id"),
             start_time=data.get("start_time"),
             end_time=data.get("end_time"),
+            paused=bool(data.get("paused", False)),
         )
 
 
@@ -120,10 +140,23 @@ class StoreCongested:
 
 @dataclass(frozen=True)
 class StopRequested:
-    """The user asked the search to stop."""
+    """The user asked the search to stop: at once, or, with ``pause_for`` seconds, once the
+    running trials saved their state and returned (`Search.pause`)."""
+
+    pause_for: float = 0.0
 
 
-Event = StoreRead | WorkersSeen | TaskFinished | TaskLost | StoreCongested | StopRequested
+@dataclass(frozen=True)
+class Reported:
+    """Running trials reported points of their curves: ``(trial_id, step, metrics)`` each,
+    in the order they arrived."""
+
+    reports: tuple[tuple[str, int, Mapping[str, float]], ...]
+
+
+Event = (
+    StoreRead | WorkersSeen | TaskFinished | TaskLost | StoreCongested | StopRequested | Reported
+)
 
 
 # -- instructions ------------------------------------------------------------------------------
@@ -153,6 +186,20 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class StopTrials:
+    """Tell these running trials to stop (the pruner decided so): they learn it at their
+    next ``ctx.should_stop()``."""
+
+    trial_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PauseTrials:
+    """Tell every running trial of the search to save its state and return: it continues
+    from there when the search is resumed."""
+
+
+@dataclass(frozen=True)
 class Release:
     """Drop these finished tasks' results from the cluster now."""
 
@@ -162,13 +209,15 @@ class Release:
 @dataclass(frozen=True)
 class Persist:
     """Write ``records`` and ``curves``, then a checkpoint of the optimizer's state with its
-    ``pending`` trials, in that order; release ``release`` once written."""
+    ``pending`` trials (and the pruner's state), in that order; release ``release`` once
+    written."""
 
     records: tuple[TrialRecord, ...]
     curves: Mapping[str, Curve]
     optimizer_state: Mapping[str, Any]
     pending: tuple[Trial, ...]
     release: tuple[str, ...] = ()
+    pruner_state: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -198,7 +247,9 @@ class Fail:
     error: MorphMLError
 
 
-Instruction = Submit | Cancel | Release | Persist | Retire | Log | Finish | Fail
+Instruction = (
+    Submit | Cancel | Release | Persist | Retire | Log | Finish | Fail | StopTrials | PauseTrials
+)
 
 
 def submitted_trials(instructions: Sequence[Instruction]) -> list[Trial]:

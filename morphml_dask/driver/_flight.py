@@ -82,6 +82,10 @@ class InFlight:
             self._trials -= len(submission.trials)
         return submission
 
+    def active(self, trial_id: str) -> bool:
+        """Whether ``trial_id`` was submitted and has no result yet."""
+        return trial_id in self._attempts
+
     def settled(self, trial: Trial) -> None:
         """``trial`` has its result: its attempts need no counting any more."""
         self._attempts.pop(trial.id, None)

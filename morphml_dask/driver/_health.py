@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["INFRASTRUCTURE_FAILURES", "Quarantine", "WorkerHealth"]
+__all__ = ["INFRASTRUCTURE_FAILURES", "Quarantine", "WorkerAbsence", "WorkerHealth"]
 
 # Failure kinds (`TrialResult.error_kind`) that may blame the worker rather than the trial.
 INFRASTRUCTURE_FAILURES = frozenset({"cuda", "oom", "import"})
@@ -93,3 +93,25 @@ class WorkerHealth:
     def attempts(self, trial_id: str) -> int:
         """Failed attempts of ``trial_id`` that are being retried."""
         return len(self._failures.get(trial_id, []))
+
+
+class WorkerAbsence:
+    """How long the cluster has had no worker able to run the trials while trials wait;
+    says when to warn and, past ``timeout`` seconds (None: never), when to give up."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.since: float | None = None
+
+    def see(self, slots: int, idle: bool, now: float) -> str | None:
+        """``"warn"`` when the absence starts, ``"give up"`` once it lasted past the
+        timeout, else None."""
+        if slots > 0 or idle:
+            self.since = None
+            return None
+        if self.since is None:
+            self.since = now
+            return "warn"
+        if self.timeout is not None and now - self.since > self.timeout:
+            return "give up"
+        return None

@@ -35,9 +35,10 @@ def search_from_experiment(
         experiment.task,
         store=open_store(store or experiment.store_url, store_options),
         client=client,
-        gpus_per_trial=int(experiment.gpus_per_trial),
+        gpus_per_trial=experiment.gpus_per_trial,
         name=experiment.name,
         config=document,
+        pruner=experiment.make_pruner(),
         **options,
     )
 
@@ -58,8 +59,9 @@ def resume(
 ) -> Search:
     """The search stored at ``url``, ready to go on from its last checkpoint.
 
-    The optimizer continues from its saved state; trials that were in flight run again under
-    the same ids unless their results reached the store, which are told instead.
+    The optimizer (and the pruner) continue from their saved state; trials that were in
+    flight run again under the same ids unless their results reached the store, which are
+    told instead.
     """
     from morphml_dask.experiment import load_experiment
 
@@ -68,14 +70,18 @@ def resume(
     experiment = load_experiment(checkpoint.config)
     optimizer = experiment.make_optimizer()
     optimizer.load_state_dict(checkpoint.optimizer)
+    pruner = experiment.make_pruner()
+    if pruner is not None and checkpoint.pruner is not None:
+        pruner.load_state_dict(checkpoint.pruner)
     return Search(
         optimizer,
         experiment.task,
         store=store,
         client=client,
-        gpus_per_trial=int(experiment.gpus_per_trial),
+        gpus_per_trial=experiment.gpus_per_trial,
         name=experiment.name,
         config=checkpoint.config,
+        pruner=pruner,
         **options,
     )
 

@@ -28,8 +28,12 @@ from morphml_dask.driver._cluster import default_client, keep_restarting_workers
 from morphml_dask.driver._packing import PackSize
 from morphml_dask.driver._session import SearchSession
 from morphml_dask.driver._state import Counts, Policy, SearchState
+from morphml_dask.exceptions import ClusterError, PrunerError
+from morphml_dask.gpus import check_gpus_per_trial
+from morphml_dask.prune import BasePruner
 from morphml_dask.status import SearchStatus
 from morphml_dask.storage import ExperimentStore, open_store
+from morphml_dask.validation import describe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
     from distributed import Client
     from matplotlib.figure import Figure
 
+    from morphml_dask.driver._writer import StoreWriter
     from morphml_dask.optim import BaseOptimizer
     from morphml_dask.tasks import BaseTask
 
@@ -60,8 +65,11 @@ class Search:
         A `distributed.Client`; by default the current one, else a new `LocalCluster` of
         worker processes (closed again at the end; a client you pass is never closed).
     gpus_per_trial
-        GPUs each trial needs; above 0 the trials ask Dask for that many ``GPU`` resources
-        (config ``morphml.gpus-per-trial``, 0).
+        GPUs each trial needs (config ``morphml.gpus-per-trial``, 0: the CPU). A whole
+        number ``n`` gives each trial ``n`` GPUs of its own (``ctx.devices``); a fraction
+        ``f`` from 0.001 to 1 shares one GPU between ``floor(1/f)`` trials at once (0.5:
+        two), each on its own CUDA stream. Trials ask Dask for ``GPU`` resources
+        accordingly (`morphml_dask.gpus`); see the GPU page of the documentation.
     max_retries
         How often a trial runs again when Dask gave it up after its workers died, or when it
         failed for infrastructure reasons (CUDA, out of memory, import errors), each time on
@@ -96,6 +104,16 @@ class Search:
         own). Trials far shorter than a task's overhead are packed, so that a search of
         millisecond trials is not limited by the scheduler; each keeps its own row, and the
         queue grows by the same factor, so that every slot stays busy (`PackSize`).
+    pruner
+        Stops losing trials while they run, from their reports
+        (`morphml_dask.prune.MedianStopping`, `SuccessiveHalving`, `Hyperband`), judged by
+        the optimizer's objective; None trains every trial to its budget.
+
+    Raises
+    ------
+    ClusterError
+        When ``gpus_per_trial`` is neither 0, a share of one GPU from 0.001 to 1, nor a
+        whole number of GPUs.
     """
 
     def __init__(
@@ -106,7 +124,7 @@ class Search:
         store: ExperimentStore | str | None = None,
         storage_options: dict[str, Any] | None = None,
         client: Client | None = None,
-        gpus_per_trial: int | None = None,
+        gpus_per_trial: float | None = None,
         max_retries: int | None = None,
         quarantine_after: int | None = None,
         lookahead: int | None = None,
@@ -117,6 +135,7 @@ class Search:
         config: Mapping[str, Any] | None = None,
         worker_wait: float = 10.0,
         max_pack: int = 32,
+        pruner: BasePruner | None = None,
     ) -> None:
         if not isinstance(store, ExperimentStore):
             store = open_store(config_value("store", store), storage_options)
@@ -142,9 +161,11 @@ class Search:
         # Saved in every checkpoint, so never with the secrets of its storage options.
         self.config: dict[str, Any] = without_credentials(dict(config or {}))
         self.worker_wait = worker_wait
+        self.pruner = _check_pruner(pruner)
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self._stop = threading.Event()
+        self.pause_for = 0.0  # seconds to wait for paused trials (`pause`); 0: `stop`
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._session: SearchSession | None = None
@@ -168,6 +189,15 @@ class Search:
         """Stop submitting; running trials are cancelled and stay in the checkpoint."""
         self._stop.set()
 
+    def pause(self, grace: float = 60.0) -> None:
+        """Stop submitting; tell the running trials to save their state and return. They
+        stay pending in the checkpoint and continue from that state, on any worker, when the
+        search is resumed (`resume`); those still running after ``grace`` seconds are
+        cancelled, as by `stop`. A trial cooperates by ``ctx.save`` and a return once
+        ``ctx.should_stop()``."""
+        self.pause_for = max(float(grace), 1e-3)
+        self._stop.set()
+
     def wait(self, timeout: float | None = None) -> pd.DataFrame:
         """Wait for a search started with `start`; re-raises its error."""
         if self._thread is not None:
@@ -186,8 +216,9 @@ class Search:
         return self._stop.is_set()
 
     @property
-    def gpus_per_trial(self) -> int:
-        return int(self.policy.gpus_per_trial)
+    def gpus_per_trial(self) -> float:
+        """GPUs each trial needs: whole GPUs, a share of one, or 0 for the CPU."""
+        return self.policy.gpus_per_trial
 
     @property
     def events(self) -> list[tuple[Any, ...]]:
@@ -195,34 +226,33 @@ class Search:
         replaying them on a fresh optimizer reproduces the search's decisions."""
         return [] if self._last is None else list(self._last.log)
 
+    @property
+    def pruning(self) -> tuple[list[tuple[str, int, float]], list[tuple[str, int]]]:
+        """The pruner's inputs, ``(trial_id, step, score)`` in order, and the stops it
+        decided, ``(trial_id, step)``: replaying the first on a fresh pruner gives the
+        second."""
+        if self._last is None:
+            return [], []
+        return list(self._last.pruning.inputs), list(self._last.pruning.decisions)
+
+    def live_curves(self) -> tuple[dict[str, list[dict[str, float]]], set[str]]:
+        """The curves of the trials running now, as they reported them so far (trial id ->
+        points ``{"epoch": step, **metrics}``, the latest 200 of each, in the order the
+        trials first reported), and the ids of those the pruner told to stop. Copies, safe
+        to read while the search runs (the dashboard page draws them)."""
+        if self._last is None:
+            return {}, set()
+        live = self._last.pruning.live
+        curves = dict(live.curves)  # one copy at once: the search's thread adds and drops
+        return {trial_id: list(points) for trial_id, points in curves.items()}, set(live.stopped)
+
     def status(self) -> SearchStatus:
         """Where the search stands now (`SearchStatus`)."""
-        state = self._last
-        counts = Counts() if state is None else state.counts
-        writer = None if self._session is None else self._session.writer
-        best = self.optimizer.best_trial
         elapsed = 0.0
         if self.started_at is not None:
             elapsed = (self.finished_at or time.time()) - self.started_at
-        return SearchStatus(
-            done=counts.done,
-            failed=counts.failed,
-            reused=counts.reused,
-            retried=counts.retried,
-            submitted=counts.submitted,
-            running=0 if state is None or state.over else state.running,
-            waiting_for_a_worker=0 if state is None else state.waiting,
-            kept_off_retiring_workers=counts.kept_off,
-            waiting_for_store=writer is not None and writer.congested,
-            store_retries=0 if writer is None else writer.retries,
-            store_longest_write_s=0.0 if writer is None else writer.longest_write_s,
-            store_last_write_s=0.0 if writer is None else writer.last_write_s,
-            store_backlog_batches=0 if writer is None else writer.backlog_batches,
-            quarantined=() if state is None else state.quarantined,
-            best_trial=None if best is None else best.id,
-            elapsed=elapsed,
-            finished=self.optimizer.finished,
-        )
+        writer = None if self._session is None else self._session.writer
+        return _status(self._last, writer, self.optimizer, elapsed)
 
     def _run_in_thread(self) -> None:
         try:
@@ -320,7 +350,7 @@ def _policy(name: str, task: BaseTask, *, max_pack: int, **settings: Any) -> Pol
     PackSize(max_pack)  # refuses a bad max_pack now rather than when the search starts
     return Policy(
         name=name,
-        gpus_per_trial=int(configured["gpus_per_trial"]),
+        gpus_per_trial=check_gpus_per_trial(configured["gpus_per_trial"], error=ClusterError),
         max_retries=int(configured["max_retries"]),
         quarantine_after=int(configured["quarantine_after"]),
         lookahead=None if configured["lookahead"] is None else int(configured["lookahead"]),
@@ -330,4 +360,47 @@ def _policy(name: str, task: BaseTask, *, max_pack: int, **settings: Any) -> Pol
         else float(configured["worker_timeout"]),
         max_pack=max_pack,
         expected_seconds=expected if callable(expected) else None,
+    )
+
+
+def _check_pruner(pruner: object) -> BasePruner | None:
+    if pruner is None or isinstance(pruner, BasePruner):
+        return pruner
+    raise PrunerError(
+        "invalid pruner",
+        expected="a pruner of morphml_dask.prune, e.g. SuccessiveHalving(min_budget=1, eta=3), "
+        "or None",
+        received=describe(pruner),
+        fix="pass pruner=MedianStopping() or another BasePruner",
+        key="pruner",
+    )
+
+
+def _status(
+    state: SearchState | None,
+    writer: StoreWriter | None,
+    optimizer: BaseOptimizer,
+    elapsed: float,
+) -> SearchStatus:
+    counts = Counts() if state is None else state.counts
+    best = optimizer.best_trial
+    return SearchStatus(
+        done=counts.done,
+        failed=counts.failed,
+        pruned=counts.pruned,
+        reused=counts.reused,
+        retried=counts.retried,
+        submitted=counts.submitted,
+        running=0 if state is None or state.over else state.running,
+        waiting_for_a_worker=0 if state is None else state.waiting,
+        kept_off_retiring_workers=counts.kept_off,
+        waiting_for_store=writer is not None and writer.congested,
+        store_retries=0 if writer is None else writer.retries,
+        store_longest_write_s=0.0 if writer is None else writer.longest_write_s,
+        store_last_write_s=0.0 if writer is None else writer.last_write_s,
+        store_backlog_batches=0 if writer is None else writer.backlog_batches,
+        quarantined=() if state is None else state.quarantined,
+        best_trial=None if best is None else best.id,
+        elapsed=elapsed,
+        finished=optimizer.finished,
     )

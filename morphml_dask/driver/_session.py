@@ -15,10 +15,12 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from morphml_dask.config import config_value
 from morphml_dask.driver._cluster import WorkerWatch, register_plugin, slots_of
+from morphml_dask.driver._devices import GPUPlugin
 from morphml_dask.driver._events import (
     Cancel,
     Event,
@@ -27,19 +29,24 @@ from morphml_dask.driver._events import (
     Instruction,
     Log,
     Outcome,
+    PauseTrials,
     Persist,
     Release,
+    Reported,
     Retire,
     StopRequested,
+    StopTrials,
     StoreCongested,
     StoreRead,
     Submit,
     TaskFinished,
     TaskLost,
 )
+from morphml_dask.driver._live import LiveInbox
 from morphml_dask.driver._state import SearchState
-from morphml_dask.driver._worker import GPUPlugin, TaskPlugin, run_trial, run_trials
+from morphml_dask.driver._worker import TaskPlugin, run_trial, run_trials
 from morphml_dask.driver._writer import StoreWriter
+from morphml_dask.gpus import gpu_request
 from morphml_dask.storage import Checkpoint
 
 if TYPE_CHECKING:
@@ -70,15 +77,16 @@ class SearchSession:
 
         self.search = search
         self.client = client
-        self.state = SearchState(search.optimizer, search.policy)
+        self.state = SearchState(search.optimizer, search.policy, search.pruner)
         self.task_name = f"{search.name}-{uuid.uuid4().hex[:8]}"
         self.futures: dict[str, Future[Any]] = {}
         self.completed = as_completed(loop=client.loop)
-        self.workers = WorkerWatch(client, int(search.policy.gpus_per_trial))
+        self.workers = WorkerWatch(client, search.policy.gpus_per_trial)
         self.writer: StoreWriter | None = None
         self.publisher: ProgressPublisher | None = None
         self._congested = False
         self._registered = False
+        self.inbox: LiveInbox | None = None
 
     def run(self) -> None:
         """Drive the search to its end."""
@@ -95,11 +103,13 @@ class SearchSession:
     # -- the loop --------------------------------------------------------------------------
 
     def _begin(self) -> None:
-        search, gpus = self.search, int(self.search.policy.gpus_per_trial)
+        search, gpus = self.search, self.search.policy.gpus_per_trial
         register_plugin(self.client, GPUPlugin())
         # Raises at once when workers exist but none can run the trials (GPUs wanted).
         slots_of(self.client, gpus, wait=search.worker_wait, none_ok=True)
         options = search.store.location.storage_options
+        # Following the reports before any trial is submitted: none is missed.
+        self.inbox = LiveInbox(self.client, self.task_name, self._wake)
         register_plugin(self.client, TaskPlugin(search.task, self.task_name, options))
         self._registered = True
         stored = StoreRead(tuple(search.store.records()))
@@ -117,13 +127,19 @@ class SearchSession:
         if self.writer.congested != self._congested:
             self._congested = self.writer.congested
             events.append(StoreCongested(self._congested))
-        finished = _next_completions(self.completed, self.state.wait_budget(time.monotonic()))
+        finished = _next_completions(
+            self.completed, self.state.wait_budget(time.monotonic()), self._has_reports
+        )
+        assert self.inbox is not None
+        reports = self.inbox.take()
+        if reports:
+            events.append(Reported(tuple(reports)))
         events.extend(self._collect(finished))
         now = time.monotonic()
         if self.workers.due(now):
             events.append(self.workers.look(now))
         if self.search.stop_requested:
-            events.append(StopRequested())
+            events.append(StopRequested(self.search.pause_for))
         self._execute(self.state.handle(events, now))
 
     def _collect(self, futures: list[Future[Any]]) -> list[Event]:
@@ -159,6 +175,13 @@ class SearchSession:
                 threading.Thread(
                     target=self._retire, args=(instruction.worker,), daemon=True
                 ).start()
+            elif isinstance(instruction, PauseTrials):
+                assert self.inbox is not None
+                self.inbox.pause()
+            elif isinstance(instruction, StopTrials):
+                assert self.inbox is not None
+                for trial_id in instruction.trial_ids:
+                    self.inbox.stop(trial_id)
             elif isinstance(instruction, Log):
                 logger.log(logging.getLevelName(instruction.level.upper()), instruction.message)
             elif isinstance(instruction, Finish):
@@ -176,13 +199,14 @@ class SearchSession:
             self.task_name,
             search.store.url,
             None,  # the TaskPlugin holds the storage options: arguments show up in logs
-            int(submit.gpus),
+            submit.gpus,
             key=submit.key,
             pure=False,
             workers=None if submit.workers is None else list(submit.workers),
             # otherwise a preference: the workers named may have died by the time it runs
             allow_other_workers=submit.workers is not None and not submit.strict,
-            resources={"GPU": submit.gpus} if submit.gpus else None,
+            # A share of a GPU asks for 1/k of one, as Dask adds it up exactly (gpu_request).
+            resources={"GPU": gpu_request(submit.gpus)} if submit.gpus else None,
             priority=submit.priority,
             retries=search.policy.max_retries,
         )
@@ -193,7 +217,9 @@ class SearchSession:
         """Hand records and a checkpoint of this moment to the writer, which persists them in
         order: a checkpoint never claims more than the store holds."""
         assert self.writer is not None
-        checkpoint = Checkpoint(persist.optimizer_state, self.search.config, persist.pending)
+        checkpoint = Checkpoint(
+            persist.optimizer_state, self.search.config, persist.pending, persist.pruner_state
+        )
         release = [self.futures.pop(key) for key in persist.release if key in self.futures]
         self.writer.submit(persist.records, persist.curves, checkpoint, release)
         if self.publisher is not None:
@@ -208,6 +234,14 @@ class SearchSession:
                 future.cancel()
             else:
                 future.release()
+
+    def _wake(self) -> None:
+        """Reports came in: wake the loop waiting for completions (on the client's loop)."""
+        with self.completed.thread_condition:
+            self.completed.thread_condition.notify_all()
+
+    def _has_reports(self) -> bool:
+        return self.inbox is not None and self.inbox.pending
 
     def _retire(self, worker: str) -> None:
         with contextlib.suppress(Exception):  # it may have died or left already
@@ -227,6 +261,9 @@ class SearchSession:
             self.writer.stop()
         if self.publisher is not None:
             self.publisher.close()
+        if self.inbox is not None:
+            with contextlib.suppress(Exception):  # a closed client follows nothing
+                self.inbox.close(self.state.pruning.decisions)
         for future in self.futures.values():
             future.cancel()
         self.futures.clear()
@@ -238,21 +275,25 @@ class SearchSession:
 def _publisher(client: Client, run: str, search: Search) -> ProgressPublisher:
     from morphml_dask.driver._monitor import ProgressPublisher
 
-    task = search.task
+    task, live = search.task, search.live_curves
     return ProgressPublisher(
-        client, run, search.name, task.objective, task.direction, search.status
+        client, run, search.name, task.objective, task.direction, search.status, live=live
     )
 
 
-def _next_completions(completed: Any, timeout: float) -> list[Future[Any]]:
-    """The tasks finished so far, waiting up to ``timeout`` seconds for the first."""
+def _next_completions(
+    completed: Any, timeout: float, reported: Callable[[], bool]
+) -> list[Future[Any]]:
+    """The tasks finished so far, waiting up to ``timeout`` seconds for the first, or for
+    reports of running trials."""
     deadline = time.monotonic() + timeout
     while not completed.has_ready():
         left = deadline - time.monotonic()
-        if left <= 0:
+        if left <= 0 or reported():
             return []
-        with completed.thread_condition:  # notified by as_completed after every completion
-            if not completed.has_ready():
+        # Notified by as_completed after every completion, and by the inbox after reports.
+        with completed.thread_condition:
+            if not completed.has_ready() and not reported():
                 completed.thread_condition.wait(left)
     batch: list[Future[Any]] = completed.next_batch(block=False)
     return batch

@@ -26,10 +26,13 @@ from morphml_dask.driver._events import (
     Instruction,
     Log,
     Outcome,
+    PauseTrials,
     Persist,
     Release,
+    Reported,
     Retire,
     StopRequested,
+    StopTrials,
     StoreCongested,
     StoreRead,
     TaskFinished,
@@ -37,14 +40,21 @@ from morphml_dask.driver._events import (
     WorkersSeen,
 )
 from morphml_dask.driver._flight import Submission
-from morphml_dask.driver._health import INFRASTRUCTURE_FAILURES, Quarantine, WorkerHealth
+from morphml_dask.driver._health import (
+    INFRASTRUCTURE_FAILURES,
+    Quarantine,
+    WorkerAbsence,
+    WorkerHealth,
+)
 from morphml_dask.driver._placement import ExpectedSeconds
+from morphml_dask.driver._pruning import Pruning
 from morphml_dask.driver._results import Curve, ResultBook
 from morphml_dask.exceptions import SearchStalledError, UnschedulableError
-from morphml_dask.trial import Trial, TrialRecord, TrialResult
+from morphml_dask.trial import Trial, TrialRecord, TrialResult, TrialState
 
 if TYPE_CHECKING:
     from morphml_dask.optim import BaseOptimizer
+    from morphml_dask.prune import BasePruner
 
 __all__ = ["Counts", "Policy", "SearchState"]
 
@@ -78,6 +88,7 @@ class Counts:
     retried: int = 0
     submitted: int = 0
     kept_off: int = 0
+    pruned: int = 0
 
 
 class SearchState:
@@ -92,7 +103,12 @@ class SearchState:
         The settings.
     """
 
-    def __init__(self, optimizer: BaseOptimizer, policy: Policy | None = None) -> None:
+    def __init__(
+        self,
+        optimizer: BaseOptimizer,
+        policy: Policy | None = None,
+        pruner: BasePruner | None = None,
+    ) -> None:
         self.optimizer = optimizer
         self.policy = policy = policy or Policy()
         self.counts = Counts()
@@ -100,17 +116,18 @@ class SearchState:
         self.flight = self.dispatch.flight
         self.book = ResultBook()
         self.health = WorkerHealth(policy.max_retries, policy.quarantine_after)
+        self.pruning = Pruning(pruner, optimizer.objective)
         # The optimizer's inputs in order: ("ask", n, ids) and ("tell", id). Replaying them on
         # a fresh optimizer reproduces the search's decisions exactly.
         self.log: list[tuple[Any, ...]] = []
         self.capacity = self.dispatch.capacity(0)
         self.congested = False
         self.over = False
-        self._stopping = False
+        self._stop_at: float | None = None  # when a stop (or a pause's wait) ends
         self._started = False
         self._now = 0.0
         self._persisted_at = 0.0
-        self._workers_gone_since: float | None = None
+        self.absence = WorkerAbsence(policy.worker_timeout)
         self._out: list[Instruction] = []
 
     # -- the interface ---------------------------------------------------------------------
@@ -134,11 +151,7 @@ class SearchState:
         results that came back, cancel the rest, and stop."""
         if self.over:
             return []
-        if self.book.records or self.book.release:
-            self._persist()
-        if self.flight.keys():
-            self._out.append(Cancel(self.flight.keys()))
-        self.over = True
+        self._end(None)
         out, self._out = self._out, []
         return out
 
@@ -175,10 +188,14 @@ class SearchState:
             self._workers_seen(event)
         elif isinstance(event, StoreCongested):
             self.congested = event.congested
-        elif isinstance(event, StopRequested):
-            self._stopping = True
+        elif isinstance(event, StopRequested) and self._stop_at is None:
+            self._stop_at = self._now + event.pause_for
+            if event.pause_for > 0 and self.flight:
+                self._out.append(PauseTrials())
         elif isinstance(event, StoreRead):
             self.book.remember_stored(event.records)
+        elif isinstance(event, Reported):
+            self._reported(event)
 
     def _start(self) -> None:
         """Tell the stored results of the trials a resumed optimizer waits for, submit the
@@ -210,6 +227,8 @@ class SearchState:
     def _outcome(self, trial: Trial, attempt: int, outcome: Outcome) -> bool:
         """Record one trial's outcome or retry it; whether it was recorded."""
         result, worker = outcome.result, outcome.worker
+        if outcome.paused:  # saved and returned: pending, it continues when resumed
+            return False
         self.dispatch.observe(trial, outcome)
         if not result.ok and result.error_kind in INFRASTRUCTURE_FAILURES:
             tried = [*self.health.tried_on(trial.id), str(worker)]
@@ -223,17 +242,7 @@ class SearchState:
         else:
             for quarantine in self.health.completed(trial.id, worker, self._now):
                 self._quarantine(quarantine)
-        record = TrialRecord(
-            trial,
-            result,
-            worker=worker,
-            device=outcome.device,
-            job_id=outcome.job_id,
-            start_time=outcome.start_time,
-            end_time=outcome.end_time,
-            attempt=attempt,
-        )
-        self._record(record, outcome.curve)
+        self._record(outcome.record(trial, result, attempt), outcome.curve)
         return True
 
     def _lost(self, event: TaskLost, submission: Submission | None = None) -> None:
@@ -262,21 +271,24 @@ class SearchState:
         self._watch_slots(event.slots)
 
     def _watch_slots(self, slots: int) -> None:
-        if slots > 0 or self.flight.idle:
-            self._workers_gone_since = None
-            return
-        timeout, waiting = self.policy.worker_timeout, len(self.flight) + self.waiting
-        if self._workers_gone_since is None:
-            self._workers_gone_since = self._now
+        seen, waiting = self.absence.see(slots, self.flight.idle, self._now), self.running
+        waiting += self.waiting
+        if seen == "warn":
             self._out.append(Log("warning", f"no worker can run trials; {waiting} trials wait"))
-        elif timeout is not None and self._now - self._workers_gone_since > timeout:
-            self._end(Fail(_no_workers(timeout, waiting)))
+        elif seen == "give up":
+            self._end(Fail(_no_workers(self.absence.timeout or 0.0, waiting)))
+
+    def _reported(self, event: Reported) -> None:
+        stop = self.pruning.reports(event.reports, self.flight.active)
+        if stop:
+            self._out.append(StopTrials(stop))
 
     # -- deciding --------------------------------------------------------------------------
 
     def _advance(self) -> None:
-        if self._stopping:
-            self._end(Finish())
+        if self._stop_at is not None:
+            if not self.flight or self._now >= self._stop_at:
+                self._end(Finish())
             return
         if not self.congested:  # while the store fails, hold new trials back
             self._fill()
@@ -294,7 +306,8 @@ class SearchState:
         for trial, avoid in waiting:
             self._submit(trial, avoid)
         pack = self.dispatch.pack_size()
-        while (want := self.capacity * pack - len(self.flight) - self.waiting) > 0:
+        stopped = self.pruning.live.stopped  # told to stop: their successors queue at once
+        while (want := self.capacity * pack - self.running + len(stopped) - self.waiting) > 0:
             asked = self.optimizer.ask(want)
             if not asked:
                 return
@@ -343,9 +356,11 @@ class SearchState:
     def _record(self, record: TrialRecord, curve: Curve = ()) -> None:
         self.book.add(record, curve)
         self.flight.settled(record.trial)
+        self.pruning.finished(record.trial_id, curve)
         self._tell(record.result)
         self.counts.done += 1
-        self.counts.failed += not record.ok
+        self.counts.failed += record.result.state is TrialState.FAIL
+        self.counts.pruned += record.result.state is TrialState.PRUNED
         self.counts.reused += record.reused
 
     def _tell(self, result: TrialResult) -> None:
@@ -362,17 +377,19 @@ class SearchState:
     def _persist(self) -> None:
         records, curves, release = self.book.take()
         state, pending = self.optimizer.state_dict(), tuple(self.optimizer.pending)
-        self._out.append(Persist(records, curves, state, pending, release))
+        pruner = self.pruning.state_dict()
+        self._out.append(Persist(records, curves, state, pending, release, pruner))
         self._persisted_at = self._now
 
-    def _end(self, final: Finish | Fail) -> None:
+    def _end(self, final: Finish | Fail | None) -> None:
         """Persist what came back (always a last checkpoint when finishing), cancel what
-        still runs, and stop."""
+        still runs, and stop (None: the shell gave up)."""
         if isinstance(final, Finish) or self.book.records or self.book.release:
             self._persist()
         if self.flight.keys():
             self._out.append(Cancel(self.flight.keys()))
-        self._out.append(final)
+        if final is not None:
+            self._out.append(final)
         self.over = True
 
 

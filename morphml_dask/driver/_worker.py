@@ -1,5 +1,5 @@
-"""What runs on a Dask worker: lend the trial its devices, run it with its task and a
-`TrialContext`, report the outcome.
+"""What runs on a Dask worker: lend the trial its devices (whole GPUs, or a share of one),
+run it with its task and a `TrialContext`, report the outcome.
 
 A trial that raises or diverges is a failed trial (data returned to the driver), never a
 crashed task: only a lost worker makes Dask retry.
@@ -9,39 +9,24 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from morphml_dask.driver._devices import device_pool
 from morphml_dask.driver._events import Outcome
-from morphml_dask.exceptions import TrainingDivergedError
+from morphml_dask.driver._live import LiveLink, live_link
+from morphml_dask.exceptions import TrainingDivergedError, TrialPruned
 from morphml_dask.tasks import BaseTask, Evaluation, TrialContext
-from morphml_dask.trial import Trial, TrialResult
+from morphml_dask.trial import Trial, TrialResult, TrialState
 
 if TYPE_CHECKING:
     from morphml_dask.storage import BaseStore
 
-__all__ = ["GPUPlugin", "TaskPlugin", "run_trial", "run_trials"]
-
-
-class GPUPlugin(WorkerPlugin):
-    """A worker plugin that finds the worker's GPUs and lends one to each running trial.
-
-    Register it with ``client.register_plugin(GPUPlugin())``. On a machine without CUDA the
-    pool is empty and trials run on the CPU.
-    """
-
-    name = "morphml-gpus"
-
-    def setup(self, worker: Any) -> None:
-        # Finding the GPUs imports torch (about a second): only when a trial first wants one,
-        # so that registering the plugin costs nothing and CPU searches never pay for it.
-        worker.morphml_devices = DevicePool(None)
+__all__ = ["TaskPlugin", "run_trial", "run_trials"]
 
 
 class TaskPlugin(WorkerPlugin):
@@ -89,96 +74,24 @@ def _task_named(name: str) -> TaskPlugin:
         ) from None
 
 
-class DevicePool:
-    """Devices of one worker process; each concurrently running trial borrows its own.
-
-    Parameters
-    ----------
-    devices
-        The worker's devices, or None to find its GPUs when a trial first asks for one.
-    """
-
-    def __init__(self, devices: list[str] | None) -> None:
-        self._devices = None if devices is None else tuple(devices)
-        self._free = [] if devices is None else list(devices)
-        self._lock = threading.Lock()
-
-    @property
-    def size(self) -> int:
-        with self._lock:
-            return len(self._discovered())
-
-    def _discovered(self) -> tuple[str, ...]:
-        """The devices, found now if not yet (call with the lock held)."""
-        if self._devices is None:
-            self._devices = tuple(_visible_gpus())
-            self._free = list(self._devices)
-        return self._devices
-
-    @contextmanager
-    def borrow(self, count: int) -> Iterator[tuple[str, ...]]:
-        """``count`` devices, or ``("cpu",)`` when ``count`` is 0 or the worker has no GPU."""
-        if count == 0:
-            yield ("cpu",)
-            return
-        with self._lock:
-            size = len(self._discovered())
-            if size and len(self._free) < count:
-                raise RuntimeError(
-                    f"trial asked for {count} GPU(s) but only {len(self._free)} of this "
-                    f"worker's {size} are free; start workers with --resources GPU={size}"
-                )
-            taken = [self._free.pop(0) for _ in range(count)] if size else []
-        if not taken:
-            yield ("cpu",)
-            return
-        try:
-            yield tuple(taken)
-        finally:
-            with self._lock:
-                self._free.extend(taken)
-
-
-def _visible_gpus() -> list[str]:
-    try:
-        import torch
-
-        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    except Exception:  # a broken CUDA install means no GPU, not a dead worker
-        return []
-
-
-def _device_pool() -> DevicePool:
-    try:
-        from distributed import get_worker
-
-        worker = get_worker()
-    except ValueError:  # not on a Dask worker (tests, local runs)
-        return _LOCAL_POOL
-    pool = getattr(worker, "morphml_devices", None)
-    if pool is None:
-        pool = DevicePool(None)
-        setattr(worker, "morphml_devices", pool)  # noqa: B010 (a plugin-owned attribute)
-    return pool
-
-
-_LOCAL_POOL = DevicePool([])
-
-
 def run_trial(
     trial: Trial,
     task: BaseTask | str,
     store_url: str | None = None,
     storage_options: dict[str, Any] | None = None,
-    gpus: int = 0,
+    gpus: float = 0,
 ) -> dict[str, Any]:
     """Evaluate ``trial`` with ``task`` (or the task a `TaskPlugin` of that name gave this
-    worker, with its storage options) and describe the outcome.
+    worker, with its storage options) on ``gpus`` GPUs, and describe the outcome.
 
     Returns an `Outcome` as a JSON-ready dict (`Outcome.to_dict`): ``result``
-    (`TrialResult.to_dict`), ``curve``, ``worker``, ``device``, ``job_id`` (the batch job the
-    worker runs in: ``SLURM_JOB_ID``, else None), ``start_time`` and ``end_time``.
+    (`TrialResult.to_dict`), ``curve``, ``worker``, ``device`` (the devices the trial was
+    lent, comma-separated: ``"cuda:0"``, ``"cuda:0,cuda:1"``, ``"cpu"``), ``job_id`` (the
+    batch job the worker runs in: ``SLURM_JOB_ID``, else None), ``start_time`` and
+    ``end_time``.
 
+    The trial borrows its devices from the worker's `DevicePool`: ``n >= 1`` whole GPUs, or
+    a share of one for a fraction, run on a CUDA stream of its own (`TrialContext.activate`).
     The task runs the trial with a `TrialContext` over the store (`BaseTask.run`): a
     function task reports its curve there and saves its state by trial id; a
     `TrainingTask` saves weights under the trial id and rung, so that a promotion (a trial
@@ -186,36 +99,66 @@ def run_trial(
     """
     start = time.time()
     worker = _worker_address()
+    live = None
     if isinstance(task, str):
+        live = live_link(task, trial.id)
         plugin = _task_named(task)
         task = plugin.task
         if storage_options is None:
             storage_options = plugin.storage_options
-    with _device_pool().borrow(gpus) as devices:
-        ctx: TrialContext | None = None
+    with device_pool().borrow(gpus) as devices:
         try:
-            ctx = TrialContext(
-                trial,
-                seed=_task_seed(task),
-                devices=devices,
-                store=_open_store(store_url, storage_options),
-            )
-            result, curve = _evaluate(trial, task, ctx)
-        except Exception as error:  # the trial failed; the search goes on
-            kind = _failure_kind(error)
-            text = "".join(traceback.format_exception_only(type(error), error)).strip()
-            curve = [] if ctx is None else ctx.reports
-            result = TrialResult.failed(trial.id, text, kind=kind)
+            store = _open_store(store_url, storage_options)
+            result, curve = _run(trial, task, devices, store, 0 < gpus < 1, live)
+        except Exception as error:  # the store would not open: the trial failed
+            result, curve = _failed(trial, error), []
+        finally:
+            if live is not None:
+                live.close()
+    # A trial paused (`Search.pause`) that returned early saved its state: not a result.
+    paused = live is not None and live.paused and result.state is TrialState.PRUNED
     outcome = Outcome(
         result,
         tuple(curve),
         worker=worker,
-        device=devices[0],
+        device=",".join(devices),
         job_id=os.environ.get("SLURM_JOB_ID"),
         start_time=start,
         end_time=time.time(),
+        paused=paused,
     )
     return outcome.to_dict()
+
+
+def _run(
+    trial: Trial,
+    task: BaseTask,
+    devices: tuple[str, ...],
+    store: BaseStore | None,
+    share: bool,
+    live: LiveLink | None,
+) -> tuple[TrialResult, list[dict[str, float]]]:
+    """The trial's result and curve: run by its task in a `TrialContext` on ``devices``."""
+    ctx = TrialContext(
+        trial,
+        seed=_task_seed(task),
+        devices=devices,
+        store=store,
+        shared=share and devices != ("cpu",),
+        live=live,
+    )
+    try:
+        with ctx.activate():
+            return _evaluate(trial, task, ctx)
+    except TrialPruned:
+        return _pruned(trial, ctx.reports), ctx.reports
+    except Exception as error:  # the trial failed; the search goes on
+        return _failed(trial, error), ctx.reports
+
+
+def _failed(trial: Trial, error: Exception) -> TrialResult:
+    text = "".join(traceback.format_exception_only(type(error), error)).strip()
+    return TrialResult.failed(trial.id, text, kind=_failure_kind(error))
 
 
 def run_trials(
@@ -223,7 +166,7 @@ def run_trials(
     task: BaseTask | str,
     store_url: str | None = None,
     storage_options: dict[str, Any] | None = None,
-    gpus: int = 0,
+    gpus: float = 0,
 ) -> list[dict[str, Any]]:
     """`run_trial` for each of ``trials`` in turn, in one Dask task: the driver packs trials
     far shorter than a task's overhead (`PackSize`). Each gets its own outcome, in order, and
@@ -255,7 +198,21 @@ def _evaluate(
     objective = evaluation.metrics.get(task.objective, math.nan)
     if not math.isfinite(objective):
         raise TrainingDivergedError(f"the objective {task.objective} came out {objective}")
-    return TrialResult.complete(trial.id, evaluation.metrics), list(evaluation.curve)
+    curve = list(evaluation.curve)
+    reached = max((point.get("epoch", 0) for point in curve), default=trial.budget)
+    if ctx.told_to_stop and reached < trial.budget:
+        return TrialResult.pruned(trial.id, evaluation.metrics), curve
+    return TrialResult.complete(trial.id, evaluation.metrics), curve
+
+
+def _pruned(trial: Trial, curve: list[dict[str, float]]) -> TrialResult:
+    """The result of a trial that raised `TrialPruned`: the metrics of its last report."""
+    if not curve:
+        return TrialResult.failed(
+            trial.id, "TrialPruned raised before the trial reported anything", kind="error"
+        )
+    last = {name: value for name, value in curve[-1].items() if name != "epoch"}
+    return TrialResult.pruned(trial.id, last)
 
 
 def _failure_kind(error: BaseException) -> str:

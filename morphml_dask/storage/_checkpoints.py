@@ -29,10 +29,12 @@ class Checkpoint:
         optimizer: Mapping[str, Any],
         config: Mapping[str, Any] | None = None,
         in_flight: Sequence[Trial] = (),
+        pruner: Mapping[str, Any] | None = None,
     ) -> None:
         self.optimizer = dict(optimizer)
         self.config = dict(config or {})
         self.in_flight = list(in_flight)
+        self.pruner = None if pruner is None else dict(pruner)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +43,7 @@ class Checkpoint:
             "optimizer": self.optimizer,
             "config": self.config,
             "in_flight": [t.to_dict() for t in self.in_flight],
+            "pruner": self.pruner,
         }
 
     @classmethod
@@ -63,6 +66,7 @@ class Checkpoint:
             data["optimizer"],
             data.get("config", {}),
             [Trial.from_dict(t) for t in data.get("in_flight", [])],
+            data.get("pruner"),
         )
 
 

@@ -238,10 +238,10 @@ def _check_values(row: Mapping[str, Any], index: int) -> None:
             received=f"{value!r:.100} ({type(value).__name__})",
             fix=f"convert the value, and {_FIX_RECORDS}",
         )
-    if row["state"] not in ("complete", "fail"):
+    if row["state"] not in ("complete", "fail", "pruned"):
         raise StorageInputError(
             f"trial row {index} has an unknown state",
-            expected='"complete" or "fail" (TrialState.COMPLETE / FAIL .value)',
+            expected='"complete", "fail" or "pruned" (a TrialState .value)',
             received=repr(row["state"]),
             fix="store only finished trials",
         )
@@ -285,8 +285,8 @@ def row_record(row: Mapping[str, Any], archs: dict[str, Candidate] | None = None
     except (ValueError, TypeError, KeyError) as error:
         raise StorageError(
             f"the stored trial {row.get('trial_id')!r} cannot be read",
-            expected="an ArchGraph's or a Config's JSON in 'arch' and 'complete' or 'fail' in "
-            "'state'",
+            expected="an ArchGraph's or a Config's JSON in 'arch' and 'complete', 'fail' or "
+            "'pruned' in 'state'",
             received=f"{type(error).__name__}: {error}"[:300],
             fix="remove the foreign Parquet file from the trials folder",
         ) from error

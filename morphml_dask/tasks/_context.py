@@ -7,11 +7,12 @@ restores any training state through the experiment store, by trial id.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from morphml_dask.exceptions import TaskError
 from morphml_dask.validation import describe, invalid, is_int
@@ -26,6 +27,15 @@ __all__ = ["TrialContext", "trial_seed"]
 # torch.
 _SEED_LIMIT = 2**31
 _REPORT_FIX = "call ctx.report(epoch, val_loss=val_loss, val_accuracy=accuracy) once per epoch"
+
+
+class LiveChannel(Protocol):
+    """Where a trial's reports go while it runs, and whether it was told to stop: the
+    driver's live link on a worker of a search."""
+
+    def report(self, step: int, metrics: Mapping[str, float]) -> None: ...
+
+    def stop_requested(self) -> bool: ...
 
 
 def trial_seed(task_seed: int, trial_id: str) -> int:
@@ -59,6 +69,12 @@ class TrialContext:
         The torch devices the trial was lent (GPUs); none means the CPU.
     store
         The experiment store, where `save` writes and `restore` reads; None outside a search.
+    shared
+        Whether the trial shares its GPU with other trials (``gpus_per_trial`` below 1): it
+        then runs on a CUDA stream of its own (`activate`).
+    live
+        Where each report goes as it is made, and who says when to stop: the search's
+        driver, on a worker; None outside a search (`should_stop` is then always False).
 
     Attributes
     ----------
@@ -80,6 +96,8 @@ class TrialContext:
         seed: int = 0,
         devices: Sequence[str] = (),
         store: BaseStore | None = None,
+        shared: bool = False,
+        live: LiveChannel | None = None,
     ) -> None:
         self.trial = trial
         self.trial_id = trial.id
@@ -87,6 +105,10 @@ class TrialContext:
         self.seed = trial_seed(seed, trial.id)
         self._devices = tuple(devices) or ("cpu",)
         self._store = store
+        self._shared = shared
+        self._live = live
+        self._told_to_stop = False
+        self._stream: Any = None
         self._points: list[dict[str, float]] = []
         self._restored: _Restored | None = None
         self._looked_up = False
@@ -106,8 +128,54 @@ class TrialContext:
 
     @property
     def devices(self) -> tuple[str, ...]:
-        """Every device the trial was lent (``("cpu",)`` without GPUs)."""
+        """Every device the trial was lent (``("cpu",)`` without GPUs): with
+        ``gpus_per_trial`` n >= 1, n GPUs that no other trial uses, to train data-parallel
+        over; with a share of a GPU, that one GPU."""
         return self._devices
+
+    @property
+    def shared(self) -> bool:
+        """Whether the trial shares its GPU with other trials, each on its own stream."""
+        return self._shared
+
+    @property
+    def stream(self) -> Any:
+        """The trial's own ``torch.cuda.Stream`` while it runs on a shared GPU
+        (`activate`), else None: the work of a trial that shares its GPU goes there, so that
+        the trials on one GPU overlap."""
+        return self._stream
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[None]:
+        """Run the block on the trial's devices: its first GPU is the thread's current CUDA
+        device and, when it shares that GPU, its own stream the current stream (waited for
+        when the block ends). On the CPU, or where CUDA is not available (devices assumed
+        by the ``morphml.cluster.gpus`` override), it does nothing.
+
+        `morphml_dask.driver.run_trial` runs every trial in it; the current device and
+        stream belong to the thread, so the trials running at once on a worker do not
+        interfere.
+        """
+        if not self.device.startswith("cuda"):
+            yield
+            return
+        import torch
+
+        if not torch.cuda.is_available():
+            yield
+            return
+        with torch.cuda.device(self.device):
+            if not self._shared:
+                yield
+                return
+            stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
+            self._stream = stream
+            try:
+                with torch.cuda.stream(stream):
+                    yield
+                stream.synchronize()  # the share is given back once its work is done
+            finally:
+                self._stream = None
 
     @property
     def store(self) -> BaseStore | None:
@@ -123,9 +191,23 @@ class TrialContext:
         return 0 if restored is None else restored.epochs
 
     def should_stop(self) -> bool:
-        """Whether the trial should stop early and return what it has. Always False for now:
-        no pruner decides yet."""
-        return False
+        """Whether the search's pruner decided to stop this trial: return now (after a
+        ``ctx.save`` if the trial should be able to continue later), or ``raise
+        TrialPruned()``. Check it once per epoch, after `report`.
+
+        The decision is made by the driver from the reports of every trial and reaches the
+        trial a moment later; once True it stays True. Without a pruner (and outside a
+        search) always False.
+        """
+        if not self._told_to_stop and self._live is not None:
+            self._told_to_stop = self._live.stop_requested()
+        return self._told_to_stop
+
+    @property
+    def told_to_stop(self) -> bool:
+        """Whether `should_stop` returned True: a trial that then returns before its budget
+        is recorded as pruned."""
+        return self._told_to_stop
 
     # -- the learning curve ----------------------------------------------------------------
 
@@ -150,12 +232,15 @@ class TrialContext:
 
     def _keep(self, point: dict[str, float]) -> None:
         """The one place a report goes: onto the trial's curve, which travels to the driver
-        with the trial's outcome when it returns. Live reports to the driver (pruning: stop
-        a losing trial early, and `should_stop` say so) hook in here."""
+        with the trial's outcome when it returns, and to the driver at once (live), where
+        the search's pruner decides on it."""
         if self._points and self._points[-1]["epoch"] == point["epoch"]:
             self._points[-1].update(point)
         else:
             self._points.append(point)
+        if self._live is not None:
+            metrics = {name: value for name, value in point.items() if name != "epoch"}
+            self._live.report(int(point["epoch"]), metrics)
 
     @property
     def reports(self) -> list[dict[str, float]]:

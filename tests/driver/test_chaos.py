@@ -22,7 +22,7 @@ def test_killing_worker_processes_loses_and_duplicates_no_trial(tmp_path: Path) 
     )
     client = Client(cluster)  # type: ignore[no-untyped-call]
     try:
-        report = worker_chaos(
+        report, _ = worker_chaos(
             client,
             RegularizedEvolution(CellSpace(), population_size=20, max_trials=300, seed=0),
             NB201TabularTask(time_scale=0.002),  # trials of about 0.2 s

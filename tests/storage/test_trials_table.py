@@ -523,7 +523,10 @@ def _without(column: str) -> dict[str, Any]:
         (row("t", parent=3), r"column 'parent' .*expected: a str or None.*received: 3 \(int\)"),
         (row("t", end_time="noon"), r"column 'end_time' .*expected: a float \(unix seconds\)"),
         (row("t", reused=1), r"column 'reused' .*expected: a bool.*received: 1 \(int\)"),
-        (row("t", state="running"), r"unknown state.*expected: \"complete\" or \"fail\""),
+        (
+            row("t", state="running"),
+            r"unknown state.*expected: \"complete\", \"fail\" or \"pruned\"",
+        ),
         (row("t", metrics='{"acc": NaN}'), r"malformed metrics JSON.*received: '\{\"acc\": NaN\}'"),
         ("t", r"trial row 0 is not a mapping.*received: str"),
     ],
@@ -556,7 +559,7 @@ def _with_trial(**fields: Any) -> TrialRecord:
         (record("t", device=0), r"column 'device' .*expected: a str or None.*received: 0 \(int\)"),
         (
             TrialRecord(Trial("t", arch(), 1), TrialResult("t", TrialState.RUNNING)),
-            r"unknown state.*expected: \"complete\" or \"fail\".*received: 'running'",
+            r"unknown state.*expected: \"complete\", \"fail\" or \"pruned\".*received: 'running'",
         ),
         (
             TrialRecord(Trial("t", arch(), 1), TrialResult("t", TrialState.COMPLETE, {"a": "x"})),  # type: ignore[dict-item]
