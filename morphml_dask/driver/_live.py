@@ -116,10 +116,12 @@ class LiveLink:
         self._pause_name = pause_event_name(run)
         self._stopped = False
         self._checked_at = -float("inf")
+        self._reported = False
         self.paused = False
 
     def report(self, step: int, metrics: Mapping[str, float]) -> None:
         self._sender.add(self._topic, (self._trial_id, int(step), dict(metrics)))
+        self._reported = True
 
     def stop_requested(self) -> bool:
         if self._stopped:
@@ -136,7 +138,10 @@ class LiveLink:
         return self._stopped
 
     def close(self) -> None:
-        self._sender.flush()
+        """The trial ended: send its last reports now (a trial that reported nothing, e.g. a
+        table look-up, costs the worker's loop nothing)."""
+        if self._reported:
+            self._sender.flush()
 
 
 def live_link(run: str, trial_id: str) -> LiveLink | None:

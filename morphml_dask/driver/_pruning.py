@@ -17,6 +17,9 @@ __all__ = ["LiveCurves", "Pruning"]
 
 # Points of each running trial's curve kept for the dashboard page.
 LIVE_POINTS = 200
+# Reports kept in `Pruning.inputs` (and the decisions among them): a prefix that replays
+# exactly, bounded so that a long search's driver memory stays bounded too.
+LOGGED_REPORTS = 200_000
 
 
 class LiveCurves:
@@ -43,7 +46,7 @@ class Pruning:
 
     ``inputs`` lists what the pruner was given, ``(trial_id, step, score)``, and ``decisions``
     the stops it decided, ``(trial_id, step)``: replaying ``inputs`` on a fresh pruner gives
-    the same ``decisions``.
+    the same ``decisions``. Both keep the first `LOGGED_REPORTS` reports only.
 
     Parameters
     ----------
@@ -93,10 +96,13 @@ class Pruning:
         score = self._score(metrics)
         if score is None:
             return False
-        self.inputs.append((trial_id, step, score))
+        logged = len(self.inputs) < LOGGED_REPORTS
+        if logged:
+            self.inputs.append((trial_id, step, score))
         stop = self.pruner.report(trial_id, step, score)
         if stop:
-            self.decisions.append((trial_id, step))
+            if logged:
+                self.decisions.append((trial_id, step))
             self.live.stopped.add(trial_id)
         return stop
 

@@ -228,6 +228,8 @@ class SearchState:
         """Record one trial's outcome or retry it; whether it was recorded."""
         result, worker = outcome.result, outcome.worker
         if outcome.paused:  # saved and returned: pending, it continues when resumed
+            if self._stop_at is None:  # a run before this one paused it: continue it now
+                self._submit(trial)
             return False
         self.dispatch.observe(trial, outcome)
         if not result.ok and result.error_kind in INFRASTRUCTURE_FAILURES:

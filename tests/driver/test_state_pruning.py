@@ -122,3 +122,15 @@ def test_replaying_the_reports_gives_the_same_stops() -> None:
     first, second = run(), run()
     assert _of(StopTrials, first) == _of(StopTrials, second)
     assert _of(StopTrials, first), "the scripted reports must stop trials"
+
+
+def test_a_trial_paused_by_an_earlier_run_is_continued_under_a_new_key() -> None:
+    # A resumed search's first attempt of a trial can be handed the result of the paused
+    # run's execution (Dask reuses a cancelled task still running under the same key).
+    state = _machine(None)
+    out = state.handle([StoreRead(), ONE_WORKER], 0.0)
+    submit = _of(Submit, out)[0]
+    out = state.handle([_returned(submit, TrialState.PRUNED, paused=True)], 1.0)
+    again = [s for s in _of(Submit, out) if s.trials[0].id == submit.trials[0].id]
+    assert [s.key for s in again] == [f"{submit.key}/1"]
+    assert state.counts.done == 0 and not state.over
