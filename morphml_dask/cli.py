@@ -262,13 +262,17 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from morphml_dask.report import write_report
+    from morphml_dask.report import epochs_saved, write_report
+    from morphml_dask.storage import open_store
 
     options = _storage_options(args.storage_options)
     with _reading_store(args.url):
         page = write_report(
             args.url, args.out, storage_options=options, objective=args.objective, top=args.top
         )
+        saved = epochs_saved(open_store(args.url, options))
+    if saved.pruned:
+        print(f"pruning stopped {saved.pruned} trials early and saved {saved}")
     print(page)
     return 0
 
@@ -384,8 +388,8 @@ def _drive(search: Search, total: int | None) -> int:
         return 130
     table = search.wait()
     progress.show(final=True)
-    done = table[table["state"] == "complete"]
-    print(f"{len(table)} trials, {len(table) - len(done)} failed; results in {search.store.url}")
+    failed, pruned = ((table["state"] == state).sum() for state in ("fail", "pruned"))
+    print(f"{len(table)} trials, {failed} failed, {pruned} pruned; results in {search.store.url}")
     objective = search.task.objective
     best = search.store.best(3, objective, search.task.direction)
     for trial_id, value, fingerprint in zip(
@@ -422,7 +426,7 @@ class _Progress:
         of = f"/{self.total}" if self.total else ""
         line = (
             f"trials {status.done}{of} done, {status.running} running, "
-            f"{status.failed} failed, {status.reused} reused; "
+            f"{status.failed} failed, {status.pruned} pruned, {status.reused} reused; "
             f"best {status.best_trial or '-'}; {status.elapsed:.0f}s"
         )
         if self.interactive:

@@ -62,6 +62,7 @@ def search_html(search: Search) -> str:
     counts = {
         "done": status.done,
         "failed": status.failed,
+        "pruned": status.pruned,
         "reused": status.reused,
         "retried": status.retried,
         "running": status.running,

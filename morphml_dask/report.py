@@ -4,7 +4,8 @@
 ``report.html`` (figures embedded as ``data:`` URIs, so the file travels alone) and, beside
 it, ``best_so_far.png``, ``pareto.png``, ``curves.png``, ``failures.png``, ``timeline.png``
 and ``best_arch.png`` (the best architecture as a graph, or the best configuration of a
-function space as JSON). `draw_figure` returns one of those figures as a matplotlib `Figure`
+function space as JSON). The summary counts the trials by state and the epochs pruning
+saved (`epochs_saved`). `draw_figure` returns one of those figures as a matplotlib `Figure`
 (what ``Search.plot`` shows in a notebook). matplotlib is imported only when a figure is
 drawn.
 """
@@ -12,10 +13,12 @@ drawn.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,14 +30,15 @@ from morphml_dask.storage import ExperimentStore, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
+    import xarray as xr
     from matplotlib.figure import Figure
 
-__all__ = ["FIGURES", "draw_figure", "write_report"]
+__all__ = ["FIGURES", "EpochsSaved", "draw_figure", "epochs_saved", "write_report"]
 
 FIGURES = ("best_so_far", "pareto", "curves", "failures", "timeline", "best_arch")
 """The PNG files a report holds, without their ``.png`` suffix, in page order."""
 
-_COMPLETE = "complete"
+_COMPLETE, _FAIL, _PRUNED = "complete", "fail", "pruned"
 _DEFAULT_OBJECTIVE = ("val_accuracy", "maximize")
 
 
@@ -141,6 +145,77 @@ def _context(
     return _Context(store, table, metric, direction, best)
 
 
+@dataclass(frozen=True)
+class EpochsSaved:
+    """The epochs a search's pruner saved.
+
+    Attributes
+    ----------
+    pruned
+        Trials the pruner stopped early.
+    saved
+        The epochs they did not train: for each, its budget minus the last epoch of its
+        stored curve, summed (a pruned trial without a stored curve counts as trained to
+        its budget).
+    budget
+        The budgets of the trials that ran (reused results trained nothing), summed: the
+        epochs the search would have trained without pruning.
+    """
+
+    pruned: int
+    saved: int
+    budget: int
+
+    @property
+    def share(self) -> float:
+        """The saved epochs' share of `budget`, from 0 to 1."""
+        return self.saved / self.budget if self.budget else 0.0
+
+    def __str__(self) -> str:
+        return f"{self.saved} of {self.budget} epochs ({self.share:.1%})"
+
+
+def epochs_saved(store: ExperimentStore, table: pd.DataFrame | None = None) -> EpochsSaved:
+    """The epochs pruning saved the search stored in ``store`` (`EpochsSaved`).
+
+    Parameters
+    ----------
+    store
+        The experiment store.
+    table
+        Its trials table, when the caller has read it already; by default ``store.trials()``.
+    """
+    return _epochs_saved(store.trials() if table is None else table, store.curves)
+
+
+def _epochs_saved(table: pd.DataFrame, curves: Callable[[], xr.Dataset]) -> EpochsSaved:
+    """`EpochsSaved` of ``table``; ``curves`` is read only when a trial was pruned."""
+    ran = table[~table["reused"].astype(bool)]
+    pruned = ran[ran["state"] == _PRUNED]
+    trained = _last_epochs(curves(), pruned["trial_id"].tolist()) if len(pruned) else {}
+    saved = sum(
+        max(int(budget) - trained[trial_id], 0)
+        for trial_id, budget in zip(pruned["trial_id"], pruned["budget"], strict=True)
+        if trial_id in trained
+    )
+    return EpochsSaved(len(pruned), saved, int(ran["budget"].sum()))
+
+
+def _last_epochs(curves: xr.Dataset, trial_ids: list[str]) -> dict[str, int]:
+    """The last epoch with any metric reported, of each of ``trial_ids`` that has one."""
+    stored = set(curves["trial"].values.tolist())
+    wanted = [trial_id for trial_id in trial_ids if trial_id in stored]
+    if not wanted or not curves.data_vars:
+        return {}
+    reported = curves.sel(trial=wanted).to_array().notnull().any("variable")
+    epochs = reported["epoch"].where(reported).max("epoch")
+    return {
+        str(trial_id): int(epoch)
+        for trial_id, epoch in zip(wanted, epochs.values.tolist(), strict=True)
+        if np.isfinite(epoch)
+    }
+
+
 class _Context:
     """What the figures and the tables are drawn from."""
 
@@ -157,6 +232,14 @@ class _Context:
         self.metric = metric
         self.direction = direction
         self.best = best
+
+    @functools.cached_property
+    def curves(self) -> xr.Dataset:
+        return self.store.curves()
+
+    @functools.cached_property
+    def saved(self) -> EpochsSaved:
+        return _epochs_saved(self.table, lambda: self.curves)
 
 
 def _read_trials(store: ExperimentStore) -> pd.DataFrame:
@@ -284,7 +367,7 @@ def _draw_pareto(figure: Figure, context: _Context) -> None:
 
 
 def _draw_curves(figure: Figure, context: _Context) -> None:
-    curves = context.store.curves()
+    curves = context.curves
     ids = [t for t in context.best["trial_id"] if t in set(curves["trial"].values.tolist())]
     names = [str(name) for name in curves.data_vars]
     if not ids or not names:
@@ -302,7 +385,7 @@ def _draw_curves(figure: Figure, context: _Context) -> None:
 
 
 def _failure_counts(table: pd.DataFrame) -> pd.DataFrame:
-    failed = table[table["state"] != _COMPLETE]
+    failed = table[table["state"] == _FAIL]
     kinds = failed["error_kind"].fillna("unknown")
     groups = failed.assign(kind=kinds).groupby("kind", sort=True)
     counts = groups.agg(count=("trial_id", "size"), example=("error", "first"))
@@ -334,8 +417,10 @@ def _draw_timeline(figure: Figure, context: _Context) -> None:
     zero = float(table["start_time"].min())
     workers = sorted(table["worker"].unique().tolist())
     axes = figure.add_subplot()
-    for state, color in ((_COMPLETE, "C0"), ("fail", "C3")):
-        rows = table[(table["state"] == _COMPLETE) == (state == _COMPLETE)]
+    for state, color in ((_COMPLETE, "C0"), (_FAIL, "C3"), (_PRUNED, "0.6")):
+        rows = table[table["state"] == state]
+        if rows.empty:
+            continue
         lanes = [workers.index(w) for w in rows["worker"]]
         start = rows["start_time"].to_numpy(dtype=float) - zero
         width = rows["end_time"].to_numpy(dtype=float) - zero - start
@@ -498,13 +583,15 @@ def _table(id_: str, header: Sequence[str], rows: Sequence[Sequence[object]]) ->
 
 def _summary(context: _Context) -> str:
     table = context.table
-    complete = int((table["state"] == _COMPLETE).sum())
+    counts = {state: int((table["state"] == state).sum()) for state in (_COMPLETE, _FAIL, _PRUNED)}
     wall = float(table["end_time"].max() - table["start_time"].min())
     rows: list[tuple[str, object]] = [
         ("store", context.store.url),
         ("trials", len(table)),
-        ("complete", complete),
-        ("failed", len(table) - complete),
+        ("complete", counts[_COMPLETE]),
+        ("failed", counts[_FAIL]),
+        ("pruned", counts[_PRUNED]),
+        ("epochs saved by pruning", str(context.saved)),
         ("reused", int(table["reused"].sum())),
         ("objective", f"{context.metric} ({context.direction})"),
         ("wall time", f"{wall:.1f} s" if np.isfinite(wall) else "-"),
@@ -549,9 +636,9 @@ def _worker_table(context: _Context) -> str:
     for worker in sorted(table["worker"].unique().tolist()):
         mine = table[table["worker"] == worker]
         busy = float((mine["end_time"] - mine["start_time"]).sum())
-        failed = int((mine["state"] != _COMPLETE).sum())
-        rows.append([worker, len(mine), failed, f"{busy:.1f}"])
-    return _table("workers", ["worker", "trials", "failed", "busy seconds"], rows)
+        failed, pruned = (int((mine["state"] == state).sum()) for state in (_FAIL, _PRUNED))
+        rows.append([worker, len(mine), failed, pruned, f"{busy:.1f}"])
+    return _table("workers", ["worker", "trials", "failed", "pruned", "busy seconds"], rows)
 
 
 def _page(context: _Context, images: dict[str, bytes]) -> str:

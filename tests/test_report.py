@@ -19,12 +19,13 @@ from morphml_dask.cli import main
 from morphml_dask.driver import Search
 from morphml_dask.exceptions import StorageError
 from morphml_dask.faults import FlakyTask
-from morphml_dask.optim import RegularizedEvolution
-from morphml_dask.report import FIGURES, write_report
+from morphml_dask.optim import RandomSearch, RegularizedEvolution
+from morphml_dask.report import FIGURES, EpochsSaved, epochs_saved, write_report
 from morphml_dask.space import CellSpace
 from morphml_dask.storage import open_store
 from morphml_dask.tasks import NB201TabularTask
 from morphml_dask.testing import local_client
+from morphml_dask.trial import Trial, TrialRecord, TrialResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -170,7 +171,6 @@ def _arch_space(s: Any) -> dict[str, Any]:
 def test_a_function_search_shows_its_best_configuration_as_json(tmp_path: Path) -> None:
     from morphml_dask.report import draw_figure
     from morphml_dask.space import FunctionSpace
-    from morphml_dask.trial import Trial, TrialRecord, TrialResult
 
     store = open_store(str(tmp_path / "store"))
     space = FunctionSpace(_arch_space)
@@ -197,3 +197,74 @@ def test_a_function_search_shows_its_best_configuration_as_json(tmp_path: Path) 
         main(["report", str(tmp_path / "store"), "--out", str(out), "--objective", "val_loss"]) == 0
     )
     assert all((out / f"{name}.png").read_bytes().startswith(PNG_MAGIC) for name in FIGURES)
+
+
+def _curve(epochs: int, quality: float) -> list[dict[str, float]]:
+    return [
+        {"epoch": e, "val_accuracy": quality * e, "val_loss": 1 / e} for e in range(1, epochs + 1)
+    ]
+
+
+def _pruned_store(url: str) -> tuple[list[TrialRecord], dict[str, list[dict[str, float]]]]:
+    """A store of 8 trials of budget 9: 3 complete (the third reused), 1 failed, 4 pruned
+    at epochs 1, 1, 3 and 4; returns the records and curves written."""
+    asked = RandomSearch(CellSpace(), seed=0).ask(8)
+    trials = [Trial(t.id, t.arch, 9) for t in asked]
+    curves = {t.id: _curve(9, 10.0 - i) for i, t in enumerate(trials[:2])}
+    results = [
+        TrialResult.complete(t.id, {"val_accuracy": 9 * (10.0 - i)})
+        for i, t in enumerate(trials[:2])
+    ]
+    results.append(TrialResult.complete(trials[2].id, {"val_accuracy": 5.0}))
+    results.append(TrialResult.failed(trials[3].id, "CUDA error: launch failure", kind="cuda"))
+    for t, stop in zip(trials[4:], (1, 1, 3, 4), strict=True):
+        curves[t.id] = _curve(stop, 2.0)
+        # A better value than any complete trial's, at a lower fidelity: never the best.
+        results.append(TrialResult.pruned(t.id, {"val_accuracy": 100.0 + stop}))
+    records = []
+    for i, (trial, result) in enumerate(zip(trials, results, strict=True)):
+        if i == 2:  # answered from an earlier trial: it ran nowhere
+            records.append(TrialRecord(trial, result, reused=True))
+        else:
+            where = f"tcp://w{i % 2}"
+            records.append(TrialRecord(trial, result, worker=where, start_time=i, end_time=i + 1))
+    store = open_store(url)
+    store.append_records(records)
+    store.append_curves(curves)
+    return records, curves
+
+
+def test_the_report_counts_pruned_trials_and_the_epochs_pruning_saved(tmp_path: Path) -> None:
+    url = str(tmp_path / "store")
+    records, _ = _pruned_store(url)
+    # Saved: 8 + 8 + 6 + 5 epochs of the pruned trials' budgets; the budget: the 7 that ran.
+    saved = epochs_saved(open_store(url))
+    assert saved == EpochsSaved(pruned=4, saved=27, budget=63)
+    assert str(saved) == "27 of 63 epochs (42.9%)" and saved.share == pytest.approx(27 / 63)
+
+    page = write_report(url, tmp_path / "report").read_text("utf-8")
+    summary = dict(_section(page, "summary"))
+    assert (summary["trials"], summary["complete"], summary["failed"]) == ("8", "3", "1")
+    assert (summary["pruned"], summary["reused"]) == ("4", "1")
+    assert summary["epochs saved by pruning"] == "27 of 63 epochs (42.9%)"
+    # Pruned trials are no failures, nor the best: a lower fidelity.
+    assert [row[:2] for row in _section(page, "failures")] == [["cuda", "1"]]
+    assert summary["best trial"] == records[0].trial_id
+    workers = {row[0]: row[1:4] for row in _section(page, "workers")}
+    assert workers == {"tcp://w0": ["3", "0", "2"], "tcp://w1": ["4", "1", "2"]}
+
+
+def test_a_pruned_trial_without_a_stored_curve_saves_nothing_and_no_pruning_saves_nothing(
+    tmp_path: Path,
+) -> None:
+    url = str(tmp_path / "store")
+    records, curves = _pruned_store(url)
+    without = open_store(str(tmp_path / "without"))
+    without.append_records(records)
+    without.append_curves({k: v for k, v in curves.items() if k != records[-1].trial_id})
+    assert epochs_saved(without) == EpochsSaved(pruned=4, saved=27 - 5, budget=63)
+
+    complete = open_store(str(tmp_path / "complete"))
+    complete.append_records(records[:2])
+    assert epochs_saved(complete) == EpochsSaved(pruned=0, saved=0, budget=18)
+    assert str(epochs_saved(complete)) == "0 of 18 epochs (0.0%)"

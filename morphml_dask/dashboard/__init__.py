@@ -1,18 +1,21 @@
 """Watching a search on the Dask dashboard and in Prometheus.
 
 - A page ``/morphml`` in the scheduler's dashboard (Bokeh, updated live): trials by state
-  over time, best so far against time and against trials, objective against parameters
-  with the Pareto front, trials per budget (ASHA's rungs), and the trials on each worker
-  and GPU.
-- Metrics on the scheduler's ``/metrics`` (``morphml_trials{search,state}``,
+  over time (pruned ones among them), best so far against time and against trials,
+  objective against parameters with the Pareto front, trials per budget (ASHA's rungs), the
+  live curves of the trials running now (those the pruner told to stop greyed), and the
+  trials on each worker and GPU.
+- Metrics on the scheduler's ``/metrics`` (``morphml_trials{search,state}``, the states
+  ``complete``, ``failed``, ``pruned``, ``in_flight`` and ``waiting``,
   ``morphml_results_per_second``, ``morphml_best_objective``, ``morphml_busy_slots``,
   ``morphml_busy_gpu_slots``, ``morphml_store_write_seconds``,
   ``morphml_store_backlog_batches``).
 - The same counters as JSON at ``/morphml/state.json``.
 
 The driver sends its progress to the scheduler once a second: the finished trials as
-`TrialSummary` tuples and its `~morphml_dask.status.SearchStatus`, through `receive`, which
-runs on the scheduler. The page needs the route module in the scheduler's configuration
+`TrialSummary` tuples, its `~morphml_dask.status.SearchStatus`, and the points its running
+trials reported since as `LiveUpdate` tuples, through `receive`, which runs on the
+scheduler. The page needs the route module in the scheduler's configuration
 *before* it starts, which `serve_page` (used by ``morphml run``, by the local cluster a
 `Search` starts, and by the ``deploy`` helpers) arranges unless ``morphml.dashboard`` is
 off; `enable` does it regardless. For a scheduler started by hand::
@@ -33,11 +36,12 @@ from collections.abc import Iterator
 import dask.config
 
 from morphml_dask.config import config_value
-from morphml_dask.dashboard._board import TrialSummary
+from morphml_dask.dashboard._board import LiveUpdate, TrialSummary
 from morphml_dask.dashboard._extension import receive
 
 __all__ = [
     "ROUTE_MODULE",
+    "LiveUpdate",
     "TrialSummary",
     "enable",
     "receive",

@@ -1,27 +1,35 @@
 """`SearchBoard`: what the scheduler knows of one search, in views of bounded size, and
 `SchedulerBoards`: the searches of one scheduler.
 
-The driver sends the trials that finished since its last message (a few hundred at most)
-and a snapshot of its counters. Every view the dashboard and the metrics read is kept up to
-date as rows arrive, in time proportional to the rows, and is bounded in size: the
-best-so-far curve holds only improvements, the Pareto front only its points, the scatter a
-thinned sample, the timeline the latest trials. Drawing the page therefore costs the same
-with 100 trials or 100,000, and never holds the scheduler's event loop for long.
+The driver sends the trials that finished since its last message (a few hundred at most),
+a snapshot of its counters, and the points the trials running now reported since then.
+Every view the dashboard and the metrics read is kept up to date as rows arrive, in time
+proportional to the rows, and is bounded in size: the best-so-far curve holds only
+improvements, the Pareto front only its points, the scatter a thinned sample, the timeline
+the latest trials, the live curves the latest points of the latest running trials. Drawing
+the page therefore costs the same with 100 trials or 100,000, and never holds the
+scheduler's event loop for long.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from morphml_dask.status import SearchStatus
 
 __all__ = [
     "KEPT_BOARDS",
+    "LIVE_POINTS",
+    "LIVE_TRIALS",
     "SCATTER_POINTS",
     "TIMELINE_TRIALS",
+    "LiveCurve",
+    "LiveUpdate",
     "SchedulerBoards",
     "SearchBoard",
     "TrialSummary",
@@ -30,16 +38,48 @@ __all__ = [
 SCATTER_POINTS = 4000
 TIMELINE_TRIALS = 2000
 HISTORY_POINTS = 4000
+# The live curves shown: the latest points of the trials that started reporting last.
+LIVE_TRIALS = 50
+LIVE_POINTS = 200
 RATE_WINDOW_S = 30.0
 # Boards of finished searches stay for people who look later; beyond this many the oldest go.
 KEPT_BOARDS = 20
 
-# One finished trial as the driver sends it: (trial id, ok, objective (None when failed),
-# parameter count (None when unknown), budget, rung, worker, device, start, end), the times
-# in Unix seconds. Tuples rather than dicts: a tenth of the bytes on the wire.
+# One finished trial as the driver sends it: (trial id, state ("complete", "fail" or
+# "pruned": a `TrialState` value), objective (None unless complete), parameter count (None
+# when unknown), budget, rung, worker, device, start, end), the times in Unix seconds.
+# Tuples rather than dicts: a tenth of the bytes on the wire.
 TrialSummary = tuple[
-    str, bool, float | None, float | None, int, int, str | None, str | None, float | None, float
+    str, str, float | None, float | None, int, int, str | None, str | None, float | None, float
 ]
+
+# One running trial's live curve as the driver sends it: (trial id, told to stop, the steps
+# reported since the driver's last message, the objective at each). The trials a message
+# lists are those shown; the points of a trial already on the board are kept.
+LiveUpdate = tuple[str, bool, list[float], list[float]]
+
+_COMPLETE, _FAIL, _PRUNED = "complete", "fail", "pruned"
+
+
+@dataclass(frozen=True)
+class LiveCurve:
+    """The objective a running trial reported so far, by step (the latest `LIVE_POINTS`),
+    and whether the pruner told it to stop."""
+
+    stopped: bool
+    steps: tuple[float, ...] = ()
+    values: tuple[float, ...] = ()
+
+    def extended(self, stopped: bool, steps: Sequence[float], values: Sequence[float]) -> LiveCurve:
+        """This curve with the points past its last step (a message sent again after a
+        failed one repeats points the board has)."""
+        last = self.steps[-1] if self.steps else -math.inf
+        new = [(s, v) for s, v in zip(steps, values, strict=True) if s > last]
+        return LiveCurve(
+            stopped,
+            (self.steps + tuple(float(s) for s, _ in new))[-LIVE_POINTS:],
+            (self.values + tuple(float(v) for _, v in new))[-LIVE_POINTS:],
+        )
 
 
 class SearchBoard:
@@ -63,29 +103,42 @@ class SearchBoard:
         self.status = SearchStatus()
         self.done = 0
         self.failed = 0
+        self.pruned = 0
         self.best: float | None = None
         self.best_trial: str | None = None
         # (finish time, trials finished, best so far), one point per improvement
         self.best_curve: list[tuple[float, int, float]] = []
-        # (time, done, failed, running), one point per driver message, thinned when long
-        self.history: list[tuple[float, int, float, int]] = []
+        # (time, done, failed, pruned, running), one point per driver message, thinned when long
+        self.history: list[tuple[float, int, int, int, int]] = []
         self.front: list[tuple[float, float, str]] = []  # (params, objective, id), by params
         self.scatter: list[tuple[float, float, str]] = []
         self._scatter_stride = 1
         self._scatter_seen = 0
         self.rungs: dict[int, int] = {}  # budget -> trials finished with it
-        self.timeline: deque[tuple[str, str, float, float, bool]] = deque(maxlen=TIMELINE_TRIALS)
+        # (trial id, where, start, end, state)
+        self.timeline: deque[tuple[str, str, float, float, str]] = deque(maxlen=TIMELINE_TRIALS)
         self._finish_times: deque[float] = deque()
+        # The trials running now that reported, in the order they first did.
+        self.live: dict[str, LiveCurve] = {}
 
     # -- updates ---------------------------------------------------------------------------
 
-    def update(self, trials: Sequence[TrialSummary], status: SearchStatus) -> None:
-        """Take in the trials finished since the last update and the driver's counters."""
+    def update(
+        self,
+        trials: Sequence[TrialSummary],
+        status: SearchStatus,
+        live: Sequence[LiveUpdate] | None = None,
+    ) -> None:
+        """Take in the trials finished since the last update, the driver's counters and the
+        live curves of the trials running now (None: the driver sends none; the board keeps
+        what it has)."""
         now = time.time()
         for trial in trials:
             self._add(trial, now)
         self.status = status
-        self.history.append((now, self.done, self.failed, status.running))
+        if live is not None:
+            self._take_live(live)
+        self.history.append((now, self.done, self.failed, self.pruned, status.running))
         if len(self.history) > HISTORY_POINTS:
             # Keep every other point of the older half: the curve keeps its shape, and a
             # search of days stays a few thousand points.
@@ -96,15 +149,16 @@ class SearchBoard:
         self.version += 1
 
     def _add(self, trial: TrialSummary, now: float) -> None:
-        trial_id, ok, value, params, budget, _, worker, device, start, end = trial
+        trial_id, state, value, params, budget, _, worker, device, start, end = trial
         self._finish_times.append(now)
         self.rungs[budget] = self.rungs.get(budget, 0) + 1
         if start is not None and worker is not None:
             where = worker if device in (None, "cpu") else f"{worker} {device}"
-            self.timeline.append((trial_id, where, start, end, ok))
+            self.timeline.append((trial_id, where, start, end, state))
         self.done += 1
-        self.failed += not ok
-        if not ok or value is None:
+        self.failed += state == _FAIL
+        self.pruned += state == _PRUNED
+        if state != _COMPLETE or value is None:  # a pruned trial's value is of a lower fidelity
             return
         if self.best is None or (value > self.best if self.maximize else value < self.best):
             self.best, self.best_trial = value, trial_id
@@ -124,6 +178,15 @@ class SearchBoard:
             self.front = sorted(
                 [p for p in self.front if not self._dominates(point, trial=p[:2])] + [point]
             )
+
+    def _take_live(self, updates: Sequence[LiveUpdate]) -> None:
+        """The live curves of the trials ``updates`` lists (the latest `LIVE_TRIALS`), each
+        extended by its new points; the trials it no longer lists have ended."""
+        live = {}
+        for trial_id, stopped, steps, values in updates[-LIVE_TRIALS:]:
+            known = self.live.get(trial_id) or LiveCurve(stopped)
+            live[trial_id] = known.extended(bool(stopped), steps, values)
+        self.live = live  # replaced whole: a page drawing the old one never sees it half-made
 
     def _dominates(self, point: tuple[float, float, str], trial: tuple[float, float]) -> bool:
         """Whether ``point`` is at least as small and as good as ``trial``."""
@@ -152,6 +215,7 @@ class SearchBoard:
             "direction": "maximize" if self.maximize else "minimize",
             "done": self.done,
             "failed": self.failed,
+            "pruned": self.pruned,
             "running": self.running,
             "best": self.best,
             "best_trial": self.best_trial,

@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from morphml_dask.dashboard._board import SchedulerBoards, TrialSummary
+from morphml_dask.dashboard._board import LiveUpdate, SchedulerBoards, TrialSummary
 from morphml_dask.dashboard._metrics import register_metrics
 from morphml_dask.status import SearchStatus
 
@@ -52,6 +52,7 @@ def receive(
     trials: Sequence[TrialSummary],
     status: Mapping[str, Any],
     dask_scheduler: Any = None,
+    live: Sequence[LiveUpdate] | None = None,
 ) -> None:
     """Run on the scheduler: take in a driver's update.
 
@@ -67,6 +68,9 @@ def receive(
         The driver's `SearchStatus`, as `SearchStatus.to_dict` wrote it.
     dask_scheduler
         Filled in by ``Client.run_on_scheduler``.
+    live
+        The live curves of the trials running now (`LiveUpdate` tuples: the points reported
+        since the driver's last update), or None when the driver follows none.
     """
     board = boards_of(dask_scheduler).board(run, name, objective, direction)
-    board.update(trials, SearchStatus.from_dict(status))
+    board.update(trials, SearchStatus.from_dict(status), live)

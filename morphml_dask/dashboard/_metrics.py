@@ -71,8 +71,10 @@ class SearchCollector:
         for scheduler in list(self.source()):
             for board in list(scheduler.boards.values()):
                 name, status = board.name, board.status
-                trials.add_metric([name, "complete"], board.done - board.failed)
+                complete = board.done - board.failed - board.pruned
+                trials.add_metric([name, "complete"], complete)
                 trials.add_metric([name, "failed"], board.failed)
+                trials.add_metric([name, "pruned"], board.pruned)
                 trials.add_metric([name, "in_flight"], board.running)
                 trials.add_metric([name, "waiting"], status.waiting_for_a_worker)
                 rate.add_metric([name], board.results_per_second())
@@ -97,7 +99,8 @@ def _families() -> tuple[Any, ...]:
     return (
         GaugeMetricFamily(
             "morphml_trials",
-            "Trials of a search by state (in_flight: submitted, not finished)",
+            "Trials of a search by state (pruned: stopped early by the pruner; in_flight: "
+            "submitted, not finished)",
             labels=["search", "state"],
         ),
         GaugeMetricFamily(

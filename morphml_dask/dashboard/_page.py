@@ -8,6 +8,7 @@ number of trials.
 from __future__ import annotations
 
 import html
+import zlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -16,15 +17,25 @@ from bokeh.core.properties import field
 from bokeh.layouts import column, row
 from bokeh.models import ColumnDataSource, FactorRange, HoverTool, NumeralTickFormatter
 from bokeh.models.widgets import Div
+from bokeh.palettes import Category10
 from bokeh.plotting import figure as bokeh_figure
 
-from morphml_dask.dashboard._board import SearchBoard
+from morphml_dask.dashboard._board import LiveCurve, SearchBoard
 from morphml_dask.dashboard._extension import boards_of
 
-__all__ = ["SearchPage", "morphml_doc"]
+__all__ = ["SearchPage", "live_colour", "morphml_doc"]
 
 REFRESH_MS = 1000
-STATE_COLOURS = {"complete": "#1f77b4", "failed": "#d62728", "in flight": "#2ca02c"}
+STATE_COLOURS = {
+    "complete": "#1f77b4",
+    "failed": "#d62728",
+    "pruned": "#7f7f7f",
+    "in flight": "#2ca02c",
+}
+# The running trials' live curves: a colour each (Category10, by trial id, so that a line
+# keeps its colour while others come and go), grey once told to stop.
+LIVE_COLOURS = Category10[10]
+STOPPED_COLOUR = "#b0b0b0"
 
 
 def figure(**options: Any) -> Any:
@@ -51,7 +62,7 @@ class SearchPage:
         self.board = board
         self.drawn: tuple[int, int] | None = None  # (board id, version) on the page
         self.summary = Div(text=_summary_html(None), sizing_mode="stretch_width")
-        self.history = ColumnDataSource({"time": [], "complete": [], "failed": [], "in flight": []})
+        self.history = ColumnDataSource({"time": [], **{state: [] for state in STATE_COLOURS}})
         self.best_time = ColumnDataSource({"time": [], "best": []})
         self.best_trials = ColumnDataSource({"trials": [], "best": []})
         self.scatter = ColumnDataSource({"params": [], "value": [], "trial": []})
@@ -59,6 +70,10 @@ class SearchPage:
         self.rungs = ColumnDataSource({"budget": [], "trials": []})
         self.timeline = ColumnDataSource(
             {"y": [], "start": [], "end": [], "trial": [], "where": [], "colour": []}
+        )
+        self.live = ColumnDataSource(
+            {"steps": [], "values": [], "trial": [], "state": [], "colour": [], "alpha": []},
+            name="morphml-live-curves",  # what a browser looks the curves up by
         )
         self.figures = self._figures()
 
@@ -111,8 +126,24 @@ class SearchPage:
             "best_trials": over_trials,
             "pareto": pareto,
             "rungs": rungs,
+            "live": self._live_figure(common),
             "timeline": timeline,
         }
+
+    def _live_figure(self, common: dict[str, Any]) -> Any:
+        """The objective against the step of each trial running now, one line each."""
+        live = figure(title="Running trials: objective by step (grey: told to stop)", **common)
+        live.multi_line(
+            "steps",
+            "values",
+            source=self.live,
+            line_color="colour",
+            line_alpha="alpha",
+            line_width=2,
+        )
+        live.add_tools(HoverTool(tooltips=[("trial", "@trial"), ("", "@state")]))
+        live.xaxis.axis_label = "step (epoch)"
+        return live
 
     @property
     def root(self) -> Any:
@@ -121,6 +152,7 @@ class SearchPage:
             self.summary,
             row(f["states"], f["best_time"], sizing_mode="stretch_width"),
             row(f["best_trials"], f["pareto"], f["rungs"], sizing_mode="stretch_width"),
+            f["live"],
             f["timeline"],
             sizing_mode="stretch_width",
         )
@@ -131,13 +163,14 @@ class SearchPage:
             return
         self.drawn = (id(board), board.version)
         self.summary.text = _summary_html(board)
-        history = board.history or [(board.updated_at, 0, 0, 0)]
-        times, complete, failed, running = (list(c) for c in zip(*history, strict=True))
+        history = board.history or [(board.updated_at, 0, 0, 0, 0)]
+        times, done, failed, pruned, running = (list(c) for c in zip(*history, strict=True))
         self.history.data = {
             "time": [_millis(t) for t in times],
-            "complete": [d - f for d, f in zip(complete, failed, strict=True)],
-            "failed": list(failed),
-            "in flight": list(running),
+            "complete": [d - f - p for d, f, p in zip(done, failed, pruned, strict=True)],
+            "failed": failed,
+            "pruned": pruned,
+            "in flight": running,
         }
         self.best_time.data = {
             "time": [_millis(t) for t, _, _ in board.best_curve] + [_millis(board.updated_at)],
@@ -155,7 +188,24 @@ class SearchPage:
             "budget": [str(b) for b in budgets],
             "trials": [board.rungs[b] for b in budgets],
         }
+        self._draw_live(board)
         self._draw_timeline(board)
+
+    def _draw_live(self, board: SearchBoard) -> None:
+        """A line per running trial: a colour of its own, grey once told to stop (drawn
+        first, under the trials that go on)."""
+        curves: list[tuple[str, LiveCurve]] = list(board.live.items())
+        curves.sort(key=lambda item: not item[1].stopped)  # stable: otherwise as they came
+        colours = [STOPPED_COLOUR if c.stopped else live_colour(trial_id) for trial_id, c in curves]
+        self.live.data = {
+            "steps": [list(curve.steps) for _, curve in curves],
+            "values": [list(curve.values) for _, curve in curves],
+            "trial": [trial_id for trial_id, _ in curves],
+            "state": ["told to stop" if c.stopped else "running" for _, c in curves],
+            "colour": colours,
+            "alpha": [0.5 if curve.stopped else 0.9 for _, curve in curves],
+        }
+        self.figures["live"].yaxis.axis_label = board.objective
 
     def _draw_timeline(self, board: SearchBoard) -> None:
         """One row per worker (and GPU) and per trial running there at once (threads)."""
@@ -176,11 +226,20 @@ class SearchPage:
             "end": [_millis(t[3]) for t in trials],
             "trial": [t[0] for t in trials],
             "where": [t[1] for t in trials],
-            "colour": [STATE_COLOURS["complete" if t[4] else "failed"] for t in trials],
+            "colour": [STATE_COLOURS[_STATE_NAMES.get(t[4], t[4])] for t in trials],
         }
         axis = self.figures["timeline"].yaxis
         axis.ticker = list(base.values())
         axis.major_label_overrides = {row: where for where, row in base.items()}
+
+
+def live_colour(trial_id: str) -> str:
+    """The colour of a running trial's live curve: the same on every redraw."""
+    return str(LIVE_COLOURS[zlib.crc32(trial_id.encode()) % len(LIVE_COLOURS)])
+
+
+# The states of finished trials as the legend names them.
+_STATE_NAMES = {"fail": "failed"}
 
 
 def _points(points: list[tuple[float, float, str]]) -> dict[str, Any]:
@@ -204,6 +263,7 @@ def _summary_html(board: SearchBoard | None) -> str:
         f"<h3>morphml search <code>{html.escape(board.name)}</code> ({state})</h3>"
         f"<p><b class='morphml-done' data-trials='{board.done}'>{board.done}</b> trials done, "
         f"<b class='morphml-failed'>{board.failed}</b> failed, "
+        f"<b class='morphml-pruned' data-trials='{board.pruned}'>{board.pruned}</b> pruned, "
         f"<b class='morphml-in-flight'>{board.running}</b> in flight; "
         f"{board.results_per_second():.1f} results/s; "
         f"best {html.escape(board.objective)}: <b class='morphml-best'>{html.escape(best)}</b>"

@@ -126,7 +126,8 @@ class BaseOptimizer(abc.ABC):
         return trials
 
     def tell(self, result: TrialResult) -> None:
-        """Record a finished trial, completed or failed, in any order."""
+        """Record a finished trial, completed, failed or pruned, in any order. A pruned
+        trial counts with the value it last reported, as a result at a lower fidelity."""
         trial = self._pending.pop(result.trial_id, None)
         if trial is None:
             if self._was_asked(result.trial_id):
@@ -139,7 +140,9 @@ class BaseOptimizer(abc.ABC):
             )
         self._told += 1
         score = self.objective.score(result)
-        if score > -math.inf and (self._best is None or score > self._best[0]):
+        # A pruned trial's score is a lower fidelity's: it informs the search, never the best.
+        complete = result.ok and score > -math.inf
+        if complete and (self._best is None or score > self._best[0]):
             self._best = (score, trial.id, trial.to_dict())
         self._observe(trial, result, score)
 

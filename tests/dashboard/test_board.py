@@ -1,8 +1,10 @@
 """`SearchBoard`: the scheduler-side views stay right and bounded at 100,000 trials; what
-the driver sends (`summarise`, `SearchStatus`) arrives intact through `receive`."""
+the driver sends (`summarise`, `SearchStatus`, the live curves of `ProgressPublisher`)
+arrives intact through `receive`."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -11,13 +13,16 @@ import pytest
 from morphml_dask.dashboard import TrialSummary, receive
 from morphml_dask.dashboard._board import (
     KEPT_BOARDS,
+    LIVE_POINTS,
+    LIVE_TRIALS,
     SCATTER_POINTS,
     TIMELINE_TRIALS,
+    LiveCurve,
     SchedulerBoards,
     SearchBoard,
 )
 from morphml_dask.dashboard._extension import boards_of
-from morphml_dask.driver._monitor import summarise
+from morphml_dask.driver._monitor import ProgressPublisher, summarise
 from morphml_dask.optim import RandomSearch
 from morphml_dask.space import CellSpace
 from morphml_dask.status import SearchStatus
@@ -34,7 +39,7 @@ def _trials(count: int, seed: int = 0) -> list[TrialSummary]:
     return [
         (
             f"t{i:06d}",
-            not failed[i],
+            "fail" if failed[i] else "complete",
             None if failed[i] else float(values[i]),
             float(params[i]),
             12 if i % 4 else 200,
@@ -50,7 +55,7 @@ def _trials(count: int, seed: int = 0) -> list[TrialSummary]:
 
 def _brute_force_front(trials: list[TrialSummary]) -> set[str]:
     """Trials no other trial beats on both fewer-or-equal parameters and a higher value."""
-    points = sorted((t[3], -t[2], t[0]) for t in trials if t[1] and t[2] is not None)
+    points = sorted((t[3], -t[2], t[0]) for t in trials if t[1] == "complete" and t[2] is not None)
     front, best = set(), float("-inf")
     for _, negative, trial_id in points:
         if -negative > best:
@@ -65,7 +70,7 @@ def test_views_are_bounded_and_right_with_100000_trials() -> None:
     for start in range(0, TRIALS, 500):  # as the driver sends them: a batch a second
         board.update(trials[start : start + 500], SearchStatus(running=50))
 
-    ok = [t for t in trials if t[1]]
+    ok = [t for t in trials if t[1] == "complete"]
     assert board.done == TRIALS
     assert board.failed == TRIALS - len(ok)
     best = max(ok, key=lambda t: t[2])  # type: ignore[arg-type,return-value]
@@ -87,9 +92,9 @@ def test_a_minimised_objective_keeps_the_lowest() -> None:
     board = SearchBoard("search", "loss", "minimize")
     board.update(
         [
-            ("a", True, 0.5, 10.0, 1, 0, None, None, None, 1.0),
-            ("b", True, 0.2, 20.0, 1, 0, None, None, None, 2.0),
-            ("c", True, 0.9, 5.0, 1, 0, None, None, None, 3.0),
+            ("a", "complete", 0.5, 10.0, 1, 0, None, None, None, 1.0),
+            ("b", "complete", 0.2, 20.0, 1, 0, None, None, None, 2.0),
+            ("c", "complete", 0.9, 5.0, 1, 0, None, None, None, 3.0),
         ],
         SearchStatus(),
     )
@@ -115,7 +120,7 @@ def test_a_finished_record_is_summarised_from_its_typed_fields() -> None:
     )
     assert summarise(record, "val_accuracy") == (
         trial.id,
-        True,
+        "complete",
         91.5,
         1.2e6,
         12,
@@ -133,12 +138,12 @@ def test_failed_and_reused_records_are_summarised_without_a_value() -> None:
     trial = _trial()
     failed = TrialRecord(trial, TrialResult.failed(trial.id, "boom"), worker="w", start_time=3.0)
     assert summarise(failed, "val_accuracy") == (
-        trial.id, False, None, None, 12, 0, "w", None, 3.0, 3.0
+        trial.id, "fail", None, None, 12, 0, "w", None, 3.0, 3.0
     )  # fmt: skip
     reused = TrialRecord(trial, TrialResult.complete(trial.id, {"val_accuracy": 80.0}), reused=True)
     # A reused result ran nowhere: no worker, no start, and it "ends" at 0.
     assert summarise(reused, "val_accuracy") == (
-        trial.id, True, 80.0, None, 12, 0, None, None, None, 0.0
+        trial.id, "complete", 80.0, None, 12, 0, None, None, None, 0.0
     )  # fmt: skip
 
 
@@ -171,7 +176,7 @@ def test_the_status_crosses_to_the_scheduler_and_back_intact() -> None:
         elapsed=12.5,
         finished=False,
     )
-    trials: list[TrialSummary] = [("t000004", True, 0.9, 10.0, 1, 0, None, None, None, 1.0)]
+    trials: list[TrialSummary] = [("t000004", "complete", 0.9, 10.0, 1, 0, None, None, None, 1.0)]
     receive("run-1", "search", "val_accuracy", "maximize", trials, status.to_dict(), scheduler)
 
     board = boards_of(scheduler).boards["run-1"]
@@ -207,3 +212,95 @@ def test_an_extension_of_another_plugin_under_our_name_is_refused() -> None:
         r"SchedulerBoards, received object; another plugin took the name",
     ):
         boards_of(scheduler)
+
+
+def test_pruned_trials_are_counted_apart_and_never_the_best() -> None:
+    trial = _trial(budget=9)
+    pruned = TrialRecord(
+        trial, TrialResult.pruned(trial.id, {"val_accuracy": 99.0}), worker="w", start_time=1.0
+    )
+    # Its last report is of a lower fidelity: sent as the state, without a value.
+    assert summarise(pruned, "val_accuracy") == (
+        trial.id, "pruned", None, None, 9, 0, "w", None, 1.0, 1.0
+    )  # fmt: skip
+    board = SearchBoard("search", "val_accuracy", "maximize")
+    board.update(
+        [
+            ("a", "complete", 0.5, 10.0, 9, 0, "w", None, 0.0, 1.0),
+            summarise(pruned, "val_accuracy"),
+            ("c", "fail", None, None, 9, 0, "w", None, 0.0, 2.0),
+        ],
+        SearchStatus(running=1),
+    )
+    assert (board.done, board.failed, board.pruned) == (3, 1, 1)
+    assert (board.best, board.best_trial) == (0.5, "a")
+    assert [point[-1] for point in board.timeline] == ["complete", "pruned", "fail"]
+    assert board.history[-1][1:] == (3, 1, 1, 1)  # done, failed, pruned, running
+    assert board.summary()["pruned"] == 1
+
+
+def test_live_curves_arrive_as_new_points_and_end_with_their_trials() -> None:
+    board = SearchBoard("search", "score", "maximize")
+    board.update(
+        [], SearchStatus(), [("a", False, [1.0, 2.0], [0.1, 0.2]), ("b", False, [1], [0.3])]
+    )
+    # A message sent again after a failed one repeats points: each is kept once.
+    board.update(
+        [], SearchStatus(), [("a", False, [1.0, 2.0, 3.0], [0.1, 0.2, 0.25]), ("b", True, [], [])]
+    )
+    assert board.live == {
+        "a": LiveCurve(False, (1.0, 2.0, 3.0), (0.1, 0.2, 0.25)),
+        "b": LiveCurve(True, (1.0,), (0.3,)),
+    }
+    board.update([], SearchStatus())  # a driver that follows no live curves: they stay
+    assert set(board.live) == {"a", "b"}
+    board.update([], SearchStatus(), [("b", True, [2.0], [0.31])])  # "a" ended
+    assert board.live == {"b": LiveCurve(True, (1.0, 2.0), (0.3, 0.31))}
+
+
+def test_live_curves_are_bounded() -> None:
+    board = SearchBoard("search", "score", "maximize")
+    many = [(f"t{i:03d}", False, [float(s) for s in range(300)], [0.0] * 300) for i in range(80)]
+    board.update([], SearchStatus(), many)
+    assert list(board.live) == [trial_id for trial_id, *_ in many[-LIVE_TRIALS:]]
+    assert {len(curve.steps) for curve in board.live.values()} == {LIVE_POINTS}
+    assert board.live["t079"].steps[-1] == 299.0
+
+
+def test_the_driver_sends_each_live_point_once_and_everything_again_after_a_failure() -> None:
+    curves: dict[str, list[dict[str, float]]] = {
+        "a": [{"epoch": 1.0, "score": 0.1}, {"epoch": 2.0, "loss": 3.0}],
+    }
+    stopped: set[str] = set()
+    sent: list[dict[str, Any]] = []
+    failing = [False]
+
+    def run_on_scheduler(function: Any, *args: Any, **kwargs: Any) -> None:
+        if failing[0]:
+            raise OSError("the scheduler is reconnecting")
+        sent.append(kwargs)
+
+    client: Any = SimpleNamespace(run_on_scheduler=run_on_scheduler)
+    publisher = ProgressPublisher(
+        client, "run", "search", "score", "maximize", SearchStatus, interval=3600,
+        live=lambda: (curves, stopped),
+    )  # fmt: skip
+    try:
+        publisher._send()
+        curves["a"].append({"epoch": 3.0, "score": 0.3})
+        curves["b"] = [{"epoch": 1.0, "score": 0.2}]
+        stopped.add("a")
+        publisher._send()
+        failing[0] = True
+        publisher._send()  # lost: the next message carries the curves whole
+        failing[0] = False
+        del curves["a"]  # ended
+        publisher._send()
+    finally:
+        publisher.close()
+    assert [message["live"] for message in sent] == [
+        [("a", False, [1.0], [0.1])],  # the report without the objective is left out
+        [("a", True, [3.0], [0.3]), ("b", False, [1.0], [0.2])],
+        [("b", False, [1.0], [0.2])],
+        [("b", False, [], [])],  # the close sends a last message
+    ]

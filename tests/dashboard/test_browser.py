@@ -1,4 +1,4 @@
-"""The morphml page of the Dask dashboard, opened in headless Chromium during a search."""
+"""The morphml page of the Dask dashboard, opened in headless Chromium during searches."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from _watched import http_get, make_search, wait_for
+from _watched import http_get, make_pruned_search, make_search, wait_for
 from distributed import Client
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -32,7 +32,17 @@ def _shown_trials(page: object) -> int:
     return int(text or 0)
 
 
-def test_the_page_shows_the_live_trial_count(dashboard_client: Client, tmp_path: Path) -> None:
+# The number of live curves the page draws now, read from its Bokeh document.
+LIVE_LINES_JS = """() => {
+    const source = Bokeh.documents[0].get_model_by_name("morphml-live-curves");
+    const data = source.data;
+    return (data instanceof Map ? data.get("trial") : data["trial"]).length;
+}"""
+
+
+def test_the_page_shows_the_live_trial_count_and_curves(
+    dashboard_client: Client, tmp_path: Path
+) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip("no Chromium: apt-get install chromium (the CI script does)")
@@ -63,6 +73,14 @@ def test_the_page_shows_the_live_trial_count(dashboard_client: Client, tmp_path:
             # Live: the count moves on while the search runs, without reloading.
             wait_for(lambda: _shown_trials(page) > max(shown, before), timeout=30)
             assert _shown_trials(page) <= search.status().done
+            assert page.evaluate(LIVE_LINES_JS) == 0  # tabular trials report no curve
+            search.stop()
+            search.wait()
+
+            # A search whose trials report live: the page turns to it and draws their curves.
+            search = make_pruned_search(dashboard_client, tmp_path / "pruned", trials=40)
+            search.start()
+            wait_for(lambda: page.evaluate(LIVE_LINES_JS) > 0, timeout=30)
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
             browser.close()

@@ -50,9 +50,11 @@ def test_the_collector_reports_the_boards_its_source_returns() -> None:
     board = boards.board("run", "gpu-search", "val_accuracy", "maximize")
     board.update(
         [
-            ("t000001", True, 0.8, 10.0, 1, 0, None, None, None, 1.0),
-            ("t000002", True, 0.9, 20.0, 1, 0, None, None, None, 2.0),
-            ("t000003", False, None, None, 1, 0, None, None, None, 3.0),
+            ("t000001", "complete", 0.8, 10.0, 1, 0, None, None, None, 1.0),
+            ("t000002", "complete", 0.9, 20.0, 1, 0, None, None, None, 2.0),
+            ("t000003", "fail", None, None, 1, 0, None, None, None, 3.0),
+            ("t000004", "pruned", None, 30.0, 9, 0, None, None, None, 4.0),
+            ("t000005", "pruned", None, None, 9, 0, None, None, None, 5.0),
         ],
         SearchStatus(
             running=2, waiting_for_a_worker=3, store_last_write_s=0.5, store_backlog_batches=4
@@ -64,7 +66,7 @@ def test_the_collector_reports_the_boards_its_source_returns() -> None:
     assert _samples(registry) == {}  # nothing to report yet: no board, no sample
 
     sources.append([boards])  # read at every scrape
-    # Three trials over the board's short life so far: the rate falls as time passes.
+    # Five trials over the board's short life so far: the rate falls as time passes.
     rate_before = board.results_per_second()
     samples = _samples(registry)
     rate_after = board.results_per_second()
@@ -73,6 +75,7 @@ def test_the_collector_reports_the_boards_its_source_returns() -> None:
     assert samples == {
         ("morphml_trials", "complete"): 2,
         ("morphml_trials", "failed"): 1,
+        ("morphml_trials", "pruned"): 2,
         ("morphml_trials", "in_flight"): 2,
         ("morphml_trials", "waiting"): 3,
         ("morphml_best_objective", "val_accuracy"): 0.9,
@@ -92,7 +95,7 @@ def test_one_collector_per_process_reports_every_scheduler_a_search_reported_to(
     names = [f"collected-{i}-{uuid.uuid4().hex[:6]}" for i in range(2)]
     for scheduler, name in zip(schedulers, names, strict=True):
         status = SearchStatus(running=1).to_dict()
-        trial = (f"{name}-t1", True, 0.5, None, 1, 0, None, None, None, 1.0)
+        trial = (f"{name}-t1", "complete", 0.5, None, 1, 0, None, None, None, 1.0)
         receive(name, name, "val_accuracy", "maximize", [trial], status, scheduler)
     register_metrics(lambda: [])  # a second registration keeps the first collector
 
@@ -135,7 +138,7 @@ def test_metrics_report_the_running_search(dashboard_client: Client, tmp_path: P
             time.sleep(0.2)
             continue
         scrapes += 1
-        reported = metrics[("morphml_trials", "complete")] + metrics[("morphml_trials", "failed")]
+        reported = sum(metrics[("morphml_trials", s)] for s in ("complete", "failed", "pruned"))
         done_before = max(
             (done for when, done in history if when <= time.monotonic() - LAG_S), default=0
         )

@@ -7,6 +7,7 @@ from morphml_dask.exceptions import OptimizerError
 from morphml_dask.optim import RandomSearch
 from morphml_dask.space import CellSpace, DagSpace
 from morphml_dask.testing import check_optimizer, run_optimizer, synthetic_result
+from morphml_dask.trial import TrialResult
 
 
 @pytest.mark.parametrize("space", [CellSpace(), DagSpace(max_nodes=4)])
@@ -80,3 +81,12 @@ def test_ids_keep_working_past_a_million_trials() -> None:
     optimizer.tell(result)
     optimizer.tell(result)  # a repeated tell is still recognised and ignored
     assert optimizer.num_told == 1
+
+
+def test_a_pruned_result_informs_the_search_but_is_never_the_best() -> None:
+    optimizer = RandomSearch(CellSpace(), max_trials=2, seed=0)
+    first, second = optimizer.ask(2)
+    optimizer.tell(TrialResult.pruned(first.id, {"val_accuracy": 0.9}))
+    assert optimizer.best_trial is None
+    optimizer.tell(TrialResult.complete(second.id, {"val_accuracy": 0.5}))
+    assert optimizer.best_trial == second and optimizer.best_value == 0.5
