@@ -22,8 +22,8 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -168,13 +168,19 @@ def run_morphml(args: argparse.Namespace, asha: bool) -> Outcome:
         if asha
         else RandomSearch(CellSpace(), budget=SHORT, max_trials=args.trials, seed=args.seed)
     )
-    with _local_cluster(args.slots) as cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
+    # A temporary folder as the store: the worker processes write to it too (not the driver's
+    # memory), and it costs the search what a real store costs.
+    with (
+        _local_cluster(args.slots) as cluster,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+        tempfile.TemporaryDirectory(prefix="morphml-peers-") as folder,
+    ):
         client.wait_for_workers(2)
         client.run(_warm_worker)
         search = Search(
             optimizer,
             NB201TabularTask("cifar10", time_scale=args.time_scale),
-            store=f"memory://peers/{uuid.uuid4().hex}",
+            store=os.path.join(folder, "store"),
             client=client,
             name="peers",
         )

@@ -7,7 +7,9 @@ On a ``LocalCluster`` of worker processes (2 x 25 threads: 50 slots by default),
 simulated NAS-Bench-201 task (`NB201TabularTask`, which sleeps ``cost_seconds * time_scale``)
 is searched by asynchronous regularized evolution (population 10, sample 3) and by the
 synchronous genetic algorithm (population 50, elitism 2), each through
-``Search(..., store="memory://...")``. ``time_scale`` is chosen so that the median 12-epoch
+``Search(..., store=FOLDER)``, a fresh temporary folder each (the worker processes write to
+the store too, so not the driver's memory; a local folder costs what a real store costs).
+``time_scale`` is chosen so that the median 12-epoch
 trial sleeps ``--median`` seconds (the median cost over ``--cost-sample`` random cells).
 
 For each run, from the trials table (``start_time``/``end_time`` are measured on the worker
@@ -35,9 +37,11 @@ import argparse
 import functools
 import heapq
 import json
+import os
 import platform
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -52,7 +56,7 @@ from morphml_dask.driver._session import SearchSession
 from morphml_dask.driver._state import SearchState
 from morphml_dask.optim import BaseOptimizer, GeneticAlgorithm, RegularizedEvolution
 from morphml_dask.space import NUM_CELLS, CellSpace
-from morphml_dask.storage import ExperimentStore, open_store
+from morphml_dask.storage import open_store
 from morphml_dask.tasks import NB201TabularTask
 
 if TYPE_CHECKING:
@@ -259,34 +263,28 @@ def run_search(
     persist_interval: float | None,
     phases: bool,
 ) -> tuple[pd.DataFrame, float, PhaseTimer | None]:
-    """One search on ``client`` into a fresh memory store: its trials table, wall time of
+    """One search on ``client`` into a fresh temporary folder: its trials table, wall time of
     ``run()`` and (with ``phases``) the phase timer."""
-    import fsspec
-
-    url = f"memory://driver-utilisation/{kind}-{uuid.uuid4().hex}"
-    store: ExperimentStore = open_store(url)
-    search = Search(
-        RUNS[kind](trials, seed),
-        NB201TabularTask("cifar10", time_scale=time_scale),
-        store=store,
-        client=client,
-        lookahead=lookahead,
-        persist_interval=persist_interval,
-        name=f"{kind}-{uuid.uuid4().hex[:8]}",
-    )
     timer = PhaseTimer() if phases else None
-    if timer is not None:
-        timer.instrument(search)
-    start = time.perf_counter()
-    try:
-        table = search.run()
-    finally:
+    with tempfile.TemporaryDirectory(prefix="morphml-utilisation-") as folder:
+        search = Search(
+            RUNS[kind](trials, seed),
+            NB201TabularTask("cifar10", time_scale=time_scale),
+            store=os.path.join(folder, kind),
+            client=client,
+            lookahead=lookahead,
+            persist_interval=persist_interval,
+            name=f"{kind}-{uuid.uuid4().hex[:8]}",
+        )
         if timer is not None:
-            timer.restore()
-    wall = time.perf_counter() - start
-    memory, path = fsspec.filesystem("memory"), url.removeprefix("memory://")
-    if memory.exists(path):
-        memory.rm(path, recursive=True)
+            timer.instrument(search)
+        start = time.perf_counter()
+        try:
+            table = search.run()
+        finally:
+            if timer is not None:
+                timer.restore()
+        wall = time.perf_counter() - start
     return table, wall, timer
 
 

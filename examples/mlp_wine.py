@@ -133,6 +133,8 @@ def fit(config: dict[str, Any], ctx: TrialContext) -> None:
     for epoch in range(ctx.trained_epochs + 1, ctx.budget + 1):
         train_epoch(model, opt, data, config["batch_size"])
         ctx.report(epoch, **evaluate(model, data))
+        if ctx.should_stop():  # the search's pruner stopped this trial
+            break
     ctx.save({"model": model.state_dict(), "opt": opt.state_dict()})
 
 

@@ -196,6 +196,8 @@ def fit(config: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
         ctx.report(epoch, **metrics)
         # Each epoch: a trial that runs again after its worker died continues from here.
         ctx.save({"model": model.state_dict(), "opt": opt.state_dict()})
+        if ctx.should_stop():  # the search's pruner stopped this trial
+            break
     params = float(sum(p.numel() for p in model.parameters()))
     return {**(metrics or evaluate(model, data)), "params": params}
 

@@ -283,6 +283,7 @@ def check_store(make: StoreFactory) -> None:
     assert store.append_records(records) == 0, "compaction forgot which ids are stored"
     _check_repeats_and_non_finite_metrics(store, records[0].trial)
     _check_states(store)
+    _check_weights(store)
 
 
 def _check_records_once(store: BaseStore, records: list[TrialRecord]) -> None:
@@ -393,6 +394,42 @@ def _check_states(store: BaseStore) -> None:
     assert "cannot be stored as data" in message
     loaded = store.saved_state("with-state")
     assert loaded is not None and loaded.step == 3, "a refused state replaced the saved one"
+
+
+def _check_weights(store: BaseStore) -> None:
+    """Weights come back as saved, by trial and rung (the highest by default), with what
+    rebuilds their model; a new save of a rung replaces it whole; a trial or rung without
+    weights raises `StorageInputError`."""
+    import torch
+
+    from morphml_dask.exceptions import StorageInputError
+
+    first = {"layer.weight": torch.arange(6.0).reshape(2, 3), "layer.bias": torch.ones(2)}
+    store.save_weights("with-weights", 0, first, num_classes=3, in_channels=1)
+    store.save_weights("with-weights", 1, {"x": torch.zeros(1)}, num_classes=3, in_channels=1)
+    saved = store.saved_weights("with-weights", 0)
+    assert (saved.trial_id, saved.rung, saved.num_classes, saved.in_channels) == (
+        "with-weights",
+        0,
+        3,
+        1,
+    )
+    assert saved.state_dict.keys() == first.keys()
+    assert all(torch.equal(saved.state_dict[k], v) for k, v in first.items())
+    assert store.saved_weights("with-weights").rung == 1, "not the highest rung by default"
+    replaced = {"layer.weight": torch.zeros(2, 3)}
+    store.save_weights("with-weights", 0, replaced, num_classes=5, in_channels=2, reductions=1)
+    again = store.saved_weights("with-weights", 0)
+    assert again.state_dict.keys() == replaced.keys(), "a new save did not replace the rung"
+    assert (again.num_classes, again.in_channels, again.reductions) == (5, 2, 1)
+    for trial_id, rung in (("never-saved", None), ("with-weights", 7)):
+        try:
+            store.load_weights(trial_id, rung)
+        except StorageInputError as error:
+            message = str(error)
+        else:
+            raise AssertionError(f"weights of {trial_id} rung {rung} that were never saved")
+        assert trial_id in message
 
 
 @contextlib.contextmanager

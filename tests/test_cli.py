@@ -213,7 +213,9 @@ def test_the_progress_line_reads_the_search_status(capsys: pytest.CaptureFixture
     statuses = [
         SearchStatus(done=3, running=2, failed=1, reused=0, elapsed=4.2),
         SearchStatus(done=9, running=1, failed=1, reused=2, best_trial="t000007", elapsed=9.6),
-        SearchStatus(done=12, running=0, failed=2, reused=2, best_trial="t000011", elapsed=20.0),
+        SearchStatus(
+            done=12, running=0, failed=2, pruned=5, reused=2, best_trial="t000011", elapsed=20.0
+        ),
     ]
     shown = iter(statuses)
     search = SimpleNamespace(
@@ -226,8 +228,61 @@ def test_the_progress_line_reads_the_search_status(capsys: pytest.CaptureFixture
     progress.show(final=True)
     assert capsys.readouterr().out.splitlines() == [
         "dashboard: http://127.0.0.1:8787/status (this search: http://127.0.0.1:8787/morphml)",
-        "trials 3/12 done, 2 running, 1 failed, 0 reused; best -; 4s",
-        "trials 12/12 done, 0 running, 2 failed, 2 reused; best t000011; 20s",
+        "trials 3/12 done, 2 running, 1 failed, 0 pruned, 0 reused; best -; 4s",
+        "trials 12/12 done, 0 running, 2 failed, 5 pruned, 2 reused; best t000011; 20s",
+    ]
+
+
+def test_a_pruned_search_counts_its_pruned_trials_and_the_report_the_epochs_saved(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import scripted_trials
+
+    from morphml_dask.cli import _drive, main
+    from morphml_dask.driver import Search
+    from morphml_dask.optim import RandomSearch
+    from morphml_dask.prune import SuccessiveHalving
+    from morphml_dask.space import FunctionSpace
+    from morphml_dask.storage import open_store
+    from morphml_dask.tasks import FunctionTask
+    from morphml_dask.testing import local_client
+
+    store, budget, trials = tmp_path / "store", 9, 16
+    optimizer = RandomSearch(
+        FunctionSpace(scripted_trials.space),
+        budget=budget,
+        max_trials=trials,
+        seed=1,
+        objective="score",
+    )
+    task = FunctionTask(scripted_trials.climb, objective="score")
+    pruner = SuccessiveHalving(min_budget=1, eta=3, max_budget=budget)
+    with local_client(n_workers=1, threads_per_worker=2) as client:
+        search = Search(optimizer, task, store=str(store), client=client, pruner=pruner)
+        assert _drive(search, trials) == 0
+    table = open_store(str(store)).trials()
+    pruned = table[table["state"] == "pruned"]
+    assert len(pruned) > 0 and len(table) == trials
+    shown = capsys.readouterr().out.splitlines()
+    progress = next(line for line in shown if line.startswith(f"trials {trials}/{trials} done"))
+    assert f" 0 failed, {len(pruned)} pruned, " in progress
+    assert f"{trials} trials, 0 failed, {len(pruned)} pruned; results in {store}" in shown
+
+    # Saved: each pruned trial's budget beyond the last epoch of its curve.
+    curves = open_store(str(store)).curves()
+    trained = {
+        trial_id: int(curves.sel(trial=trial_id).dropna("epoch", how="all")["epoch"].max())
+        for trial_id in pruned["trial_id"]
+    }
+    saved = sum(budget - epochs for epochs in trained.values())
+    assert 0 < saved < trials * budget
+    assert main(["report", str(store), "--out", str(tmp_path / "report")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    share = f"{saved / (trials * budget):.1%}"
+    assert printed == [
+        f"pruning stopped {len(pruned)} trials early and saved {saved} of "
+        f"{trials * budget} epochs ({share})",
+        str(tmp_path / "report" / "report.html"),
     ]
 
 

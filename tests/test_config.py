@@ -102,6 +102,7 @@ def test_importing_loads_the_defaults_into_dask_config() -> None:
         "lookahead",
         "persist-interval",
         "store-outage-timeout",
+        "scheduler-timeout",
         "worker-timeout",
         "dashboard",
         "time-scale",

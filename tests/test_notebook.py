@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -38,12 +39,13 @@ def client() -> Iterator[Client]:
 
 
 @pytest.fixture(scope="module")
-def finished(client: Client) -> Search:
+def finished(client: Client, tmp_path_factory: pytest.TempPathFactory) -> Search:
     """A finished search of 40 trials, about a tenth of them failed, some reused."""
     search = Search(
         RegularizedEvolution(CellSpace(), population_size=8, max_trials=TRIALS, seed=0),
         FlakyTask(NB201TabularTask(), raise_rate=0.1, nan_rate=0.0),
-        store=f"memory://notebook-{uuid.uuid4().hex}",
+        # A folder: the workers, processes of their own, reach it too (not the driver's memory).
+        store=str(tmp_path_factory.mktemp("notebook") / "store"),
         client=client,
         persist_interval=0.2,
     )
@@ -71,6 +73,7 @@ def test_the_summary_counts_are_those_of_the_stored_table(finished: Search, clie
     assert summary["done"] == str(len(table))
     assert summary["failed"] == str(failed)
     assert summary["reused"] == str(reused)
+    assert summary["pruned"] == "0"  # no pruner
     assert summary["running"] == "0" and summary["retried"] == "0"
     assert summary["submitted"] == str(len(table) - reused)  # reused results ran nowhere
     best = finished.store.best(1, "val_accuracy", "maximize").iloc[0]
@@ -87,6 +90,31 @@ def test_the_summary_counts_are_those_of_the_stored_table(finished: Search, clie
     assert elapsed == pytest.approx(finished.finished_at - finished.started_at, abs=0.06)
 
 
+def test_the_summary_counts_the_trials_a_pruner_stopped(client: Client, tmp_path: Path) -> None:
+    import scripted_trials
+
+    from morphml_dask.prune import SuccessiveHalving
+    from morphml_dask.space import FunctionSpace
+    from morphml_dask.tasks import FunctionTask
+
+    optimizer = RandomSearch(
+        FunctionSpace(scripted_trials.space), budget=9, max_trials=12, seed=2, objective="score"
+    )
+    search = Search(
+        optimizer,
+        FunctionTask(scripted_trials.climb, objective="score"),
+        store=str(tmp_path / "store"),
+        client=client,
+        pruner=SuccessiveHalving(min_budget=1, eta=3, max_budget=9),
+    )
+    table = search.run()
+    pruned = int((table["state"] == "pruned").sum())
+    assert pruned > 0
+    summary = _summary(search._repr_html_())
+    assert summary["pruned"] == str(pruned) and summary["done"] == str(len(table))
+    assert summary["failed"] == "0"
+
+
 def test_a_finished_search_shows_html_and_no_widget(finished: Search) -> None:
     data, _ = DisplayFormatter().format(finished)  # type: ignore[no-untyped-call]
     assert WIDGET_VIEW not in data
@@ -95,13 +123,13 @@ def test_a_finished_search_shows_html_and_no_widget(finished: Search) -> None:
 
 
 def test_a_running_search_shows_a_widget_that_stops_refreshing_when_it_ends(
-    client: Client,
+    client: Client, tmp_path: Path
 ) -> None:
     # Far more trials than it can run in the test: it runs until stopped.
     search = Search(
         RandomSearch(CellSpace(), max_trials=100_000, seed=1),
         NB201TabularTask(),
-        store=f"memory://notebook-{uuid.uuid4().hex}",
+        store=str(tmp_path / "store"),
         client=client,
         persist_interval=0.2,
     ).start()
@@ -136,13 +164,13 @@ def test_a_running_search_shows_a_widget_that_stops_refreshing_when_it_ends(
 
 
 def test_without_ipywidgets_a_running_search_shows_static_html(
-    client: Client, monkeypatch: pytest.MonkeyPatch
+    client: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import raises ImportError
     search = Search(
         RandomSearch(CellSpace(), max_trials=100_000, seed=2),
         NB201TabularTask(),
-        store=f"memory://notebook-{uuid.uuid4().hex}",
+        store=str(tmp_path / "store"),
         client=client,
     ).start()
     try:

@@ -137,7 +137,10 @@ def _client_of(address: str) -> Any:
     try:
         # Not the default client: one that fails to connect would stay registered as the
         # default, and keep dask.config pointing at a scheduler that is not there.
-        return Client(address, timeout=30, set_as_default=False)  # type: ignore[no-untyped-call]
+        # The client reconnects within its timeout: as long as the driver waits for a lost
+        # scheduler to come back (morphml.scheduler-timeout).
+        timeout = max(30.0, float(config_value("scheduler-timeout")))
+        return Client(address, timeout=timeout, set_as_default=False)  # type: ignore[no-untyped-call]
     except (OSError, TypeError) as error:  # refused, timed out, or a TLS mismatch
         raise SchedulerUnreachableError(
             f"cannot connect to the Dask scheduler at {address}",

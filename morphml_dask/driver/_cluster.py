@@ -13,7 +13,7 @@ from distributed import LocalCluster
 from distributed.system import MEMORY_LIMIT
 
 from morphml_dask.config import config_value
-from morphml_dask.exceptions import ClusterError, UnschedulableError
+from morphml_dask.exceptions import ClusterError, SchedulerUnreachableError, UnschedulableError
 from morphml_dask.gpus import gpus_per_worker, trial_slots, trials_per_gpu, visible_device_ids
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ __all__ = [
     "register_plugin",
     "running_slots",
     "slots_of",
+    "workers_info",
 ]
 
 # Seconds between two looks at the workers, and between two questions to every worker of
@@ -178,7 +179,7 @@ def slots_of(
     """
     deadline = time.monotonic() + wait
     while True:
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        workers = workers_info(client).values()
         slots = _slots(workers, gpus_per_trial)
         if slots > 0:
             return slots
@@ -200,7 +201,29 @@ def slots_of(
 
 def running_slots(client: Client, gpus_per_trial: float) -> int:
     """How many trials the workers connected now can run at once (0 while none can)."""
-    return _slots(client.scheduler_info(n_workers=-1)["workers"].values(), gpus_per_trial)
+    return _slots(workers_info(client).values(), gpus_per_trial)
+
+
+def workers_info(client: Client) -> dict[str, Any]:
+    """Worker address -> what the scheduler says of it, asked now.
+
+    Raises
+    ------
+    SchedulerUnreachableError
+        When the client lost its scheduler (it is reconnecting, or gave up): the info it
+        holds then is stale or empty.
+    """
+    if client.status == "running":
+        info = client.scheduler_info(n_workers=-1)
+        if client.status == "running" and "workers" in info:
+            return dict(info["workers"])
+    address = getattr(client.scheduler, "address", None)
+    raise SchedulerUnreachableError(
+        f"lost the connection to the Dask scheduler at {address}",
+        expected="a scheduler that answers the driver",
+        received=f"a client whose status is {client.status!r}",
+        fix="check that the scheduler runs; restart it at the same address",
+    )
 
 
 def _slots(workers: Any, gpus_per_trial: float) -> int:
@@ -262,7 +285,7 @@ class WorkerWatch:
         from morphml_dask.driver._events import WorkersSeen
 
         self.checked_at = now
-        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        workers = workers_info(self.client)
         times = self._retirement_times(now)
         wall = time.time()
         retire_in = {

@@ -28,6 +28,7 @@ __all__ = [
     "Release",
     "Reported",
     "Retire",
+    "SchedulerRestarted",
     "StopRequested",
     "StopTrials",
     "StoreCongested",
@@ -154,8 +155,21 @@ class Reported:
     reports: tuple[tuple[str, int, Mapping[str, float]], ...]
 
 
+@dataclass(frozen=True)
+class SchedulerRestarted:
+    """The client reconnected to a scheduler that knows none of the search's tasks (it was
+    restarted at the same address): every task in flight must be submitted again."""
+
+
 Event = (
-    StoreRead | WorkersSeen | TaskFinished | TaskLost | StoreCongested | StopRequested | Reported
+    StoreRead
+    | WorkersSeen
+    | TaskFinished
+    | TaskLost
+    | StoreCongested
+    | StopRequested
+    | Reported
+    | SchedulerRestarted
 )
 
 

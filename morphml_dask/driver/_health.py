@@ -14,10 +14,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["INFRASTRUCTURE_FAILURES", "Quarantine", "WorkerAbsence", "WorkerHealth"]
+from morphml_dask.trial import TrialResult
 
-# Failure kinds (`TrialResult.error_kind`) that may blame the worker rather than the trial.
-INFRASTRUCTURE_FAILURES = frozenset({"cuda", "oom", "import"})
+__all__ = [
+    "INFRASTRUCTURE_FAILURES",
+    "Quarantine",
+    "WorkerAbsence",
+    "WorkerHealth",
+    "failed_everywhere",
+]
+
+# Failure kinds (`TrialResult.error_kind`) that may blame the worker rather than the trial
+# ("store": the store stayed unreachable for morphml.store-outage-timeout seconds).
+INFRASTRUCTURE_FAILURES = frozenset({"cuda", "oom", "import", "store"})
 
 
 @dataclass(frozen=True)
@@ -115,3 +124,13 @@ class WorkerAbsence:
         if self.timeout is not None and now - self.since > self.timeout:
             return "give up"
         return None
+
+
+def failed_everywhere(result: TrialResult, workers: list[str]) -> TrialResult:
+    """The failure of a trial that failed the same way on every worker it ran on: the
+    trial, not the workers, is to blame."""
+    return TrialResult.failed(
+        result.trial_id,
+        f"{result.error} (the same on every attempt, on {', '.join(workers)})",
+        result.error_kind or "error",
+    )

@@ -33,6 +33,10 @@ __all__ = ["LiveInbox", "LiveLink", "LiveSender", "live_link", "live_topic", "st
 # it was stopped: decisions reach trials within about the sum of the two.
 SEND_INTERVAL_S = 0.2
 STOP_CHECK_INTERVAL_S = 0.2
+# Under a pruner a trial waits this long, at most, for the verdict on the step it reported
+# last (`LiveLink.stop_requested`), polling every VERDICT_POLL_S.
+VERDICT_WAIT_S = 2.0
+VERDICT_POLL_S = 0.005
 
 # One report: trial id, step, metrics.
 Report = tuple[str, int, dict[str, float]]
@@ -46,6 +50,12 @@ def live_topic(run: str) -> str:
 def stop_event_name(run: str, trial_id: str) -> str:
     """The Dask ``Event`` the driver sets to stop ``trial_id`` of the search run ``run``."""
     return f"morphml-stop/{run}/{trial_id}"
+
+
+def verdicts_name(run: str) -> str:
+    """The Dask ``Variable`` where the driver keeps, for each running trial of the run
+    ``run``, the last step its pruner judged and whether it said stop."""
+    return f"morphml-verdicts/{run}"
 
 
 def pause_event_name(run: str) -> str:
@@ -77,7 +87,8 @@ class LiveSender:
         self._worker.loop.add_callback(self._schedule)
 
     def flush(self) -> None:
-        """Send what gathered now (a trial's end: its last reports go before its outcome)."""
+        """Send what gathered now (a trial's end: its last reports go before its outcome; a
+        trial that waits for its verdict)."""
         self._worker.loop.add_callback(self._send)
 
     def _schedule(self) -> None:
@@ -108,8 +119,13 @@ class LiveLink:
     `stop_requested` says whether the driver decided to stop it. What `TrialContext` is
     given on a worker of a search."""
 
-    def __init__(self, worker: Any, run: str, trial_id: str) -> None:
+    def __init__(
+        self, worker: Any, run: str, trial_id: str, *, wait_for_verdicts: bool = False
+    ) -> None:
         self._sender = _sender_of(worker)
+        self._verdicts = verdicts_name(run) if wait_for_verdicts else None
+        self._last_step = -1
+        self._judged = -1
         self._topic = live_topic(run)
         self._trial_id = trial_id
         self._event_name = stop_event_name(run, trial_id)
@@ -122,10 +138,17 @@ class LiveLink:
     def report(self, step: int, metrics: Mapping[str, float]) -> None:
         self._sender.add(self._topic, (self._trial_id, int(step), dict(metrics)))
         self._reported = True
+        self._last_step = max(self._last_step, int(step))
+        if self._verdicts is not None:
+            self._sender.flush()  # the trial waits for the verdict: no batching delay
 
     def stop_requested(self) -> bool:
         if self._stopped:
             return True
+        if self._verdicts is not None and self._last_step > self._judged:
+            self._await_verdict()
+            if self._stopped:
+                return True
         now = time.monotonic()
         if now - self._checked_at < STOP_CHECK_INTERVAL_S:
             return False
@@ -137,6 +160,25 @@ class LiveLink:
         self._stopped = self.paused or bool(Event(self._event_name, client=client).is_set())
         return self._stopped
 
+    def _await_verdict(self) -> None:
+        """Wait (at most `VERDICT_WAIT_S`) until the driver judged the last step reported,
+        as Optuna's ``should_prune`` does: a losing trial stops at the step it lost at."""
+        from distributed import Variable, get_client
+
+        variable = Variable(self._verdicts, client=get_client())
+        deadline = time.monotonic() + VERDICT_WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                verdicts = variable.get(timeout=VERDICT_POLL_S)
+            except TimeoutError:  # none published yet
+                verdicts = {}
+            step, stopped = verdicts.get(self._trial_id, (-1, False))
+            if step >= self._last_step:
+                self._judged, self._stopped = int(step), bool(stopped)
+                return
+            time.sleep(VERDICT_POLL_S)
+        self._judged = self._last_step  # judged late: the stop flag still reaches the trial
+
     def close(self) -> None:
         """The trial ended: send its last reports now (a trial that reported nothing, e.g. a
         table look-up, costs the worker's loop nothing)."""
@@ -144,7 +186,7 @@ class LiveLink:
             self._sender.flush()
 
 
-def live_link(run: str, trial_id: str) -> LiveLink | None:
+def live_link(run: str, trial_id: str, *, wait_for_verdicts: bool = False) -> LiveLink | None:
     """The trial's live link when it runs on a Dask worker, else None."""
     from distributed import get_worker
 
@@ -152,7 +194,7 @@ def live_link(run: str, trial_id: str) -> LiveLink | None:
         worker = get_worker()
     except ValueError:
         return None
-    return LiveLink(worker, run, trial_id)
+    return LiveLink(worker, run, trial_id, wait_for_verdicts=wait_for_verdicts)
 
 
 # -- in the driver -----------------------------------------------------------------------------
@@ -197,6 +239,15 @@ class LiveInbox:
 
         Event(stop_event_name(self._run, trial_id), client=self._client).set()
 
+    def publish_verdicts(self, verdicts: Mapping[str, tuple[int, bool]]) -> None:
+        """Publish, for each running trial, the last step judged and whether to stop: the
+        trials waiting for their verdict read it (`LiveLink.stop_requested`)."""
+        from distributed import Variable
+
+        Variable(verdicts_name(self._run), client=self._client).set(
+            {trial_id: [step, stop] for trial_id, (step, stop) in verdicts.items()}
+        )
+
     def pause(self) -> None:
         """Tell every running trial of the run to save its state and return."""
         from distributed import Event
@@ -204,11 +255,12 @@ class LiveInbox:
         Event(pause_event_name(self._run), client=self._client).set()
 
     def close(self, stopped: Iterable[tuple[str, int]] = ()) -> None:
-        """Stop following the reports, and drop the stop flags of the ``stopped`` trials
-        (and the pause flag) from the scheduler: their run is over."""
-        from distributed import Event
+        """Stop following the reports, and drop the verdicts, the stop flags of the
+        ``stopped`` trials and the pause flag from the scheduler: their run is over."""
+        from distributed import Event, Variable
 
         self._client.unsubscribe_topic(self._topic)
+        Variable(verdicts_name(self._run), client=self._client).delete()
         names = [stop_event_name(self._run, trial_id) for trial_id, _ in stopped]
         for name in [*names, pause_event_name(self._run)]:
             Event(name, client=self._client).clear()

@@ -36,6 +36,14 @@ class LiveCurves:
         curve.append({"epoch": float(step), **metrics})
         del curve[:-LIVE_POINTS]
 
+    def verdicts(self) -> dict[str, tuple[int, bool]]:
+        """For each running trial, the last step judged and whether it was told to stop."""
+        return {
+            trial_id: (int(curve[-1]["epoch"]), trial_id in self.stopped)
+            for trial_id, curve in self.curves.items()
+            if curve
+        }
+
     def ended(self, trial_id: str) -> None:
         self.curves.pop(trial_id, None)
         self.stopped.discard(trial_id)

@@ -34,6 +34,7 @@ from morphml_dask.driver._events import (
     Release,
     Reported,
     Retire,
+    SchedulerRestarted,
     StopRequested,
     StopTrials,
     StoreCongested,
@@ -43,9 +44,16 @@ from morphml_dask.driver._events import (
     TaskLost,
 )
 from morphml_dask.driver._live import LiveInbox
+from morphml_dask.driver._shared import (
+    check_shared_store,
+    local_folder,
+    this_process,
+    worker_processes,
+)
 from morphml_dask.driver._state import SearchState
 from morphml_dask.driver._worker import TaskPlugin, run_trial, run_trials
 from morphml_dask.driver._writer import StoreWriter
+from morphml_dask.exceptions import SchedulerUnreachableError
 from morphml_dask.gpus import gpu_request
 from morphml_dask.storage import Checkpoint
 
@@ -87,13 +95,21 @@ class SearchSession:
         self._congested = False
         self._registered = False
         self.inbox: LiveInbox | None = None
+        # Trials whose futures the client cancelled when it lost its scheduler.
+        self._interrupted: set[str] = set()
+        self._scheduler_lost = False
 
     def run(self) -> None:
         """Drive the search to its end."""
         try:
             self._begin()
             while not self.state.over:
-                self._step()
+                if self._interrupted or self.client.status != "running":
+                    self._await_scheduler()
+                try:
+                    self._step()
+                except SchedulerUnreachableError:  # the scheduler's info failed
+                    self._await_scheduler()
         except BaseException:
             self._abort()
             raise
@@ -107,10 +123,19 @@ class SearchSession:
         register_plugin(self.client, GPUPlugin())
         # Raises at once when workers exist but none can run the trials (GPUs wanted).
         slots_of(self.client, gpus, wait=search.worker_wait, none_ok=True)
+        # Workers write to the store themselves: refuse one they cannot share.
+        url = search.store.url
+        workers = worker_processes(self.client, local_folder(url))
+        check_shared_store(url, this_process(), workers)
         options = search.store.location.storage_options
         # Following the reports before any trial is submitted: none is missed.
         self.inbox = LiveInbox(self.client, self.task_name, self._wake)
-        register_plugin(self.client, TaskPlugin(search.task, self.task_name, options))
+        if search.pruner is not None:  # trials wait for verdicts: there are none yet
+            self.inbox.publish_verdicts({})
+        register_plugin(
+            self.client,
+            TaskPlugin(search.task, self.task_name, options, prunes=search.pruner is not None),
+        )
         self._registered = True
         stored = StoreRead(tuple(search.store.records()))
         self.writer = StoreWriter(search.store, outage_timeout=search.store_outage_timeout)
@@ -141,14 +166,27 @@ class SearchSession:
         if self.search.stop_requested:
             events.append(StopRequested(self.search.pause_for))
         self._execute(self.state.handle(events, now))
+        if reports and self.search.pruner is not None:
+            self.inbox.publish_verdicts(self.state.pruning.live.verdicts())
 
     def _collect(self, futures: list[Future[Any]]) -> list[Event]:
         """The tasks that came back, as events. One gather for the whole batch: a fetch per
         trial would cost the driver, the scheduler and the workers a round trip each.
         Futures cancelled or released since (nobody waits for them) are skipped."""
         ours = [f for f in futures if self.futures.get(str(f.key)) is f]
+        # The session drops the futures it cancels: a cancelled one of ours was cancelled by
+        # the client, which lost its scheduler.
+        self._interrupted.update(str(f.key) for f in ours if f.status == "cancelled")
+        ours = [f for f in ours if str(f.key) not in self._interrupted]
         finished = [f for f in ours if f.status == "finished"]
-        results = dict(zip(finished, self.client.gather(finished), strict=True)) if finished else {}
+        try:
+            gathered = self.client.sync(_gather, self.client, finished) if finished else []
+        except Exception:
+            if self.client.status == "running":
+                raise
+            self._interrupted.update(str(f.key) for f in ours)  # lost mid-gather
+            return []
+        results = dict(zip(finished, gathered, strict=True))
         events: list[Event] = []
         for future in ours:
             key = str(future.key)
@@ -159,6 +197,56 @@ class SearchSession:
             else:
                 events.append(TaskLost(key, repr(_failure_of(future))))
         return events
+
+    def _await_scheduler(self) -> None:
+        """The client lost its scheduler: wait up to ``morphml.scheduler-timeout`` seconds
+        for one to answer again, then stop with a `SchedulerUnreachableError`."""
+        address = getattr(self.client.scheduler, "address", None)
+        timeout = float(config_value("scheduler-timeout"))
+        logger.warning(
+            "lost the Dask scheduler at %s; waiting up to %g s for it to answer again",
+            address,
+            timeout,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.client.status == "connecting":
+            time.sleep(0.2)
+        if self.client.status == "running":
+            try:
+                self._reconnected(address)
+                return
+            except OSError:  # lost again while registering: give up below
+                pass
+        self._scheduler_lost = True
+        raise SchedulerUnreachableError(
+            f"lost the Dask scheduler at {address}; the search stopped",
+            expected=f"a scheduler answering at {address} within {timeout:g} s "
+            "(morphml.scheduler-timeout)",
+            received=f"no answer (the client is {self.client.status})",
+            fix="start the scheduler and its workers again, then continue the search: "
+            f"morphml resume {self.search.store.url}",
+        )
+
+    def _reconnected(self, address: str | None) -> None:
+        """A scheduler answers again at the same address, knowing nothing of the search:
+        register the plugins and follow the reports again, then submit every task in flight
+        again under its key (the client cancelled them all)."""
+        search = self.search
+        register_plugin(self.client, GPUPlugin())
+        options = search.store.location.storage_options
+        register_plugin(self.client, self._task_plugin(options))
+        assert self.inbox is not None
+        events: list[Event] = [Reported(tuple(r)) for r in [self.inbox.take()] if r]
+        self.inbox = LiveInbox(self.client, self.task_name, self._wake)
+        if search.pruner is not None:
+            self.inbox.publish_verdicts(self.state.pruning.live.verdicts())
+        self.futures = {k: f for k, f in self.futures.items() if f.status != "cancelled"}
+        self._interrupted.clear()
+        logger.warning("the scheduler at %s answers again; resubmitting the trials", address)
+        now = time.monotonic()
+        self._execute(self.state.handle([*events, SchedulerRestarted()], now))
+        for trial_id in self.state.pruning.live.stopped:  # the stop flags died with it
+            self.inbox.stop(trial_id)
 
     # -- carrying out ----------------------------------------------------------------------
 
@@ -235,6 +323,11 @@ class SearchSession:
             else:
                 future.release()
 
+    def _task_plugin(self, storage_options: dict[str, Any]) -> TaskPlugin:
+        search = self.search
+        prunes = search.pruner is not None
+        return TaskPlugin(search.task, self.task_name, storage_options, prunes=prunes)
+
     def _wake(self) -> None:
         """Reports came in: wake the loop waiting for completions (on the client's loop)."""
         with self.completed.thread_condition:
@@ -260,7 +353,12 @@ class SearchSession:
         if self.writer is not None:
             self.writer.stop()
         if self.publisher is not None:
-            self.publisher.close()
+            if self._scheduler_lost:
+                self.publisher.enabled = False  # nothing would get through
+            self.publisher.close(timeout=1.0 if self._scheduler_lost else 10.0)
+        if self._scheduler_lost:  # nothing to tell a scheduler that is gone
+            self.futures.clear()
+            return
         if self.inbox is not None:
             with contextlib.suppress(Exception):  # a closed client follows nothing
                 self.inbox.close(self.state.pruning.decisions)
@@ -297,6 +395,20 @@ def _next_completions(
                 completed.thread_condition.wait(left)
     batch: list[Future[Any]] = completed.next_batch(block=False)
     return batch
+
+
+async def _gather(client: Client, futures: list[Future[Any]]) -> list[Any]:
+    """The results of ``futures``; raises at once when the client loses its scheduler (a
+    plain gather would wait for the client to give up reconnecting)."""
+    import asyncio
+
+    gathering = asyncio.ensure_future(client.gather(futures, asynchronous=True))
+    while not gathering.done():
+        await asyncio.wait([gathering], timeout=0.2)
+        if not gathering.done() and client.status != "running":
+            gathering.cancel()
+            raise ConnectionError("the client lost its scheduler while gathering results")
+    return list(gathering.result())
 
 
 def _failure_of(future: Future[Any]) -> BaseException:

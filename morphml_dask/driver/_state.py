@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from morphml_dask.driver._compact import EventLog
 from morphml_dask.driver._dispatch import Dispatcher
 from morphml_dask.driver._events import (
     Cancel,
@@ -31,20 +32,23 @@ from morphml_dask.driver._events import (
     Release,
     Reported,
     Retire,
+    SchedulerRestarted,
     StopRequested,
     StopTrials,
     StoreCongested,
     StoreRead,
+    Submit,
     TaskFinished,
     TaskLost,
     WorkersSeen,
 )
-from morphml_dask.driver._flight import Submission
+from morphml_dask.driver._flight import InFlight, Submission
 from morphml_dask.driver._health import (
     INFRASTRUCTURE_FAILURES,
     Quarantine,
     WorkerAbsence,
     WorkerHealth,
+    failed_everywhere,
 )
 from morphml_dask.driver._placement import ExpectedSeconds
 from morphml_dask.driver._pruning import Pruning
@@ -117,9 +121,9 @@ class SearchState:
         self.book = ResultBook()
         self.health = WorkerHealth(policy.max_retries, policy.quarantine_after)
         self.pruning = Pruning(pruner, optimizer.objective)
-        # The optimizer's inputs in order: ("ask", n, ids) and ("tell", id). Replaying them on
-        # a fresh optimizer reproduces the search's decisions exactly.
-        self.log: list[tuple[Any, ...]] = []
+        # The optimizer's inputs in order, ("ask", n, ids) and ("tell", id), a few bytes each:
+        # replaying them on a fresh optimizer reproduces the search's decisions exactly.
+        self.log = EventLog()
         self.capacity = self.dispatch.capacity(0)
         self.congested = False
         self.over = False
@@ -196,6 +200,8 @@ class SearchState:
             self.book.remember_stored(event.records)
         elif isinstance(event, Reported):
             self._reported(event)
+        elif isinstance(event, SchedulerRestarted):
+            self._out.extend(_resubmissions(self.flight, self.policy.gpus_per_trial))
 
     def _start(self) -> None:
         """Tell the stored results of the trials a resumed optimizer waits for, submit the
@@ -236,11 +242,7 @@ class SearchState:
             tried = [*self.health.tried_on(trial.id), str(worker)]
             if self._retried(trial, worker, str(result.error_kind)):
                 return False
-            result = TrialResult.failed(
-                trial.id,
-                f"{result.error} (the same on every attempt, on {', '.join(tried)})",
-                result.error_kind,
-            )
+            result = failed_everywhere(result, tried)
         else:
             for quarantine in self.health.completed(trial.id, worker, self._now):
                 self._quarantine(quarantine)
@@ -313,18 +315,18 @@ class SearchState:
             asked = self.optimizer.ask(want)
             if not asked:
                 return
-            self.log.append(("ask", want, [t.id for t in asked]))
+            self.log.ask(want, [t.id for t in asked])
             fresh = [trial for trial in asked if not self._reused(trial)]
             for start in range(0, len(fresh), pack):
                 self._submit_pack(tuple(fresh[start : start + pack]))
 
     def _submit(self, trial: Trial, avoid: Sequence[str] = ()) -> None:
-        submit = self.dispatch.submit(trial, self._now, avoid)
+        submit = self.dispatch.submit(self.book.from_trained(trial), self._now, avoid)
         if submit is not None:
             self._out.append(submit)
 
     def _submit_pack(self, trials: tuple[Trial, ...]) -> None:
-        submit = self.dispatch.submit_pack(trials, self._now)
+        submit = self.dispatch.submit_pack(tuple(map(self.book.from_trained, trials)), self._now)
         if submit is not None:
             self._out.append(submit)
 
@@ -367,7 +369,7 @@ class SearchState:
 
     def _tell(self, result: TrialResult) -> None:
         self.optimizer.tell(result)
-        self.log.append(("tell", result.trial_id))
+        self.log.tell(result.trial_id)
 
     def _release_later(self, key: str, kept: bool) -> None:
         """Release a task's results once its records are persisted, or now if it has none."""
@@ -393,6 +395,22 @@ class SearchState:
         if final is not None:
             self._out.append(final)
         self.over = True
+
+
+def _resubmissions(flight: InFlight, gpus: float) -> list[Submit]:
+    """Every task in flight again, under its key (its trials keep their ids and attempts),
+    restricted to the workers it was restricted to."""
+    return [
+        Submit(
+            s.key,
+            s.trials,
+            max(trial.rung for trial in s.trials),
+            gpus,
+            None if s.allowed is None else tuple(sorted(s.allowed)),
+            s.allowed is not None,
+        )
+        for s in flight
+    ]
 
 
 def _stalled(optimizer: BaseOptimizer) -> SearchStalledError:

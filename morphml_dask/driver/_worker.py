@@ -41,11 +41,16 @@ class TaskPlugin(WorkerPlugin):
     """
 
     def __init__(
-        self, task: BaseTask, name: str, storage_options: dict[str, Any] | None = None
+        self,
+        task: BaseTask,
+        name: str,
+        storage_options: dict[str, Any] | None = None,
+        prunes: bool = False,
     ) -> None:
         self.task = task
         self.name = name
         self.storage_options = storage_options
+        self.prunes = prunes  # the search has a pruner: trials wait for their verdicts
 
     def setup(self, worker: Any) -> None:
         _worker_tasks(worker)[self.name] = self
@@ -101,8 +106,8 @@ def run_trial(
     worker = _worker_address()
     live = None
     if isinstance(task, str):
-        live = live_link(task, trial.id)
         plugin = _task_named(task)
+        live = live_link(task, trial.id, wait_for_verdicts=plugin.prunes)
         task = plugin.task
         if storage_options is None:
             storage_options = plugin.storage_options
@@ -216,6 +221,10 @@ def _pruned(trial: Trial, curve: list[dict[str, float]]) -> TrialResult:
 
 
 def _failure_kind(error: BaseException) -> str:
+    from morphml_dask.storage import StoreOutageError
+
+    if any(isinstance(cause, StoreOutageError) for cause in _causes(error)):
+        return "store"  # weights or state the store would not take: run it elsewhere
     text = str(error).lower()
     if isinstance(error, TrainingDivergedError):
         return "diverged"

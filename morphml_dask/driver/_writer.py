@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from morphml_dask.exceptions import InputError, StorageError
-from morphml_dask.storage import Checkpoint, ExperimentStore
+from morphml_dask.storage import Backoff, Checkpoint, ExperimentStore
 from morphml_dask.trial import TrialRecord
 
 __all__ = ["StoreWriter"]
@@ -29,8 +29,10 @@ logger = logging.getLogger(__name__)
 Curves = Mapping[str, Sequence[Mapping[str, float]]]
 Batch = tuple[list[TrialRecord], dict[str, Sequence[Mapping[str, float]]], Checkpoint, list[Any]]
 
-FIRST_RETRY_S = 0.25
-LONGEST_RETRY_S = 8.0
+# One back-off policy for every store write: the driver's here, the workers' (weights,
+# states) in the store itself.
+FIRST_RETRY_S = Backoff.first
+LONGEST_RETRY_S = Backoff.longest
 
 
 class StoreWriter:

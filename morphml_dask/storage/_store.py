@@ -18,6 +18,7 @@ from morphml_dask.storage._artifacts import (
 from morphml_dask.storage._checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from morphml_dask.storage._curves import Curve, CurveStore
 from morphml_dask.storage._fs import Location
+from morphml_dask.storage._retry import RetryingLocation
 from morphml_dask.storage._schema import COLUMNS
 from morphml_dask.storage._trials import TrialsTable
 
@@ -96,6 +97,29 @@ class BaseStore(abc.ABC):
         saved = self.saved_state(trial_id)
         return None if saved is None else saved.state
 
+    @abc.abstractmethod
+    def save_weights(
+        self,
+        trial_id: str,
+        rung: int,
+        state_dict: dict[str, torch.Tensor],
+        *,
+        num_classes: int,
+        in_channels: int,
+        reductions: int = 0,
+    ) -> str:
+        """Keep a trained model's weights by trial and rung, replacing those saved there,
+        whole or not at all, with the arguments that rebuild the model; returns the path."""
+
+    @abc.abstractmethod
+    def saved_weights(self, trial_id: str, rung: int | None = None) -> SavedWeights:
+        """The weights of ``trial_id`` at ``rung`` (its highest by default); a trial or rung
+        without weights raises `StorageInputError`."""
+
+    def load_weights(self, trial_id: str, rung: int | None = None) -> dict[str, torch.Tensor]:
+        """The saved state dict of a trial (its highest rung unless ``rung`` is given)."""
+        return self.saved_weights(trial_id, rung).state_dict
+
     def best(
         self, k: int = 1, metric: str = "val_accuracy", direction: str = "maximize"
     ) -> pd.DataFrame:
@@ -133,16 +157,43 @@ class ExperimentStore(BaseStore):
     whole or nothing, appends are exactly once by trial id, and every format is data only
     (Parquet, Zarr, JSON, tensors). Use `open_store` to get one.
 
+    Weights and saved states, which trials write and read on workers, are retried with
+    back-off while the store is unreachable (an S3 outage), for up to ``outage_timeout``
+    seconds; then the call raises `StoreOutageError`, and the trial fails as an
+    infrastructure failure that the driver runs again.
+
     Parameters
     ----------
     url, storage_options
         As for `open_store`.
+    outage_timeout
+        Seconds a weights or state read or write may keep failing
+        (``morphml.store-outage-timeout``, 600).
     """
 
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        storage_options: dict[str, Any] | None = None,
+        outage_timeout: float | None = None,
+    ) -> None:
         self.location = Location(url, storage_options)
+        self._outage_timeout = outage_timeout
         self._trials = TrialsTable(self.location)
         self._curves = CurveStore(self.location)
+
+    @property
+    def outage_timeout(self) -> float:
+        """Seconds a weights or state read or write may keep failing before it gives up."""
+        if self._outage_timeout is not None:
+            return self._outage_timeout
+        from morphml_dask.config import config_value
+
+        return float(config_value("store-outage-timeout"))
+
+    def _artifacts(self) -> RetryingLocation:
+        """The location, its transfers retried while the store is unreachable."""
+        return RetryingLocation(self.location, self.outage_timeout)
 
     @property
     def url(self) -> str:
@@ -197,9 +248,16 @@ class ExperimentStore(BaseStore):
     ) -> str:
         """Save a trained model's weights for later promotion or
         `morphml_dask.models.load_model`, with the arguments that rebuild its model
-        (`morphml_dask.models.build_model`'s); returns the path written."""
+        (`morphml_dask.models.build_model`'s), replacing those of the same trial and rung
+        whole or not at all; returns the path written.
+
+        Raises
+        ------
+        StoreOutageError
+            When the store could not be reached for `outage_timeout` seconds.
+        """
         return save_weights(
-            self.location,
+            self._artifacts(),
             trial_id,
             rung,
             state_dict,
@@ -239,8 +297,10 @@ class ExperimentStore(BaseStore):
         StorageInputError
             When ``state`` is not a dict with string keys, or holds objects that would load
             only by running code (nothing is written).
+        StoreOutageError
+            When the store could not be reached for `outage_timeout` seconds.
         """
-        save_state(self.location, trial_id, state, step=step, reports=reports)
+        save_state(self._artifacts(), trial_id, state, step=step, reports=reports)
 
     def saved_state(self, trial_id: str) -> SavedState | None:
         """The state ``trial_id`` saved last, with its step and reports, its tensors on the
@@ -250,8 +310,10 @@ class ExperimentStore(BaseStore):
         ------
         StorageError
             When the saved file is not a state document of this version.
+        StoreOutageError
+            When the store could not be reached for `outage_timeout` seconds.
         """
-        return load_state(self.location, trial_id)
+        return load_state(self._artifacts(), trial_id)
 
     def compact(self) -> int:
         """Merge the parts of the trials table and of the curves; returns parts removed."""
@@ -293,10 +355,6 @@ class ExperimentStore(BaseStore):
     def load_checkpoint(self) -> Checkpoint | None:
         return load_checkpoint(self.location)
 
-    def load_weights(self, trial_id: str, rung: int | None = None) -> dict[str, torch.Tensor]:
-        """The saved state dict of a trial (its highest rung unless ``rung`` is given)."""
-        return self.saved_weights(trial_id, rung).state_dict
-
     def saved_weights(self, trial_id: str, rung: int | None = None) -> SavedWeights:
         """The saved weights of a trial with what rebuilding its model needs.
 
@@ -304,8 +362,10 @@ class ExperimentStore(BaseStore):
         ------
         StorageInputError
             When no weights are saved for the trial (at ``rung``).
+        StoreOutageError
+            When the store could not be reached for `outage_timeout` seconds.
         """
-        return load_weights(self.location, trial_id, rung)
+        return load_weights(self._artifacts(), trial_id, rung)
 
 
 def open_store(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,9 +79,9 @@ def test_an_s3_outage_pauses_the_search_and_loses_nothing(client: Client, s3_end
 
 
 def test_failing_and_diverging_trials_are_rows_and_evolution_still_improves(
-    client: Client,
+    client: Client, tmp_path: Path
 ) -> None:
-    store = f"memory://flaky-{uuid.uuid4().hex}"
+    store = str(tmp_path / "store")  # a folder the worker processes share with the driver
     task = FlakyTask(NB201TabularTask(time_scale=0.0001), raise_rate=0.2, nan_rate=0.05, seed=1)
     Search(
         RegularizedEvolution(
@@ -105,7 +106,7 @@ def test_failing_and_diverging_trials_are_rows_and_evolution_still_improves(
 
 
 def test_a_worker_whose_trials_keep_failing_is_quarantined(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     with (
         LocalCluster(  # type: ignore[no-untyped-call]
@@ -117,7 +118,7 @@ def test_a_worker_whose_trials_keep_failing_is_quarantined(
         search = Search(
             RandomSearch(CellSpace(), max_trials=60, seed=4),
             BrokenWorkerTask(NB201TabularTask(time_scale=0.0005), broken={"0"}),
-            store=f"memory://quarantine-{uuid.uuid4().hex}",
+            store=str(tmp_path / "store"),
             client=client,
             max_retries=2,
             quarantine_after=3,
@@ -140,9 +141,9 @@ def test_a_worker_whose_trials_keep_failing_is_quarantined(
 
 
 def test_a_trial_failing_the_same_way_everywhere_is_failed_not_retried_forever(
-    client: Client,
+    client: Client, tmp_path: Path
 ) -> None:
-    store = f"memory://oom-{uuid.uuid4().hex}"
+    store = str(tmp_path / "store")
     task = FlakyTask(
         NB201TabularTask(time_scale=0.0001),
         raise_rate=0.2,

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -63,13 +64,13 @@ def two_fake_gpus(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
-def _search(gpus_per_trial: float, trials: int) -> list[TrialRecord]:
+def _search(store: Path, gpus_per_trial: float, trials: int) -> list[TrialRecord]:
     """The records of a search of sleeping trials on the local cluster the search starts
-    itself."""
+    itself (worker processes: the store is a folder they share with the driver)."""
     search = Search(
         RandomSearch(FunctionSpace(space), max_trials=trials, seed=0),
         FunctionTask(sleeps, objective="score", direction="maximize"),
-        store=f"memory://gpus-{uuid.uuid4().hex}",
+        store=str(store),
         gpus_per_trial=gpus_per_trial,
         max_pack=1,
         worker_wait=60,
@@ -114,8 +115,8 @@ def test_each_worker_sees_its_own_gpu_and_a_restarted_worker_the_same() -> None:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("two_fake_gpus")
-def test_two_trials_share_each_gpu_at_once_and_never_three() -> None:
-    records = _search(0.5, trials=16)
+def test_two_trials_share_each_gpu_at_once_and_never_three(tmp_path: Path) -> None:
+    records = _search(tmp_path / "store", 0.5, trials=16)
     assert {record.device for record in records} == {"cuda:0"}
     assert {_given(record) for record in records} == {(1.0, 1.0)}  # one GPU, shared
     spans: dict[str | None, list[tuple[float, float]]] = {}
@@ -129,8 +130,8 @@ def test_two_trials_share_each_gpu_at_once_and_never_three() -> None:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("two_fake_gpus")
-def test_a_trial_of_two_gpus_gets_both() -> None:
-    records = _search(2, trials=3)
+def test_a_trial_of_two_gpus_gets_both(tmp_path: Path) -> None:
+    records = _search(tmp_path / "store", 2, trials=3)
     assert {record.device for record in records} == {"cuda:0,cuda:1"}
     assert {_given(record) for record in records} == {(2.0, 0.0)}  # two GPUs of its own
     spans = [(record.start_time or 0.0, record.end_time or 0.0) for record in records]

@@ -4,8 +4,8 @@ and a stopped search resumes neither losing nor running again what was stored.""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,10 +19,6 @@ from morphml_dask.space import CellSpace
 from morphml_dask.storage import open_store
 from morphml_dask.tasks import NB201TabularTask
 from morphml_dask.testing import local_client
-
-
-def _memory_url() -> str:
-    return f"memory://packing-{uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +51,8 @@ def _packed_keys(stream: Any) -> list[str]:
     return [str(task["key"]) for task in stream.data if "+" in str(task["key"])]
 
 
-def test_tiny_trials_are_packed_and_keep_one_row_each(client: Client) -> None:
-    store = _memory_url()
+def test_tiny_trials_are_packed_and_keep_one_row_each(client: Client, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
     with get_task_stream(client) as stream:
         Search(
             RandomSearch(CellSpace(), max_trials=300, seed=0),
@@ -84,8 +80,8 @@ class _Flaky(NB201TabularTask):
         return super().evaluate(arch, budget, **kwargs)
 
 
-def test_a_failure_in_a_pack_is_that_trials_alone(client: Client) -> None:
-    store = _memory_url()
+def test_a_failure_in_a_pack_is_that_trials_alone(client: Client, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
     with get_task_stream(client) as stream:
         Search(
             RandomSearch(CellSpace(), max_trials=200, seed=1), _Flaky(), store=store, client=client
@@ -122,8 +118,10 @@ class _Slow(NB201TabularTask):
         return super().evaluate(arch, budget, **kwargs)
 
 
-def test_a_stopped_packed_search_resumes_losing_and_rerunning_nothing(client: Client) -> None:
-    url = _memory_url()
+def test_a_stopped_packed_search_resumes_losing_and_rerunning_nothing(
+    client: Client, tmp_path: Path
+) -> None:
+    url = str(tmp_path / "store")
     first = Search(
         RandomSearch(CellSpace(), max_trials=1500, seed=0), _Slow(), store=url, client=client
     ).start()

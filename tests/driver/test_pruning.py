@@ -100,6 +100,9 @@ def test_every_stop_is_what_the_rule_decides_on_the_reports_received(
         assert epochs == list(range(1, len(epochs) + 1))
         assert decided_at[str(row.trial_id)] <= epochs[-1] < BUDGET
         assert row.score == pytest.approx(float(curve["score"].values[-1]))
+    # Under a pruner a trial waits for the verdict on each step: it stops at the step it lost.
+    at_the_step = sum(decided_at[str(t)] == _epochs(curves, str(t)) for t in pruned["trial_id"])
+    assert at_the_step >= len(pruned) / 2, (at_the_step, len(pruned))
     trained = sum(_epochs(curves, t) for t in table["trial_id"])
     assert trained < TRIALS * BUDGET
 

@@ -4,6 +4,7 @@ import asyncio
 import itertools
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,6 +22,8 @@ from morphml_dask.trial import Trial, TrialResult
 
 
 def _memory_url() -> str:
+    """A store in this process's memory: only for workers in this process (`gen_cluster`,
+    ``processes=False``); worker processes get a folder, which they share with the driver."""
     return f"memory://search-{uuid.uuid4().hex}"
 
 
@@ -71,8 +74,10 @@ def client() -> Any:
         yield client
 
 
-def test_evolution_on_a_process_cluster_reuses_known_architectures(client: Client) -> None:
-    store = _memory_url()
+def test_evolution_on_a_process_cluster_reuses_known_architectures(
+    client: Client, tmp_path: Path
+) -> None:
+    store = str(tmp_path / "store")
     search = Search(
         RegularizedEvolution(CellSpace(), population_size=5, max_trials=60, seed=0),
         NB201TabularTask(time_scale=0.00001),
@@ -121,19 +126,21 @@ class _Silent(BaseOptimizer):
         pass
 
 
-def test_a_stalled_optimizer_is_named(client: Client) -> None:
-    search = Search(_Silent(CellSpace()), NB201TabularTask(), store=_memory_url(), client=client)
+def test_a_stalled_optimizer_is_named(client: Client, tmp_path: Path) -> None:
+    search = Search(
+        _Silent(CellSpace()), NB201TabularTask(), store=str(tmp_path / "store"), client=client
+    )
     with pytest.raises(
         SearchStalledError, match=r"(?s)_Silent stalled.*nothing running, nothing asked"
     ):
         search.run()
 
 
-def test_gpu_trials_without_gpu_workers_fail_fast(client: Client) -> None:
+def test_gpu_trials_without_gpu_workers_fail_fast(client: Client, tmp_path: Path) -> None:
     search = Search(
         RandomSearch(CellSpace(), max_trials=2),
         NB201TabularTask(),
-        store=_memory_url(),
+        store=str(tmp_path / "store"),
         client=client,
         gpus_per_trial=1,
         worker_wait=0.5,
@@ -146,14 +153,14 @@ def test_gpu_trials_without_gpu_workers_fail_fast(client: Client) -> None:
     assert time.monotonic() - started < 5
 
 
-def test_a_failing_trial_is_data_not_a_crash(client: Client) -> None:
+def test_a_failing_trial_is_data_not_a_crash(client: Client, tmp_path: Path) -> None:
     class Flaky(NB201TabularTask):
         def evaluate(self, arch: Any, budget: int = 12, **kwargs: Any) -> Any:
             if CellSpace().to_index(arch) % 3 == 0:
                 raise RuntimeError("CUDA error: device-side assert triggered")
             return super().evaluate(arch, budget, **kwargs)
 
-    store = _memory_url()
+    store = str(tmp_path / "store")
     Search(
         RandomSearch(CellSpace(), max_trials=30, seed=2), Flaky(), store=store, client=client
     ).run()
@@ -164,11 +171,11 @@ def test_a_failing_trial_is_data_not_a_crash(client: Client) -> None:
     assert (failed["error_kind"] == "cuda").all()
 
 
-def test_start_status_stop_and_wait(client: Client) -> None:
+def test_start_status_stop_and_wait(client: Client, tmp_path: Path) -> None:
     search = Search(
         RandomSearch(CellSpace(), max_trials=10_000, seed=0),
         NB201TabularTask(time_scale=0.0001),
-        store=_memory_url(),
+        store=str(tmp_path / "store"),
         client=client,
     ).start()
     deadline = time.monotonic() + 30
@@ -203,12 +210,14 @@ def _priorities(dask_scheduler: Any) -> dict[str, Any]:
     return dict(dask_scheduler.plugins["morphml-priorities"].seen)
 
 
-def test_asha_on_a_process_cluster_matches_a_replay_of_its_inputs(client: Client) -> None:
+def test_asha_on_a_process_cluster_matches_a_replay_of_its_inputs(
+    client: Client, tmp_path: Path
+) -> None:
     """Predicted equals actual: the decisions ASHA made on the cluster are exactly what a
     fresh ASHA decides when fed the same asks and results in the same order (and
     `tests/optim/test_asha.py` checks that against the paper's algorithm)."""
     client.run_on_scheduler(_record_priorities)
-    store = _memory_url()
+    store = str(tmp_path / "store")
 
     def make() -> ASHA:
         return ASHA(CellSpace(), budgets=[12, 200], eta=3, max_trials=90, seed=4)
@@ -232,7 +241,16 @@ def test_asha_on_a_process_cluster_matches_a_replay_of_its_inputs(client: Client
             trial = asked[event[1]]
             assert trial.arch.fingerprint == row["fingerprint"]
             parent = None if pd.isna(row["parent"]) else row["parent"]
-            assert (trial.rung, trial.parent) == (row["rung"], parent)
+            assert trial.rung == row["rung"]
+            asked_parent = None if trial.parent is None else table.loc[trial.parent]
+            if asked_parent is not None and asked_parent["reused"] and not row["reused"]:
+                # A promotion of a reused result ran on from the trial that trained it.
+                trainer = table.loc[parent]
+                assert not trainer["reused"]
+                assert trainer["fingerprint"] == asked_parent["fingerprint"]
+                assert trainer["budget"] == asked_parent["budget"]
+            else:
+                assert trial.parent == parent
             replay.tell(TrialResult.complete(event[1], {"val_accuracy": row["val_accuracy"]}))
     assert replay.finished
 
@@ -275,8 +293,8 @@ def test_stop_returns_at_once_while_long_trials_run() -> None:
     assert open_store(store).trials().empty
 
 
-def test_results_reach_the_store_while_the_search_runs(client: Client) -> None:
-    store = _memory_url()
+def test_results_reach_the_store_while_the_search_runs(client: Client, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
     search = Search(
         RandomSearch(CellSpace(), max_trials=60, seed=1),
         NB201TabularTask(time_scale=0.002),  # trials of about 0.2 s, 4 slots: about 3 s
@@ -296,7 +314,7 @@ def test_results_reach_the_store_while_the_search_runs(client: Client) -> None:
     assert seen_while_running == sorted(seen_while_running)
 
 
-def test_a_cpu_search_never_loads_torch_on_its_workers() -> None:
+def test_a_cpu_search_never_loads_torch_on_its_workers(tmp_path: Path) -> None:
     """Registering the GPU plugin finds no GPUs until a trial asks for one: a search of CPU
     trials (a tabular benchmark) leaves torch unimported on the workers, which saves each
     worker a second or more at the start of a search."""
@@ -311,7 +329,7 @@ def test_a_cpu_search_never_loads_torch_on_its_workers() -> None:
         Search(
             RandomSearch(CellSpace(), max_trials=8, seed=0),
             NB201TabularTask(time_scale=0.00001),
-            store=_memory_url(),
+            store=str(tmp_path / "store"),
             client=client,
         ).run()
         loaded = client.run(lambda: "torch" in sys.modules)
