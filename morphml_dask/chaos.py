@@ -1,35 +1,43 @@
 """Chaos experiments: a search under worker kills or driver kills, and what it lost.
 
-`worker_chaos` runs a search while `WorkerKiller` SIGKILLs worker processes; `driver_chaos`
-runs ``morphml run`` in a subprocess, SIGKILLs it at random moments and continues each time
-with ``morphml resume``. Both count what the store ends with against what was asked, and,
-from an `ExecutionLog` kept by every worker, how often trials ran again and how long a trial
-interrupted by a kill waited to run again. ``benchmarks/chaos.py`` prints and saves them; the
-tests run short versions.
+`worker_chaos` runs a search while `WorkerKiller` SIGKILLs worker processes; `training_chaos`
+does so with a task that trains and writes weights (or state) to an S3 store whose endpoint
+also goes down for a while (`TcpOutage`), then checks that every promoted trial's parent
+left what its promotion loads; `driver_chaos` runs ``morphml run`` in a subprocess, SIGKILLs
+it at random moments and continues each time with ``morphml resume``. All count what the
+store ends with against what was asked, and, from an `ExecutionLog` kept by every worker, how
+often trials ran again and how long a trial interrupted by a kill waited to run again.
+``benchmarks/chaos.py`` prints and saves them; the tests run short versions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from morphml_dask.faults import WorkerKiller
+from morphml_dask.exceptions import InputError, StorageError
+from morphml_dask.faults import Kill, WorkerKiller
 from morphml_dask.trial import TrialState
 
 if TYPE_CHECKING:
     from distributed import Client
 
     from morphml_dask.driver import Search
+    from morphml_dask.faults import TcpOutage
     from morphml_dask.optim import BaseOptimizer
     from morphml_dask.prune import BasePruner
     from morphml_dask.storage import ExperimentStore
@@ -41,8 +49,14 @@ __all__ = [
     "driver_chaos",
     "executions",
     "stored_id_counts",
+    "training_chaos",
     "worker_chaos",
 ]
+
+# A FAIL row whose error reads like this was caused by the store's outage, not the trial.
+_OUTAGE_TEXT = re.compile(r"s3|connect|endpoint|outage|unreachable", re.IGNORECASE)
+# Failure kinds that a kill or an outage leaves: a worker lost too often, a store unreachable.
+_CHAOS_FAILURES = frozenset({"lost", "store"})
 
 
 class ExecutionLog(WorkerPlugin):
@@ -87,6 +101,12 @@ class ChaosReport:
     trials the driver held when it was killed, ``interrupted`` (worker kills) the trials the
     killed workers held; ``longest_kill_to_rerun_s`` is the longest wait from a worker kill
     to an interrupted trial starting again.
+
+    `training_chaos` fills the rest: ``failed_by_chaos`` counts FAIL rows a kill or the
+    outage caused (kind ``lost`` or ``store``, or an error about the store's connection),
+    ``promoted`` the trials that continued from a parent, ``parents_missing`` the parents
+    whose weights (or saved state) are absent or do not load, and ``outage_s`` when the
+    store's endpoint went down and came back, in seconds from the start.
     """
 
     mode: str
@@ -105,6 +125,10 @@ class ChaosReport:
     longest_kill_to_rerun_s: float | None = None
     seconds: float = 0.0
     kill_times_s: list[float] = field(default_factory=list)
+    failed_by_chaos: int = 0
+    promoted: int = 0
+    parents_missing: list[str] = field(default_factory=list)
+    outage_s: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,16 +158,7 @@ def worker_chaos(
     with keep_restarting_workers(), WorkerKiller(client, interval=interval, seed=seed) as killer:
         search.run()
     runs = _runs_by_id(executions(log_folder), name)
-    waits = []
-    interrupted = 0
-    for kill in killer.kills:
-        for key in kill.keys:
-            if not key.startswith(f"{name}/"):
-                continue
-            interrupted += 1
-            again = [t for t in runs.get(key.split("/")[1], []) if t > kill.time]
-            if again:
-                waits.append(again[0] - kill.time)
+    interrupted, waits = _kill_to_rerun(killer.kills, runs, name)
     store = open_store(store_url)
     report = _report(
         "worker-kills",
@@ -157,6 +172,68 @@ def worker_chaos(
         seconds=time.time() - started,
         kill_times=[k.time - started for k in killer.kills],
     )
+    return report, search
+
+
+def training_chaos(
+    client: Client,
+    optimizer: BaseOptimizer,
+    task: BaseTask,
+    store_url: str,
+    log_folder: str | Path,
+    outage: TcpOutage,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    interval: float = 3.0,
+    outage_after: float = 5.0,
+    outage_seconds: float = 10.0,
+    seed: int = 0,
+    max_retries: int | None = None,
+) -> tuple[ChaosReport, Search]:
+    """`worker_chaos` with trials that train and write to the store (weights, or a function
+    task's state), while the store's endpoint also goes down for ``outage_seconds``,
+    ``outage_after`` seconds after the first trial started. ``store_url`` and
+    ``storage_options`` reach the store through ``outage`` (its ``endpoint``), for the
+    driver and the workers alike; a kill is skipped while only one worker is up. With
+    `ASHA`, the report names the promoted trials' parents that left nothing their promotion
+    can load."""
+    from morphml_dask.driver import Search, keep_restarting_workers
+    from morphml_dask.storage import open_store
+
+    client.register_plugin(ExecutionLog(log_folder))
+    name = f"training-chaos-{seed}"
+    started = time.time()
+    search = Search(
+        optimizer,
+        task,
+        store=store_url,
+        storage_options=storage_options,
+        client=client,
+        name=name,
+        max_retries=max_retries,
+    )
+    with (
+        keep_restarting_workers(),
+        _outage_once(outage, log_folder, outage_after, outage_seconds, started) as window,
+        _SparingKiller(client, interval=interval, seed=seed) as killer,
+    ):
+        search.run()
+    runs = _runs_by_id(executions(log_folder), name)
+    interrupted, waits = _kill_to_rerun(killer.kills, runs, name)
+    store = open_store(store_url, storage_options)
+    report = _report(
+        "training-kills-outage",
+        store,
+        int(optimizer.max_trials or 0),
+        runs,
+        kills=len(killer.kills),
+        interrupted=interrupted,
+        longest=max(waits, default=None),
+        resubmitted=search.status().retried,
+        seconds=time.time() - started,
+        kill_times=[k.time - started for k in killer.kills],
+    )
+    _check_training(report, store, window)
     return report, search
 
 
@@ -255,6 +332,96 @@ def _wait_until(condition: Any, timeout: float = 120.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("a chaos run waited too long for its cluster")
         time.sleep(0.05)
+
+
+class _SparingKiller(WorkerKiller):
+    """A `WorkerKiller` that kills only while another worker process is up: a restart that
+    imports torch takes seconds, and killing the last worker meanwhile only stalls the
+    search (every trial it held counts one more death) without testing anything new."""
+
+    def _kill_one(self) -> None:
+        if len(self.client.run(os.getpid)) > 1:
+            super()._kill_one()
+
+
+def _check_training(report: ChaosReport, store: ExperimentStore, window: list[float]) -> None:
+    """Fill the fields of ``report`` that `training_chaos` adds."""
+    records = store.records()
+    parents = sorted({r.trial.parent for r in records if r.trial.parent is not None})
+    report.failed_by_chaos = sum(
+        r.result.state is TrialState.FAIL
+        and (
+            r.result.error_kind in _CHAOS_FAILURES
+            or bool(_OUTAGE_TEXT.search(r.result.error or ""))
+        )
+        for r in records
+    )
+    report.promoted = sum(r.trial.parent is not None for r in records)
+    report.parents_missing = [p for p in parents if not _loads(store, p)]
+    report.outage_s = [round(t, 3) for t in window]
+
+
+def _kill_to_rerun(
+    kills: list[Kill], runs: dict[str, list[float]], name: str
+) -> tuple[int, list[float]]:
+    """The trials of search ``name`` the kills interrupted, and for each one that ran again,
+    the seconds from its kill to its next start."""
+    waits = []
+    interrupted = 0
+    for kill in kills:
+        for key in kill.keys:
+            if not key.startswith(f"{name}/"):
+                continue
+            interrupted += 1
+            again = [t for t in runs.get(key.split("/")[1], []) if t > kill.time]
+            if again:
+                waits.append(again[0] - kill.time)
+    return interrupted, waits
+
+
+@contextlib.contextmanager
+def _outage_once(
+    outage: TcpOutage, log_folder: str | Path, after: float, seconds: float, started: float
+) -> Iterator[list[float]]:
+    """Take ``outage`` down for ``seconds``, ``after`` seconds after the first trial started
+    (an `ExecutionLog` line in ``log_folder``); yields the list that receives the moments it
+    went down and came back up (seconds from ``started``). Leaving waits for it to be up."""
+    window: list[float] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        while not executions(log_folder):
+            if stop.wait(0.2):
+                return
+        if stop.wait(after):
+            return
+        outage.down()
+        window.append(time.time() - started)
+        time.sleep(seconds)  # the whole outage, even when the search ends meanwhile
+        outage.up()
+        window.append(time.time() - started)
+
+    thread = threading.Thread(target=run, name="morphml-store-outage", daemon=True)
+    thread.start()
+    try:
+        yield window
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _loads(store: ExperimentStore, trial_id: str) -> bool:
+    """Whether the weights, or else the saved state, of ``trial_id`` are in ``store`` and
+    load."""
+    try:
+        store.load_weights(trial_id)
+        return True
+    except (InputError, StorageError):
+        pass
+    try:
+        return store.load_state(trial_id) is not None
+    except (InputError, StorageError):
+        return False
 
 
 def _runs_by_id(found: list[tuple[float, str]], name: str) -> dict[str, list[float]]:
