@@ -55,6 +55,7 @@ class Outcome:
     start_time: float | None = None
     end_time: float | None = None
     paused: bool = False
+    store_url: str | None = None
 
     def record(self, trial: Trial, result: TrialResult, attempt: int) -> TrialRecord:
         """The trials-table row of ``trial`` with ``result`` (this outcome's, or the one the
@@ -81,6 +82,7 @@ class Outcome:
             "start_time": self.start_time,
             "end_time": self.end_time,
             "paused": self.paused,
+            "store_url": self.store_url,
         }
 
     @classmethod
@@ -94,6 +96,7 @@ class Outcome:
             start_time=data.get("start_time"),
             end_time=data.get("end_time"),
             paused=bool(data.get("paused", False)),
+            store_url=data.get("store_url"),
         )
 
 

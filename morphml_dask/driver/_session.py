@@ -132,10 +132,7 @@ class SearchSession:
         self.inbox = LiveInbox(self.client, self.task_name, self._wake)
         if search.pruner is not None:  # trials wait for verdicts: there are none yet
             self.inbox.publish_verdicts({})
-        register_plugin(
-            self.client,
-            TaskPlugin(search.task, self.task_name, options, prunes=search.pruner is not None),
-        )
+        register_plugin(self.client, self._task_plugin(options))
         self._registered = True
         stored = StoreRead(tuple(search.store.records()))
         self.writer = StoreWriter(search.store, outage_timeout=search.store_outage_timeout)
@@ -192,11 +189,21 @@ class SearchSession:
             key = str(future.key)
             if future in results:
                 outcome = results[future]
-                outcomes = outcome if isinstance(outcome, list) else [outcome]
-                events.append(TaskFinished(key, tuple(Outcome.from_dict(o) for o in outcomes)))
+                found = tuple(
+                    map(Outcome.from_dict, outcome if isinstance(outcome, list) else [outcome])
+                )
+                events.append(self._finished_here(key, found))
             else:
                 events.append(TaskLost(key, repr(_failure_of(future))))
         return events
+
+    def _finished_here(self, key: str, outcomes: tuple[Outcome, ...]) -> Event:
+        """The task that came back; lost if another store's search answered under its key
+        (Dask hands a task the result of a cancelled one of its key still running)."""
+        url = self.search.store.url
+        if any(o.store_url is not None and o.store_url != url for o in outcomes):
+            return TaskLost(key, f"{key} came back from another search's store")
+        return TaskFinished(key, outcomes)
 
     def _await_scheduler(self) -> None:
         """The client lost its scheduler: wait up to ``morphml.scheduler-timeout`` seconds
@@ -218,14 +225,7 @@ class SearchSession:
             except OSError:  # lost again while registering: give up below
                 pass
         self._scheduler_lost = True
-        raise SchedulerUnreachableError(
-            f"lost the Dask scheduler at {address}; the search stopped",
-            expected=f"a scheduler answering at {address} within {timeout:g} s "
-            "(morphml.scheduler-timeout)",
-            received=f"no answer (the client is {self.client.status})",
-            fix="start the scheduler and its workers again, then continue the search: "
-            f"morphml resume {self.search.store.url}",
-        )
+        raise _scheduler_lost(address, timeout, self.client.status, self.search.store.url)
 
     def _reconnected(self, address: str | None) -> None:
         """A scheduler answers again at the same address, knowing nothing of the search:
@@ -324,9 +324,8 @@ class SearchSession:
                 future.release()
 
     def _task_plugin(self, storage_options: dict[str, Any]) -> TaskPlugin:
-        search = self.search
-        prunes = search.pruner is not None
-        return TaskPlugin(search.task, self.task_name, storage_options, prunes=prunes)
+        prunes = self.search.pruner is not None
+        return TaskPlugin(self.search.task, self.task_name, storage_options, prunes=prunes)
 
     def _wake(self) -> None:
         """Reports came in: wake the loop waiting for completions (on the client's loop)."""
@@ -409,6 +408,19 @@ async def _gather(client: Client, futures: list[Future[Any]]) -> list[Any]:
             gathering.cancel()
             raise ConnectionError("the client lost its scheduler while gathering results")
     return list(gathering.result())
+
+
+def _scheduler_lost(
+    address: str | None, timeout: float, status: str, store_url: str
+) -> SchedulerUnreachableError:
+    return SchedulerUnreachableError(
+        f"lost the Dask scheduler at {address}; the search stopped",
+        expected=f"a scheduler answering at {address} within {timeout:g} s "
+        "(morphml.scheduler-timeout)",
+        received=f"no answer (the client is {status})",
+        fix="start the scheduler and its workers again, then continue the search: "
+        f"morphml resume {store_url}",
+    )
 
 
 def _failure_of(future: Future[Any]) -> BaseException:

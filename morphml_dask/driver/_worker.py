@@ -131,6 +131,7 @@ def run_trial(
         start_time=start,
         end_time=time.time(),
         paused=paused,
+        store_url=store_url,
     )
     return outcome.to_dict()
 
