@@ -157,22 +157,8 @@ def worker_chaos(
     search = Search(optimizer, task, store=store_url, client=client, name=name, pruner=pruner)
     with keep_restarting_workers(), WorkerKiller(client, interval=interval, seed=seed) as killer:
         search.run()
-    runs = _runs_by_id(executions(log_folder), name)
-    interrupted, waits = _kill_to_rerun(killer.kills, runs, name)
     store = open_store(store_url)
-    report = _report(
-        "worker-kills",
-        store,
-        int(optimizer.max_trials or 0),
-        runs,
-        kills=len(killer.kills),
-        interrupted=interrupted,
-        longest=max(waits, default=None),
-        resubmitted=search.status().retried,
-        seconds=time.time() - started,
-        kill_times=[k.time - started for k in killer.kills],
-    )
-    return report, search
+    return _killed_report("worker-kills", search, store, killer.kills, log_folder, started), search
 
 
 def training_chaos(
@@ -218,20 +204,9 @@ def training_chaos(
         _SparingKiller(client, interval=interval, seed=seed) as killer,
     ):
         search.run()
-    runs = _runs_by_id(executions(log_folder), name)
-    interrupted, waits = _kill_to_rerun(killer.kills, runs, name)
     store = open_store(store_url, storage_options)
-    report = _report(
-        "training-kills-outage",
-        store,
-        int(optimizer.max_trials or 0),
-        runs,
-        kills=len(killer.kills),
-        interrupted=interrupted,
-        longest=max(waits, default=None),
-        resubmitted=search.status().retried,
-        seconds=time.time() - started,
-        kill_times=[k.time - started for k in killer.kills],
+    report = _killed_report(
+        "training-kills-outage", search, store, killer.kills, log_folder, started
     )
     _check_training(report, store, window)
     return report, search
@@ -430,6 +405,31 @@ def _runs_by_id(found: list[tuple[float, str]], name: str) -> dict[str, list[flo
         if key.startswith(f"{name}/"):
             runs.setdefault(key.split("/")[1], []).append(stamp)  # <name>/<id>[/<attempt>]
     return runs
+
+
+def _killed_report(
+    mode: str,
+    search: Search,
+    store: ExperimentStore,
+    kills: list[Kill],
+    log_folder: str | Path,
+    started: float,
+) -> ChaosReport:
+    """The report of a search run while worker processes were killed (``kills``)."""
+    runs = _runs_by_id(executions(log_folder), search.name)
+    interrupted, waits = _kill_to_rerun(kills, runs, search.name)
+    return _report(
+        mode,
+        store,
+        int(search.optimizer.max_trials or 0),
+        runs,
+        kills=len(kills),
+        interrupted=interrupted,
+        longest=max(waits, default=None),
+        resubmitted=search.status().retried,
+        seconds=time.time() - started,
+        kill_times=[k.time - started for k in kills],
+    )
 
 
 def _report(
