@@ -522,9 +522,7 @@ def _optimizer_doc(
         value = task_doc.get(key, getattr(task.factory, key, None))
         if key in kind.keys and key not in given and isinstance(value, str):
             doc[key] = value
-    for key, task_key in kind.schema.from_task.items():
-        if key not in given and task_key in task_doc:
-            doc[key] = task_doc[task_key]
+    _fill_from_task(doc, kind, given, task_doc)
     for key, dropped in kind.schema.dropped_by.items():
         if given.get(key) is not None:  # e.g. ASHA's listed rungs: no ladder to make
             for name in dropped:
@@ -618,6 +616,15 @@ def _importable(folders: list[str]) -> None:
     importlib.invalidate_caches()  # modules written since the folder was last listed
 
 
+def _fill_from_task(
+    doc: dict[str, Any], kind: Kind, given: Mapping[str, Any], task_doc: Mapping[str, Any]
+) -> None:
+    """Default the keys the kind's schema takes from the task (``budget`` from ``epochs``)."""
+    for key, task_key in kind.schema.from_task.items():
+        if key not in given and task_key in task_doc:
+            doc[key] = task_doc[task_key]
+
+
 def _pruner_doc(document: Mapping[str, Any], task_doc: Mapping[str, Any]) -> dict[str, Any] | None:
     """The pruner section, defaults filled in (``max_budget`` from the task's ``epochs``),
     once the pruner it describes was built; None when the document names none."""
@@ -625,9 +632,7 @@ def _pruner_doc(document: Mapping[str, Any], task_doc: Mapping[str, Any]) -> dic
         return None
     kind, given = _section(document, "pruner")
     doc, _ = _section_doc(kind, given)
-    for key, task_key in kind.schema.from_task.items():
-        if key not in given and task_key in task_doc:
-            doc[key] = task_doc[task_key]
+    _fill_from_task(doc, kind, given, task_doc)
     _make_pruner(doc)
     return doc
 
