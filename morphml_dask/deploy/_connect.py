@@ -13,7 +13,9 @@ the worker runs as many trials at once as share it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,7 +70,7 @@ def connect(
         try:
             yield client
         finally:
-            client.close()
+            _close(client)
         return
     if kind == "local":
         yield None
@@ -81,6 +83,25 @@ def connect(
             yield client
     finally:
         cluster.close()
+
+
+def _close(client: Any) -> None:
+    """Close ``client``; one still trying to reach a lost scheduler stops trying, which
+    distributed logs as an error with a traceback: the search has already said what
+    happened and what to do, so that record is dropped."""
+    quiet = _DropCancelledReconnect()
+    logger = logging.getLogger("distributed.client")
+    logger.addFilter(quiet)
+    try:
+        client.close()
+    finally:
+        logger.removeFilter(quiet)
+
+
+class _DropCancelledReconnect(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, asyncio.CancelledError)
 
 
 def _start(kind: str, name: str, gpus_per_trial: float) -> Any:

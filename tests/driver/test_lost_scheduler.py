@@ -1,13 +1,13 @@
 """A scheduler killed mid-search (``kill -9``), with real `dask scheduler` and `dask worker`
-processes: without a restart the search stops with a `SchedulerUnreachableError` that names
-the address and the resume command, and `resume` on a fresh cluster completes exactly; with
-a restart at the same address the search goes on by itself. And the state machine's part:
+processes and the search run as a user runs it, `morphml run --scheduler ADDRESS`: without a
+restart it exits 2 with an error that names the address and the resume command, and
+`morphml resume` completes exactly; with a restart at the same address the search goes on by
+itself. And the state machine's part:
 a restarted scheduler gets every task in flight again, under its key."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import socket
@@ -18,23 +18,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dask.config
 import pytest
-from distributed import Client
+import yaml
 
-from morphml_dask.driver import resume, search_from_experiment
 from morphml_dask.driver._events import SchedulerRestarted, Submit, TaskFinished, WorkersSeen
 from morphml_dask.driver._state import Policy, SearchState
-from morphml_dask.exceptions import SchedulerUnreachableError
-from morphml_dask.experiment import load_experiment
+from morphml_dask.exceptions import StorageError
 from morphml_dask.optim import RandomSearch
 from morphml_dask.space import DagSpace
 from morphml_dask.storage import open_store
-from morphml_dask.testing import local_client, synthetic_result
+from morphml_dask.testing import synthetic_result
 from morphml_dask.trial import Trial
 
 MAX_TRIALS = 80
 DASK = str(Path(sys.executable).with_name("dask"))
+MORPHML = str(Path(sys.executable).with_name("morphml"))
 EXPERIMENT = {
     "name": "lost-scheduler",
     "space": {"name": "nb201-cell"},
@@ -72,60 +70,17 @@ def _start(started: list[subprocess.Popen[bytes]], *args: str) -> subprocess.Pop
     return process
 
 
-def _wait_for_rows(url: str, rows: int, timeout: float = 60.0) -> None:
+def _wait_for_rows(url: str, rows: int, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
-    while len(open_store(url).trials()) < rows:
+    while len(_rows(url)) < rows:
         assert time.monotonic() < deadline, f"fewer than {rows} rows after {timeout} s"
         time.sleep(0.2)
 
 
-@pytest.mark.skipif(not Path(DASK).exists(), reason="the `dask` command is not installed")
-def test_a_killed_scheduler_stops_the_search_with_the_resume_command(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.WARNING, "morphml_dask")
-    url = str(tmp_path / "store")
-    address = f"tcp://127.0.0.1:{_free_port()}"
-    port = address.rsplit(":", 1)[1]
-    with _processes() as started, dask.config.set({"morphml.scheduler-timeout": 3}):
-        scheduler = _start(
-            started, "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"
-        )
-        worker = ["worker", address, "--nthreads", "2", "--host", "127.0.0.1", "--no-dashboard"]
-        _start(started, *worker)
-        _start(started, *worker)
-        client: Any = Client(address, timeout=30)  # type: ignore[no-untyped-call]
-        try:
-            client.wait_for_workers(2, timeout=60)
-            experiment = load_experiment({**EXPERIMENT, "store": url})
-            search = search_from_experiment(experiment, client=client)
-            search.start()
-            _wait_for_rows(url, 10)
-            scheduler.send_signal(signal.SIGKILL)
-            lost_at = time.monotonic()
-            with pytest.raises(
-                SchedulerUnreachableError, match="lost the Dask scheduler"
-            ) as caught:
-                search.wait(60)
-            waited = time.monotonic() - lost_at
-        finally:
-            client.close()
-    message = str(caught.value)
-    assert f"at {address}" in message and "within 3 s (morphml.scheduler-timeout)" in message
-    assert f"morphml resume {url}" in caught.value.fix
-    assert "install" not in message and "install" not in caplog.text
-    assert f"lost the Dask scheduler at {address}; waiting up to 3 s" in caplog.text
-    assert 2.5 < waited < 30, f"stopped {waited:.1f} s after the kill"
-    stopped = open_store(url).trials()
-    assert 10 <= len(stopped) < MAX_TRIALS and stopped["trial_id"].is_unique
-    assert (stopped["state"] == "complete").all()
-
-    with local_client(n_workers=2, threads_per_worker=2) as fresh:
-        resume(url, client=fresh).run()
-    table = open_store(url).trials()
-    assert len(table) == MAX_TRIALS and table["trial_id"].is_unique
-    assert (table["state"] == "complete").all()
-    assert set(stopped["trial_id"]) <= set(table["trial_id"])
+def _rows(url: str) -> Any:
+    with contextlib.suppress(StorageError):  # no trials part written yet
+        return open_store(url).trials()
+    return ()
 
 
 def _scheduler(started: list[subprocess.Popen[bytes]], port: str) -> subprocess.Popen[bytes]:
@@ -136,40 +91,99 @@ def _worker(started: list[subprocess.Popen[bytes]], address: str) -> None:
     _start(started, "worker", address, "--nthreads", "2", "--host", "127.0.0.1", "--no-dashboard")
 
 
-@pytest.mark.skipif(not Path(DASK).exists(), reason="the `dask` command is not installed")
-def test_a_scheduler_restarted_at_the_same_address_lets_the_search_go_on(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.WARNING, "morphml_dask.driver")
-    url = str(tmp_path / "store")
-    port = str(_free_port())
-    address = f"tcp://127.0.0.1:{port}"
-    with _processes() as started, dask.config.set({"morphml.scheduler-timeout": 25}):
-        scheduler = _scheduler(started, port)
-        _worker(started, address)
-        _worker(started, address)
-        client: Any = Client(address, timeout=30)  # type: ignore[no-untyped-call]
-        try:
-            client.wait_for_workers(2, timeout=60)
-            experiment = load_experiment({**EXPERIMENT, "store": url})
-            search = search_from_experiment(experiment, client=client)
-            search.start()
-            _wait_for_rows(url, 10)
-            scheduler.send_signal(signal.SIGKILL)
-            scheduler.wait()
-            at_kill = len(open_store(url).trials())
-            _scheduler(started, port)
-            _worker(started, address)  # the old workers may have given up
-            _worker(started, address)
-            search.wait(120)
-        finally:
-            client.close()
-    assert not search.running, "the search did not end"
-    assert at_kill < MAX_TRIALS, "the search ended before the kill"
-    assert f"the scheduler at {address} answers again; resubmitting" in caplog.text
+def _morphml_run(
+    tmp_path: Path, address: str, url: str, scheduler_timeout: int
+) -> subprocess.Popen[str]:
+    """`morphml run --scheduler ADDRESS`, as a user starts it, in its own process."""
+    experiment = tmp_path / "lost-scheduler.yaml"
+    experiment.write_text(yaml.safe_dump(EXPERIMENT), encoding="utf-8")
+    env = {**os.environ, "DASK_MORPHML__SCHEDULER_TIMEOUT": str(scheduler_timeout)}
+    return subprocess.Popen(
+        [MORPHML, "run", str(experiment), "--scheduler", address, "--store", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _finished(run: subprocess.Popen[str], timeout: float) -> tuple[int, str]:
+    try:
+        _, stderr = run.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        _, stderr = run.communicate()
+        raise AssertionError(f"`morphml run` still running after {timeout} s:\n{stderr}") from None
+    return run.returncode, stderr
+
+
+def _assert_exact(url: str) -> Any:
     table = open_store(url).trials()
     assert len(table) == MAX_TRIALS and table["trial_id"].is_unique
     assert (table["state"] == "complete").all(), table.query("state != 'complete'")["error"]
+    return table
+
+
+@pytest.mark.skipif(not Path(DASK).exists(), reason="the `dask` command is not installed")
+def test_a_killed_scheduler_stops_morphml_run_with_exit_2_and_the_resume_command(
+    tmp_path: Path,
+) -> None:
+    url = str(tmp_path / "store")
+    port = str(_free_port())
+    address = f"tcp://127.0.0.1:{port}"
+    with _processes() as started:
+        scheduler = _scheduler(started, port)
+        _worker(started, address)
+        _worker(started, address)
+        run = _morphml_run(tmp_path, address, url, scheduler_timeout=3)
+        _wait_for_rows(url, 10)
+        scheduler.send_signal(signal.SIGKILL)
+        lost_at = time.monotonic()
+        status, stderr = _finished(run, timeout=60)
+        waited = time.monotonic() - lost_at
+    assert status == 2, stderr
+    assert f"lost the Dask scheduler at {address}; waiting up to 3 s" in stderr
+    error = stderr[stderr.index("morphml: error:") :]
+    assert f"at {address}" in error and "within 3 s (morphml.scheduler-timeout)" in error
+    assert f"morphml resume {url}" in error
+    assert "install" not in stderr and "Traceback" not in stderr, stderr
+    assert waited < 30, f"stopped {waited:.1f} s after the kill"
+    stopped = open_store(url).trials()
+    assert 10 <= len(stopped) < MAX_TRIALS and stopped["trial_id"].is_unique
+    assert (stopped["state"] == "complete").all()
+
+    resumed = subprocess.run(
+        [MORPHML, "resume", url], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    table = _assert_exact(url)
+    assert set(stopped["trial_id"]) <= set(table["trial_id"])
+
+
+@pytest.mark.skipif(not Path(DASK).exists(), reason="the `dask` command is not installed")
+def test_a_scheduler_restarted_at_the_same_address_lets_morphml_run_finish(
+    tmp_path: Path,
+) -> None:
+    url = str(tmp_path / "store")
+    port = str(_free_port())
+    address = f"tcp://127.0.0.1:{port}"
+    with _processes() as started:
+        scheduler = _scheduler(started, port)
+        _worker(started, address)
+        _worker(started, address)
+        run = _morphml_run(tmp_path, address, url, scheduler_timeout=25)
+        _wait_for_rows(url, 10)
+        scheduler.send_signal(signal.SIGKILL)
+        scheduler.wait()
+        at_kill = len(_rows(url))
+        _scheduler(started, port)
+        _worker(started, address)  # `dask worker` exits with its scheduler
+        _worker(started, address)
+        status, stderr = _finished(run, timeout=180)
+    assert status == 0, stderr
+    assert at_kill < MAX_TRIALS, "the search ended before the kill"
+    assert f"the scheduler at {address} answers again; resubmitting" in stderr
+    _assert_exact(url)
 
 
 def _trial_machine() -> SearchState:
