@@ -17,12 +17,26 @@ from typing import Any
 from morphml_dask.exceptions import InputError
 from morphml_dask.space import Candidate, candidate_from_dict
 
-__all__ = ["Trial", "TrialRecord", "TrialResult", "TrialState"]
+__all__ = ["Trial", "TrialRecord", "TrialResult", "TrialState", "numbered_id", "trial_number"]
 
 _TRIAL_FORMAT = "morphml.trial"
 _RESULT_FORMAT = "morphml.result"
 _RECORD_FORMAT = "morphml.record"
 _VERSION = 1
+
+
+def numbered_id(number: int) -> str:
+    """The id an optimizer gives its ``number``-th trial: ``t000001``, ``t000002``, ..."""
+    return f"t{number:06d}"
+
+
+def trial_number(trial_id: str) -> int | None:
+    """The number of an id `numbered_id` wrote, or None for any other id."""
+    digits = trial_id[1:]
+    if trial_id[:1] != "t" or not (digits.isascii() and digits.isdigit()):
+        return None
+    number = int(digits)
+    return number if trial_id == numbered_id(number) else None
 
 
 class TrialState(str, enum.Enum):
@@ -52,12 +66,18 @@ class Trial:
     rung
         Multi-fidelity level (ASHA), 0 for single-fidelity optimizers.
     parent
-        Id of the trial whose saved weights this one continues from, or None.
+        Id of the trial whose saved weights this one starts from, or None.
     parent_budget
-        The budget ``parent`` was trained to (0 without a parent): training runs
-        ``budget - parent_budget`` more epochs.
+        The budget ``parent`` was trained to (0 without a parent). A promotion (same
+        architecture) trains ``budget - parent_budget`` more epochs.
+    inherits
+        True for a child of another architecture (a mutation or crossover of ``parent``):
+        it starts from the tensors of the parent's weights that fit it (exactly transformed
+        when ``info["morphism"]`` says how the architecture changed) and trains ``budget``
+        epochs on top (Lamarckian evolution).
     info
-        Optimizer-specific JSON values, e.g. the Hyperband bracket.
+        Optimizer-specific JSON values, e.g. the Hyperband bracket, the ``mutation`` label
+        and the ``morphism`` of an inheriting child.
     """
 
     id: str
@@ -67,6 +87,22 @@ class Trial:
     parent: str | None = None
     parent_budget: int = 0
     info: Mapping[str, Any] = field(default_factory=dict)
+    inherits: bool = False
+
+    @property
+    def epochs_trained(self) -> int:
+        """The epochs this trial trains itself: ``budget``, less what a promotion continues
+        from."""
+        if self.parent is None or self.inherits:
+            return self.budget
+        return max(self.budget - self.parent_budget, 0)
+
+    @property
+    def mutation(self) -> str | None:
+        """How an inheriting child's architecture came from its parent's, for lineages."""
+        if not self.inherits:
+            return None
+        return str(self.info.get("mutation", "inherit"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +115,7 @@ class Trial:
             "parent": self.parent,
             "parent_budget": self.parent_budget,
             "info": dict(self.info),
+            "inherits": self.inherits,
         }
 
     @classmethod
@@ -92,6 +129,7 @@ class Trial:
             parent=data.get("parent"),
             parent_budget=int(data.get("parent_budget", 0)),
             info=dict(data.get("info", {})),
+            inherits=bool(data.get("inherits", False)),
         )
 
 
@@ -176,6 +214,9 @@ class TrialRecord:
     reused
         True when the result was copied from an earlier trial with the same fingerprint and
         budget instead of being trained.
+    inherited_fraction
+        For a trial that started from its parent's weights, the fraction of its model's
+        parameters (elements) that came from them; None when it started from nothing.
     """
 
     trial: Trial
@@ -187,6 +228,7 @@ class TrialRecord:
     end_time: float | None = None
     attempt: int = 1
     reused: bool = False
+    inherited_fraction: float | None = None
 
     def __post_init__(self) -> None:
         if self.result.trial_id != self.trial.id:
@@ -218,6 +260,7 @@ class TrialRecord:
             "end_time": self.end_time,
             "attempt": self.attempt,
             "reused": self.reused,
+            "inherited_fraction": self.inherited_fraction,
         }
 
     @classmethod
@@ -233,6 +276,7 @@ class TrialRecord:
             end_time=data.get("end_time"),
             attempt=int(data.get("attempt", 1)),
             reused=bool(data.get("reused", False)),
+            inherited_fraction=data.get("inherited_fraction"),
         )
 
 

@@ -167,14 +167,14 @@ def test_asha_promotions_continue_from_the_parents_last_epoch(
     store = open_store(str(tmp_path / "store"))
     Search(optimizer, task, store=store, client=client, lookahead=0).run()
     table = store.trials().set_index("trial_id")
-    promoted = table[table["parent"].notna()]
+    promoted = table[table["parent_id"].notna()]
     assert len(promoted) >= 2
     curves = store.curves()["val_loss"]
     for trial_id, row in promoted.iterrows():
-        parent = table.loc[row["parent"]]
+        parent = table.loc[row["parent_id"]]
         assert row["fingerprint"] == parent["fingerprint"]
         steps = curves.sel(trial=trial_id).dropna("epoch")["epoch"].values.tolist()
-        parent_steps = curves.sel(trial=row["parent"]).dropna("epoch")["epoch"].values.tolist()
+        parent_steps = curves.sel(trial=row["parent_id"]).dropna("epoch")["epoch"].values.tolist()
         assert parent_steps == [1, 2]
         assert steps == [3, 4, 5], f"{trial_id} did not continue from epoch 2 of its parent"
 
@@ -243,7 +243,7 @@ def test_morphml_run_of_the_example_yaml(
     curves = open_store(str(store)).curves()[metric]
     trained = table[~table["reused"]]
     for trial_id, parent, budget in zip(
-        trained["trial_id"], trained["parent"], trained["budget"], strict=True
+        trained["trial_id"], trained["parent_id"], trained["budget"], strict=True
     ):
         first = 2 if isinstance(parent, str) else 1  # a promotion continues at epoch 2
         steps = curves.sel(trial=trial_id).dropna("epoch")["epoch"].values.tolist()

@@ -14,7 +14,9 @@ from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["EventLog", "FirstResults", "TrialIds"]
+from morphml_dask.trial import numbered_id, trial_number
+
+__all__ = ["DigestTable", "EventLog", "FirstResults", "TrialIds"]
 
 
 class TrialIds:
@@ -30,11 +32,9 @@ class TrialIds:
 
     def code(self, trial_id: str) -> int:
         """The integer that stands for ``trial_id``."""
-        number = trial_id[1:]
-        if trial_id[:1] == "t" and number.isascii() and number.isdigit():
-            value = int(number)
-            if trial_id == f"t{value:06d}":
-                return 2 * value
+        number = trial_number(trial_id)
+        if number is not None:
+            return 2 * number
         code = self._other_codes.get(trial_id)
         if code is None:
             code = self._other_codes[trial_id] = 2 * len(self._others) + 1
@@ -43,7 +43,7 @@ class TrialIds:
 
     def name(self, code: int) -> str:
         """The trial id that ``code`` stands for."""
-        return self._others[code // 2] if code % 2 else f"t{code // 2:06d}"
+        return self._others[code // 2] if code % 2 else numbered_id(code // 2)
 
 
 class EventLog:
@@ -97,7 +97,7 @@ class FirstResults:
 
     def __init__(self) -> None:
         self._ids = TrialIds()
-        self._rows: dict[int, int] = {}
+        self._rows = DigestTable()
         self._trained = array("q")
         self._layout = array("l")
         self._starts = array("q")
@@ -123,18 +123,67 @@ class FirstResults:
     ) -> None:
         """Record the result of ``trial_id``, unless its architecture and budget have one."""
         key = _digest(fingerprint, budget)
-        if key in self._rows:
+        if self._rows.get(key) is not None:
             return
         names = tuple(metrics)
         layout = self._name_index.get(names)
         if layout is None:
             layout = self._name_index[names] = len(self._names)
             self._names.append(names)
-        self._rows[key] = len(self._trained)
+        self._rows.put(key, len(self._trained))
         self._trained.append(self._ids.code(trial_id))
         self._layout.append(layout)
         self._starts.append(len(self._values))
         self._values.extend(float(value) for value in metrics.values())
+
+
+class DigestTable:
+    """A map from 128-bit digests to row numbers, open-addressed in flat arrays: 24 bytes a
+    slot, at most two thirds of the slots used (a dict of Python ints costs about 120 bytes
+    an entry)."""
+
+    def __init__(self) -> None:
+        self._halves = array("Q", bytes(8 * 2 * 8))  # high and low 64 bits, per slot
+        self._rows = array("q", [-1]) * 8  # -1: the slot is free
+        self._used = 0
+
+    def __len__(self) -> int:
+        return self._used
+
+    def get(self, digest: int) -> int | None:
+        """The row stored for ``digest``, or None."""
+        row = self._rows[self._slot(digest)]
+        return None if row < 0 else row
+
+    def put(self, digest: int, row: int) -> None:
+        """Store ``row`` for ``digest`` (``row`` >= 0), replacing any row it had."""
+        slot = self._slot(digest)
+        if self._rows[slot] < 0:
+            self._used += 1
+        self._rows[slot] = row
+        self._halves[2 * slot], self._halves[2 * slot + 1] = divmod(digest, 1 << 64)
+        if 3 * self._used > 2 * len(self._rows):
+            self._grow()
+
+    def _slot(self, digest: int) -> int:
+        """The slot that holds ``digest``, or the free slot where it would go."""
+        high, low = divmod(digest, 1 << 64)
+        mask = len(self._rows) - 1
+        slot = low & mask
+        while self._rows[slot] >= 0 and (
+            self._halves[2 * slot] != high or self._halves[2 * slot + 1] != low
+        ):
+            slot = (slot + 1) & mask
+        return slot
+
+    def _grow(self) -> None:
+        halves, rows = self._halves, self._rows
+        self._halves = array("Q", bytes(8 * 4 * len(rows)))
+        self._rows = array("q", [-1]) * (2 * len(rows))
+        self._used = 0
+        for slot, row in enumerate(rows):
+            if row >= 0:
+                self.put((halves[2 * slot] << 64) | halves[2 * slot + 1], row)
 
 
 def _digest(fingerprint: str, budget: int) -> int:

@@ -56,6 +56,7 @@ class Outcome:
     end_time: float | None = None
     paused: bool = False
     store_url: str | None = None
+    inherited_fraction: float | None = None
 
     def record(self, trial: Trial, result: TrialResult, attempt: int) -> TrialRecord:
         """The trials-table row of ``trial`` with ``result`` (this outcome's, or the one the
@@ -69,6 +70,7 @@ class Outcome:
             start_time=self.start_time,
             end_time=self.end_time,
             attempt=attempt,
+            inherited_fraction=self.inherited_fraction,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +85,7 @@ class Outcome:
             "end_time": self.end_time,
             "paused": self.paused,
             "store_url": self.store_url,
+            "inherited_fraction": self.inherited_fraction,
         }
 
     @classmethod
@@ -97,6 +100,7 @@ class Outcome:
             end_time=data.get("end_time"),
             paused=bool(data.get("paused", False)),
             store_url=data.get("store_url"),
+            inherited_fraction=data.get("inherited_fraction"),
         )
 
 

@@ -111,10 +111,11 @@ def run_trial(
         task = plugin.task
         if storage_options is None:
             storage_options = plugin.storage_options
+    inherited = None
     with device_pool().borrow(gpus) as devices:
         try:
             store = _open_store(store_url, storage_options)
-            result, curve = _run(trial, task, devices, store, 0 < gpus < 1, live)
+            result, curve, inherited = _run(trial, task, devices, store, 0 < gpus < 1, live)
         except Exception as error:  # the store would not open: the trial failed
             result, curve = _failed(trial, error), []
         finally:
@@ -132,6 +133,7 @@ def run_trial(
         end_time=time.time(),
         paused=paused,
         store_url=store_url,
+        inherited_fraction=inherited,
     )
     return outcome.to_dict()
 
@@ -143,8 +145,9 @@ def _run(
     store: BaseStore | None,
     share: bool,
     live: LiveLink | None,
-) -> tuple[TrialResult, list[dict[str, float]]]:
-    """The trial's result and curve: run by its task in a `TrialContext` on ``devices``."""
+) -> tuple[TrialResult, list[dict[str, float]], float | None]:
+    """The trial's result, curve and the fraction of its model inherited from its parent:
+    run by its task in a `TrialContext` on ``devices``."""
     ctx = TrialContext(
         trial,
         seed=_task_seed(task),
@@ -155,11 +158,12 @@ def _run(
     )
     try:
         with ctx.activate():
-            return _evaluate(trial, task, ctx)
+            result, curve = _evaluate(trial, task, ctx)
     except TrialPruned:
-        return _pruned(trial, ctx.reports), ctx.reports
+        result, curve = _pruned(trial, ctx.reports), ctx.reports
     except Exception as error:  # the trial failed; the search goes on
-        return _failed(trial, error), ctx.reports
+        result, curve = _failed(trial, error), ctx.reports
+    return result, curve, ctx.inherited_fraction
 
 
 def _failed(trial: Trial, error: Exception) -> TrialResult:

@@ -12,6 +12,7 @@ from torch import nn
 
 from morphml_dask.exceptions import ModelBuildError
 from morphml_dask.models._dag import DagNetwork, reductions_for
+from morphml_dask.models._inherit import Inherited, copy_matching, inherit_weights
 from morphml_dask.models._nb201 import NB201Network
 from morphml_dask.models._profile import count_flops, count_parameters
 from morphml_dask.space import ArchGraph, CellSpace
@@ -20,7 +21,17 @@ from morphml_dask.validation import is_int
 if TYPE_CHECKING:
     from morphml_dask.storage import ExperimentStore
 
-__all__ = ["build_model", "count_flops", "count_parameters", "load_model", "reductions_for"]
+__all__ = [
+    "DagNetwork",
+    "Inherited",
+    "build_model",
+    "copy_matching",
+    "count_flops",
+    "count_parameters",
+    "inherit_weights",
+    "load_model",
+    "reductions_for",
+]
 
 
 def build_model(

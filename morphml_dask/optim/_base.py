@@ -15,7 +15,7 @@ import numpy as np
 
 from morphml_dask.exceptions import OptimizerError
 from morphml_dask.space import BaseSearchSpace, Candidate, space_from_dict
-from morphml_dask.trial import Trial, TrialResult
+from morphml_dask.trial import Trial, TrialResult, numbered_id, trial_number
 from morphml_dask.validation import check_choice, check_int, check_string
 
 __all__ = ["BaseOptimizer", "Objective"]
@@ -237,26 +237,25 @@ class BaseOptimizer(abc.ABC):
         rung: int = 0,
         parent: Trial | None = None,
         info: Mapping[str, Any] | None = None,
+        inherits: bool = False,
     ) -> Trial:
-        """A trial with the next id; ids are ``t000001``, ``t000002``, ... per optimizer."""
+        """A trial with the next id; ids are ``t000001``, ``t000002``, ... per optimizer.
+        ``inherits``: a child of ``parent`` of another architecture (`Trial.inherits`)."""
         self._asked += 1
         return Trial(
-            id=f"t{self._asked:06d}",
+            id=numbered_id(self._asked),
             arch=arch,
             budget=budget,
             rung=rung,
             parent=None if parent is None else parent.id,
             parent_budget=0 if parent is None else parent.budget,
             info=dict(info or {}),
+            inherits=inherits,
         )
 
     def _was_asked(self, trial_id: str) -> bool:
-        number = trial_id[1:]
-        return (
-            number.isdigit()
-            and trial_id == f"t{int(number):06d}"
-            and 1 <= int(number) <= self._asked
-        )
+        number = trial_number(trial_id)
+        return number is not None and 1 <= number <= self._asked
 
     @abc.abstractmethod
     def _suggest(self, n: int) -> list[Trial]:
@@ -277,12 +276,12 @@ class BaseOptimizer(abc.ABC):
         del state
 
 
-def check_budget(budget: object) -> int:
+def check_budget(budget: object, name: str = "budget") -> int:
     """The budget (epochs) every trial of a single-budget optimizer trains for."""
     return check_int(
-        "budget",
+        name,
         budget,
         low=1,
         error=OptimizerError,
-        fix="set budget to the epochs every trial trains for, e.g. 12",
+        fix=f"set {name} to the epochs a trial trains for, e.g. 12",
     )

@@ -11,6 +11,7 @@ import numpy as np
 
 from morphml_dask.exceptions import OptimizerError
 from morphml_dask.optim._base import BaseOptimizer, check_budget
+from morphml_dask.optim._offspring import offspring
 from morphml_dask.optim._pareto import MultiObjective, dominates, nsga2_order
 from morphml_dask.registry import Schema, register_kind
 from morphml_dask.space import BaseSearchSpace, Candidate
@@ -68,6 +69,15 @@ class RegularizedEvolution(BaseOptimizer):
         When True, a child whose architecture (by fingerprint) was already asked for, by
         this search or its checkpoint, is drawn again from the same parent (or sampled
         again), up to 20 times; the last draw is kept when every one repeats.
+    inherit_weights
+        When True, a child starts from its parent's trained weights (Lamarckian evolution,
+        Real et al. 2017; Elsken et al., LEMONADE, ICLR 2019) and trains ``child_budget``
+        epochs on top: in a `DagSpace` the child is a function-preserving morphism of its
+        parent (`morph`), elsewhere a mutation that keeps what fits of the parent's tensors.
+        Sampled architectures still train ``budget`` epochs from scratch.
+    child_budget
+        The epochs an inheriting child trains on top of its parent's weights (default:
+        ``budget``). Only with ``inherit_weights``.
 
     Notes
     -----
@@ -99,6 +109,8 @@ class RegularizedEvolution(BaseOptimizer):
         objectives: Sequence[Sequence[str]] | None = None,
         greedy_start: int = 0,
         avoid_repeats: bool = False,
+        inherit_weights: bool = False,
+        child_budget: int | None = None,
         objective: str = "val_accuracy",
         direction: str = "maximize",
         max_trials: int | None = None,
@@ -133,6 +145,13 @@ class RegularizedEvolution(BaseOptimizer):
             error=OptimizerError,
             fix="pass avoid_repeats=True to draw again children already asked for",
         )
+        self.inherit_weights = check_bool(
+            "inherit_weights",
+            inherit_weights,
+            error=OptimizerError,
+            fix="pass inherit_weights=True for children that start from their parents' weights",
+        )
+        self.child_budget = _check_child_budget(child_budget, self.inherit_weights, self.budget)
         # Feasible results told, and the best of them: what greedy_start climbs from.
         self._fed = 0
         self._leader: tuple[list[float], Trial] | None = None
@@ -146,30 +165,38 @@ class RegularizedEvolution(BaseOptimizer):
         trials = []
         for _ in range(n):
             parent = self._parent()
-            arch = self._child(parent)
+            arch, info = self._child(parent)
             if self.avoid_repeats:
                 for _ in range(_REDRAWS):
                     if arch.fingerprint not in self._asked_fingerprints:
                         break
-                    arch = self._child(parent)
+                    arch, info = self._child(parent)
                 self._asked_fingerprints.add(arch.fingerprint)
-            trials.append(self._new_trial(arch, self.budget))
+            trials.append(self._trial_of(arch, parent, info))
         return trials
 
-    def _parent(self) -> Candidate | None:
-        """The architecture the next child mutates; None to sample one at random."""
+    def _parent(self) -> Trial | None:
+        """The trial whose architecture the next child mutates; None to sample one."""
         if self._leader is not None and self._fed < self.greedy_start:
-            return self._leader[1].arch
+            return self._leader[1]
         if len(self._population) < self.population_size:
             return None
         return self._tournament()
 
-    def _child(self, parent: Candidate | None) -> Candidate:
+    def _child(self, parent: Trial | None) -> tuple[Candidate, dict[str, Any]]:
+        """A child of ``parent`` (sampled without one) and how it was made."""
         if parent is None:
-            return self.space.sample(self.rng)
-        return self.space.mutate(parent, self.rng)
+            return self.space.sample(self.rng), {}
+        if self.inherit_weights:
+            return offspring(self.space, parent.arch, self.rng)
+        return self.space.mutate(parent.arch, self.rng), {}
 
-    def _tournament(self) -> Candidate:
+    def _trial_of(self, arch: Candidate, parent: Trial | None, info: dict[str, Any]) -> Trial:
+        if parent is None or not self.inherit_weights:
+            return self._new_trial(arch, self.budget)
+        return self._new_trial(arch, self.child_budget, parent=parent, info=info, inherits=True)
+
+    def _tournament(self) -> Trial:
         picks = self.rng.choice(len(self._population), size=self.sample_size, replace=False)
         if self.objectives is None:
             # The best score wins; ties go to the older member.
@@ -178,7 +205,7 @@ class RegularizedEvolution(BaseOptimizer):
             order = nsga2_order(np.array([scores for scores, _ in self._population]))
             rank = {member: position for position, member in enumerate(order)}
             best = min((int(i) for i in picks), key=lambda i: rank[i])
-        return self._population[best][1].arch
+        return self._population[best][1]
 
     def _observe(self, trial: Trial, result: TrialResult, score: float) -> None:
         if self.objectives is None:
@@ -257,6 +284,20 @@ def _check_constraints(constraints: object) -> dict[str, float]:
             )
         bounds[metric] = check_number(f"constraints.{metric}", bound, error=OptimizerError)
     return bounds
+
+
+def _check_child_budget(child_budget: object, inherit: bool, budget: int) -> int:
+    if child_budget is None:
+        return budget
+    if not inherit:
+        raise OptimizerError(
+            "child_budget needs inherit_weights",
+            expected="child_budget with inherit_weights=True, or no child_budget",
+            received=f"child_budget={child_budget!r} with inherit_weights=False",
+            fix="pass inherit_weights=True, or drop child_budget: without inheritance every "
+            "trial trains budget epochs",
+        )
+    return check_budget(child_budget, "child_budget")
 
 
 def _check_greedy_start(greedy_start: object, objectives: MultiObjective | None) -> int:

@@ -17,6 +17,7 @@ from morphml_dask.space._distributions import (
 )
 from morphml_dask.space._function import FunctionSpace
 from morphml_dask.space._graph import ArchGraph, Node
+from morphml_dask.space._morph import Morphism, morph, node_widths
 from morphml_dask.space._ops import OPS
 from morphml_dask.space._sampler import Sampler
 
@@ -39,10 +40,13 @@ __all__ = [
     "FloatDistribution",
     "FunctionSpace",
     "IntDistribution",
+    "Morphism",
     "Node",
     "Sampler",
     "as_rng",
     "candidate_from_dict",
     "distribution_from_dict",
+    "morph",
+    "node_widths",
     "space_from_dict",
 ]

@@ -36,6 +36,7 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from morphml_dask.storage._fs import new_part_name
+from morphml_dask.storage._idset import TrialIdSet
 
 if TYPE_CHECKING:
     from morphml_dask.exceptions import StorageError
@@ -151,7 +152,7 @@ class PartLog(Generic[ItemT, BlockT]):
         self.folder = location.path(folder)
         self.codec = codec
         self._lock = threading.Lock()
-        self._ids: set[str] = set()
+        self._ids = TrialIdSet()
         self._indexed: set[str] = set()  # parts whose ids are in _ids
         self._writing: set[str] = set()  # ids this instance is appending right now
         self._blocks: dict[str, BlockT] = {}

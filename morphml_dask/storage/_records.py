@@ -164,8 +164,11 @@ def record_row(record: TrialRecord, index: int = 0) -> Row:
         "arch": json.dumps(arch.to_dict(), sort_keys=True),
         "budget": trial.budget,
         "rung": trial.rung,
-        "parent": trial.parent,
+        "parent_id": trial.parent,
         "parent_budget": trial.parent_budget,
+        "mutation": trial.mutation,
+        "inherited_fraction": record.inherited_fraction,
+        "epochs_trained": trial.epochs_trained,
         "state": state,
         "metrics": encode_metrics(result.metrics),
         "error": result.error,
@@ -193,7 +196,7 @@ def _is_float(v: object) -> bool:
 _CHECKS: dict[pa.DataType, tuple[Callable[[object], bool], str]] = {
     pa.string(): (lambda v: isinstance(v, str), "a str"),
     pa.int64(): (_is_int, "an int"),
-    pa.float64(): (_is_float, "a float (unix seconds)"),
+    pa.float64(): (_is_float, "a float"),
     pa.bool_(): (lambda v: isinstance(v, (bool, np.bool_)), "a bool"),
 }
 
@@ -278,8 +281,10 @@ def row_record(row: Mapping[str, Any], archs: dict[str, Candidate] | None = None
             arch=archs[text],
             budget=int(row["budget"]),
             rung=int(row["rung"]),
-            parent=row["parent"],
+            parent=row["parent_id"],
             parent_budget=int(row["parent_budget"]),
+            inherits=row["mutation"] is not None,
+            info={} if row["mutation"] is None else {"mutation": row["mutation"]},
         )
         state = TrialState(row["state"])
     except (ValueError, TypeError, KeyError) as error:
@@ -307,6 +312,7 @@ def row_record(row: Mapping[str, Any], archs: dict[str, Candidate] | None = None
         end_time=row["end_time"],
         attempt=int(row["attempt"]),
         reused=bool(row["reused"]),
+        inherited_fraction=row["inherited_fraction"],
     )
 
 

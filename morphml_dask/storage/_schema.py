@@ -11,13 +11,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from morphml_dask.exceptions import StorageError
 
 __all__ = ["COLUMNS", "SCHEMA", "SCHEMA_VERSION", "Row", "migrate", "misfit", "open_part"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The layout the trials table writes; it reads this version and every older one."""
 
 VERSION_KEY = b"morphml.schema_version"
@@ -29,8 +30,11 @@ SCHEMA = pa.schema(
         pa.field("arch", pa.string(), nullable=False),
         pa.field("budget", pa.int64(), nullable=False),
         pa.field("rung", pa.int64(), nullable=False),
-        pa.field("parent", pa.string()),
+        pa.field("parent_id", pa.string()),
         pa.field("parent_budget", pa.int64(), nullable=False),
+        pa.field("mutation", pa.string()),
+        pa.field("inherited_fraction", pa.float64()),
+        pa.field("epochs_trained", pa.int64(), nullable=False),
         pa.field("state", pa.string(), nullable=False),
         pa.field("metrics", pa.string(), nullable=False),
         pa.field("error", pa.string()),
@@ -77,16 +81,44 @@ def _v1_to_v2(table: pa.Table) -> pa.Table:
     return table.append_column("job_id", pa.nulls(table.num_rows, pa.string()))
 
 
+def _v2_to_v3(table: pa.Table) -> pa.Table:
+    """Version 2 (before children inherited weights across architectures) called
+    ``parent_id`` ``parent``, and every parent was a promotion: the trial trained
+    ``budget - parent_budget`` epochs."""
+    if "parent" in table.column_names:
+        table = table.rename_columns(
+            ["parent_id" if name == "parent" else name for name in table.column_names]
+        )
+    n = table.num_rows
+    if "mutation" not in table.column_names:
+        table = table.append_column("mutation", pa.nulls(n, pa.string()))
+    if "inherited_fraction" not in table.column_names:
+        promoted = pc.is_valid(table.column("parent_id"))
+        fraction = pc.if_else(promoted, pa.scalar(1.0), pa.scalar(None, pa.float64()))
+        table = table.append_column("inherited_fraction", fraction)
+    if "epochs_trained" not in table.column_names:
+        continued = pc.if_else(
+            pc.is_valid(table.column("parent_id")), table.column("parent_budget"), 0
+        )
+        trained = pc.max_element_wise(pc.subtract(table.column("budget"), continued), 0)
+        table = table.append_column("epochs_trained", trained.cast(pa.int64()))
+    return table
+
+
 # _MIGRATIONS[v] turns a version-v table into a version-(v + 1) table.
-_MIGRATIONS: dict[int, Callable[[pa.Table], pa.Table]] = {0: _v0_to_v1, 1: _v1_to_v2}
+_MIGRATIONS: dict[int, Callable[[pa.Table], pa.Table]] = {
+    0: _v0_to_v1,
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+}
 
 
 def migrate(table: pa.Table, version: int) -> pa.Table:
     """Bring a table written at schema ``version`` to `SCHEMA` (columns ordered and typed)."""
-    migrated = table
-    for step in range(version, SCHEMA_VERSION):
-        migrated = _MIGRATIONS[step](migrated)
     try:
+        migrated = table
+        for step in range(version, SCHEMA_VERSION):
+            migrated = _MIGRATIONS[step](migrated)
         return migrated.select(list(COLUMNS)).cast(SCHEMA)
     except (KeyError, ValueError, pa.ArrowException) as error:
         raise misfit(table, version, error) from error  # the part as it was written

@@ -18,6 +18,7 @@ from morphml_dask.storage._artifacts import (
 from morphml_dask.storage._checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from morphml_dask.storage._curves import Curve, CurveStore
 from morphml_dask.storage._fs import Location
+from morphml_dask.storage._lineage import lineage_of
 from morphml_dask.storage._retry import RetryingLocation
 from morphml_dask.storage._schema import COLUMNS
 from morphml_dask.storage._trials import TrialsTable
@@ -140,6 +141,18 @@ class BaseStore(abc.ABC):
             )
         done = table[table["state"] == "complete"].dropna(subset=[metric])
         return done.sort_values(metric, ascending=direction == "minimize", kind="stable").head(k)
+
+    def lineage(self, trial_id: str) -> pd.DataFrame:
+        """``trial_id`` and its ancestors, the trial first and the oldest ancestor last: the
+        rows of the trials table (with their metrics, ``mutation``, ``inherited_fraction``
+        and ``epochs_trained``) followed through ``parent_id``.
+
+        Raises
+        ------
+        StorageInputError
+            When no trial ``trial_id`` is stored.
+        """
+        return lineage_of(self.trials(), trial_id)
 
 
 class ExperimentStore(BaseStore):

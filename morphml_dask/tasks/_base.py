@@ -36,11 +36,15 @@ class Evaluation:
     weights
         The model's state dict after training, to continue to a larger budget; None for tasks
         without a model (tabular benchmarks).
+    inherited_fraction
+        The fraction of the model's parameters that started from a parent's weights; None
+        when it started from nothing.
     """
 
     metrics: dict[str, float]
     curve: list[dict[str, float]] = field(default_factory=list)
     weights: dict[str, torch.Tensor] | None = None
+    inherited_fraction: float | None = None
 
 
 class BaseTask(abc.ABC):

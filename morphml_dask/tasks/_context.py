@@ -18,6 +18,9 @@ from morphml_dask.exceptions import TaskError
 from morphml_dask.validation import describe, invalid, is_int
 
 if TYPE_CHECKING:
+    from torch import nn
+
+    from morphml_dask.models import Inherited
     from morphml_dask.storage import BaseStore
     from morphml_dask.trial import Trial
 
@@ -87,6 +90,10 @@ class TrialContext:
     seed
         The trial's seed, `trial_seed` of the task's seed and the trial id: seed torch,
         NumPy and the data order with it for runs that repeat.
+    inherited_fraction
+        The fraction of the model's parameters that came from the parent's weights (`inherit`,
+        or a promotion's `restore`), None when nothing came from a parent: the trials table
+        records it.
     """
 
     def __init__(
@@ -112,6 +119,7 @@ class TrialContext:
         self._points: list[dict[str, float]] = []
         self._restored: _Restored | None = None
         self._looked_up = False
+        self.inherited_fraction: float | None = None
 
     def __repr__(self) -> str:
         return (
@@ -307,6 +315,26 @@ class TrialContext:
         restored = self._lookup()
         return None if restored is None else restored.state
 
+    def inherit(self, model: nn.Module, *, key: str = "model") -> Inherited | None:
+        """Start ``model`` from the weights of the parent this child was made from
+        (Lamarckian evolution): every tensor of the parent's saved ``state[key]`` (or of its
+        whole state, when it has no ``key``) whose name and shape match one of ``model``'s
+        is copied into it; the rest keep their fresh initialisation.
+
+        Returns what was copied and the fraction of ``model``'s parameters it makes up
+        (recorded in the trials table), or None when the trial inherits nothing: it was not
+        made from a parent (`Trial.inherits`), there is no store, or the parent saved no
+        state. The parent's state travels worker to worker through the store.
+        """
+        from morphml_dask.tasks._inherit import inherit_saved_state
+
+        if self._store is None or not self.trial.inherits or self.trial.parent is None:
+            return None
+        inherited = inherit_saved_state(self._store, self.trial.parent, model, key)
+        if inherited is not None:
+            self.inherited_fraction = inherited.fraction
+        return inherited
+
     def _lookup(self) -> _Restored | None:
         """The state to restore, looked up in the store on first use."""
         if self._looked_up or self._store is None:
@@ -317,10 +345,11 @@ class TrialContext:
             self._restored = _Restored(own.state, own.step)
             if not self._points:
                 self._points = [dict(point) for point in own.reports]
-        elif self.trial.parent is not None:
+        elif self.trial.parent is not None and not self.trial.inherits:
             parent = self._store.saved_state(self.trial.parent)
             if parent is not None:
                 self._restored = _Restored(parent.state, self.trial.parent_budget)
+                self.inherited_fraction = 1.0
         return self._restored
 
 

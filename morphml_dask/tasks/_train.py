@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -233,23 +233,31 @@ class TrainingTask(BaseTask):
     def run(self, trial: Trial, ctx: TrialContext) -> Evaluation:
         """Train the trial's architecture on ``ctx.devices`` (data-parallel when it was lent
         several GPUs). A promotion (a trial with a ``parent``) continues from the weights
-        its parent saved; the weights are saved under the trial id and rung, unless the
+        its parent saved; a child of another architecture (`Trial.inherits`) starts from
+        what fits of them (`inherit_weights`: exactly transformed for a morphism) and trains
+        ``budget`` epochs. The weights are saved under the trial id and rung, unless the
         objective came out NaN or infinite."""
         from morphml_dask.storage import ExperimentStore
 
         arch = architecture_of(trial, self)
         store = ctx.store if isinstance(ctx.store, ExperimentStore) else None
-        weights = None
+        weights = inherit = None
         if trial.parent is not None and store is not None:
-            weights = store.load_weights(trial.parent)
+            if trial.inherits:
+                inherit = store.load_weights(trial.parent)
+            else:
+                weights = store.load_weights(trial.parent)
         evaluation = self.evaluate(
             arch,
             trial.budget,
             devices=ctx.devices,
             weights=weights,
+            inherit=inherit,
+            morphism=trial.info.get("morphism"),
             trained_epochs=trial.parent_budget if weights is not None else 0,
             on_epoch=lambda point: _reported(ctx, point),
         )
+        ctx.inherited_fraction = evaluation.inherited_fraction
         objective = evaluation.metrics.get(self.objective, math.nan)
         if store is not None and evaluation.weights is not None and math.isfinite(objective):
             store.save_weights(
@@ -272,10 +280,14 @@ class TrainingTask(BaseTask):
         trained_epochs: int = 0,
         devices: Sequence[str] | None = None,
         on_epoch: EpochHook | None = None,
+        inherit: Mapping[str, torch.Tensor] | None = None,
+        morphism: Mapping[str, Any] | None = None,
     ) -> Evaluation:
         """`BaseTask.evaluate`; ``devices``, when given, replaces ``device``: several GPUs
         train data-parallel. ``on_epoch`` is given each point of the curve as it is made and
-        stops the training early by returning True (a pruned trial)."""
+        stops the training early by returning True (a pruned trial). ``inherit`` is the
+        state of a parent of another architecture to start from, transformed exactly when
+        ``morphism`` (`Morphism.to_dict`) says how the architecture changed."""
         _check_budget(budget, trained_epochs, self.max_epochs)
         from morphml_dask.models import count_flops, count_parameters
 
@@ -284,8 +296,7 @@ class TrainingTask(BaseTask):
         _check_precision(self.precision, devices[0])
         data = self.dataset
         model = self.build(arch)
-        if weights is not None:
-            model.load_state_dict(weights)
+        inherited = _start_from(model, weights, inherit, morphism)
         model.to(devices[0])
         feed = feed_for(
             data,
@@ -308,7 +319,7 @@ class TrainingTask(BaseTask):
             "cost_seconds": wall,
         }
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        return Evaluation(metrics=metrics, curve=curve, weights=state)
+        return Evaluation(metrics=metrics, curve=curve, weights=state, inherited_fraction=inherited)
 
     def _train(self, loop: _Loop, epochs: range, on_epoch: EpochHook | None) -> Curve:
         """Train through ``epochs`` (0-based), scoring the model after each: the curve,
@@ -565,6 +576,28 @@ register_kind(
         fit=_span_budgets,
     ),
 )
+
+
+def _start_from(
+    model: nn.Module,
+    weights: Mapping[str, torch.Tensor] | None,
+    inherit: Mapping[str, torch.Tensor] | None,
+    morphism: Mapping[str, Any] | None,
+) -> float | None:
+    """Load a promotion's ``weights`` whole, or what fits of a parent's (``inherit``); the
+    fraction of the model's parameters that came from the parent."""
+    from morphml_dask.models import DagNetwork, copy_matching, inherit_weights
+    from morphml_dask.space import Morphism
+
+    if weights is not None:
+        model.load_state_dict(weights)
+        return 1.0
+    if inherit is None:
+        return None
+    if isinstance(model, DagNetwork):
+        change = None if morphism is None else Morphism.from_dict(morphism)
+        return inherit_weights(model, dict(inherit), change).fraction
+    return copy_matching(model, dict(inherit)).fraction
 
 
 def _reported(ctx: TrialContext, point: dict[str, float]) -> bool:

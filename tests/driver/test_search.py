@@ -104,11 +104,11 @@ def test_asha_promotions_continue_from_the_parents_weights(client: Client, tmp_p
     )
     Search(optimizer, TrainingTask(max_epochs=3), store=store, client=client, lookahead=0).run()
     table = open_store(store).trials().set_index("trial_id")
-    promoted = table[table["parent"].notna()]
+    promoted = table[table["parent_id"].notna()]
     assert len(promoted) > 0
     curves = open_store(store).curves()
     for trial_id, row in promoted.iterrows():
-        parent = table.loc[row["parent"]]
+        parent = table.loc[row["parent_id"]]
         assert row["fingerprint"] == parent["fingerprint"] and row["budget"] == 3
         epochs = curves["val_accuracy"].sel(trial=trial_id).dropna("epoch")["epoch"].values
         assert epochs.tolist() == [2, 3], "a promotion trained from scratch"
@@ -226,7 +226,7 @@ def test_asha_on_a_process_cluster_matches_a_replay_of_its_inputs(
         make(), NB201TabularTask(time_scale=0.00002), store=store, client=client, name="asha"
     )
     table = search.run().set_index("trial_id")
-    promoted = table[table["parent"].notna()]
+    promoted = table[table["parent_id"].notna()]
     assert len(table) == 90 and len(promoted) > 5
 
     replay = make()
@@ -240,7 +240,7 @@ def test_asha_on_a_process_cluster_matches_a_replay_of_its_inputs(
             row = table.loc[event[1]]
             trial = asked[event[1]]
             assert trial.arch.fingerprint == row["fingerprint"]
-            parent = None if pd.isna(row["parent"]) else row["parent"]
+            parent = None if pd.isna(row["parent_id"]) else row["parent_id"]
             assert trial.rung == row["rung"]
             asked_parent = None if trial.parent is None else table.loc[trial.parent]
             if asked_parent is not None and asked_parent["reused"] and not row["reused"]:

@@ -230,3 +230,42 @@ def test_checkpoints_from_before_the_options_still_load() -> None:
 def test_bad_strategy_settings(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(OptimizerError, match=message):
         RegularizedEvolution(CellSpace(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_inheriting_children_name_their_parent_and_train_the_child_budget() -> None:
+    from morphml_dask.space import Morphism
+
+    space = DagSpace(max_nodes=4, widths=(8, 16, 32), kernels=(1, 3, 5))
+    rea = RegularizedEvolution(
+        space,
+        population_size=3,
+        sample_size=2,
+        budget=6,
+        inherit_weights=True,
+        child_budget=2,
+        seed=1,
+    )
+    first = rea.ask(3)
+    assert all(not t.inherits and t.parent is None and t.budget == 6 for t in first)
+    for score, trial in enumerate(first):
+        rea.tell(TrialResult.complete(trial.id, {"val_accuracy": score / 10}))
+    children = rea.ask(20)
+    assert all(c.inherits and c.parent in {t.id for t in first} for c in children)
+    assert all((c.budget, c.parent_budget, c.epochs_trained) == (2, 6, 2) for c in children)
+    for child in children:
+        morphism = Morphism.from_dict(child.info["morphism"])
+        assert child.info["mutation"] == morphism.label and morphism.exact
+        assert space.contains(child.arch) and child.mutation == morphism.label
+
+
+def test_child_budget_without_inheritance_is_refused() -> None:
+    with pytest.raises(
+        OptimizerError,
+        match=r"(?s)child_budget needs inherit_weights.*received: child_budget=2 with "
+        r"inherit_weights=False.*fix: pass inherit_weights=True",
+    ):
+        RegularizedEvolution(CellSpace(), child_budget=2)
+    with pytest.raises(
+        OptimizerError, match=r"(?s)invalid child_budget.*expected: an integer >= 1"
+    ):
+        RegularizedEvolution(CellSpace(), inherit_weights=True, child_budget=0)

@@ -35,7 +35,7 @@ from morphml_dask.trial import Trial, TrialRecord, TrialResult, TrialState
 
 COLUMNS = list(SCHEMA.names)
 NEWER = (
-    "written by schema version 3; this morphml_dask reads versions up to 2; upgrade morphml_dask"
+    "written by schema version 4; this morphml_dask reads versions up to 3; upgrade morphml_dask"
 )
 
 
@@ -85,6 +85,17 @@ def row(trial_id: str, **overrides: Any) -> dict[str, Any]:
     return {**record_row(record(trial_id)), **overrides}
 
 
+def v2_row(trial_id: str, **overrides: Any) -> dict[str, Any]:
+    """`row` as schema version 2 wrote it: ``parent`` for ``parent_id``, and no mutation,
+    inherited fraction or epochs trained."""
+    parent = overrides.pop("parent", None)
+    old = {k: v for k, v in row(trial_id, **overrides).items() if k not in _V3_COLUMNS}
+    return {**old, "parent": parent}
+
+
+_V3_COLUMNS = ("parent_id", "mutation", "inherited_fraction", "epochs_trained")
+
+
 def write_part(location: Location, table: pa.Table, version: bytes | None) -> str:
     """Hand-write a part, as another release (or a racing process) would."""
     metadata = None if version is None else {b"morphml.schema_version": version}
@@ -128,7 +139,7 @@ def test_round_trip_keeps_every_column_kind(location: Location) -> None:
     b = frame.iloc[1]
     assert ArchGraph.from_dict(json.loads(b["arch"])) == graph
     assert b["fingerprint"] == graph.fingerprint
-    assert (b["budget"], b["rung"], b["parent"], b["parent_budget"]) == (8, 2, "a", 2)
+    assert (b["budget"], b["rung"], b["parent_id"], b["parent_budget"]) == (8, 2, "a", 2)
     assert (b["worker"], b["device"], b["attempt"], bool(b["reused"])) == (
         "tcp://127.0.0.1:4000",
         "cuda:1",
@@ -150,7 +161,9 @@ def test_round_trip_keeps_every_column_kind(location: Location) -> None:
         "{}",
     )
     assert math.isnan(c["accuracy"]) and bool(c["reused"]) is False
-    assert c["parent"] is None or c["parent"] != c["parent"]  # missing, whatever its marker
+    assert (
+        c["parent_id"] is None or c["parent_id"] != c["parent_id"]
+    )  # missing, whatever its marker
     assert math.isnan(c["start_time"])
     # A metric named like a fixed column gets a prefix; the fixed column is untouched.
     assert list(frame["budget"]) == [2, 8, 1]
@@ -405,7 +418,7 @@ def test_a_reader_racing_a_compaction_sees_every_row(
 
 def version_0_part(location: Location) -> str:
     """A part from before parent_budget, error_kind and reused existed."""
-    old = {k: v for k, v in row("old", state="fail", error="boom").items()}
+    old = v2_row("old", state="fail", error="boom")
     for column in ("parent_budget", "error_kind", "reused", "job_id"):
         del old[column]
     return write_part(location, pa.Table.from_pylist([old]), b"0")
@@ -435,7 +448,7 @@ def test_a_version_0_part_is_migrated(location: Location) -> None:
 
 
 def test_a_version_1_part_gets_an_empty_job_id(location: Location) -> None:
-    old = {k: v for k, v in row("v1").items() if k != "job_id"}
+    old = {k: v for k, v in v2_row("v1").items() if k != "job_id"}
     write_part(location, pa.Table.from_pylist([old]), b"1")
     table = TrialsTable(location)
     table.append([record("t2", job_id="4242")])
@@ -446,10 +459,28 @@ def test_a_version_1_part_gets_an_empty_job_id(location: Location) -> None:
     assert [r.job_id for r in table.records()] == [None, "4242"]
 
 
+def test_a_version_2_part_keeps_its_parents_as_promotions(location: Location) -> None:
+    promoted = v2_row("v2", budget=9, parent="t0", parent_budget=3)
+    write_part(location, pa.Table.from_pylist([v2_row("t0"), promoted]), b"2")
+    table = TrialsTable(location)
+    frame = table.read()
+    assert list(frame["parent_id"].fillna("-")) == ["-", "t0"]
+    assert list(frame["epochs_trained"]) == [4, 6]
+    assert frame["inherited_fraction"].isna().iloc[0]
+    assert frame["inherited_fraction"].iloc[1] == 1.0
+    assert frame["mutation"].isna().all()
+    child = table.record("v2")
+    assert (child.trial.parent, child.trial.inherits, child.inherited_fraction) == (
+        "t0",
+        False,
+        1.0,
+    )
+
+
 def test_a_part_from_a_newer_version_is_refused(location: Location) -> None:
     table = TrialsTable(location)
     table.append(records(1))
-    write_part(location, pa.Table.from_pylist([row("t2")], schema=SCHEMA), b"3")
+    write_part(location, pa.Table.from_pylist([row("t2")], schema=SCHEMA), b"4")
     with pytest.raises(StorageError, match=rf"(?s){NEWER}.*fix: pip install -U morphml_dask"):
         table.read()
     with pytest.raises(StorageError, match=NEWER):
@@ -470,7 +501,7 @@ def test_a_part_without_a_readable_version_is_refused(
     with pytest.raises(
         StorageError,
         match=rf"(?s)has no readable schema version.*expected: key-value metadata "
-        rf"b'morphml.schema_version' holding a version from 0 to 2.*received: {received}",
+        rf"b'morphml.schema_version' holding a version from 0 to 3.*received: {received}",
     ):
         TrialsTable(location).read()
 
@@ -520,8 +551,11 @@ def _without(column: str) -> dict[str, Any]:
         ),
         (row("t", rung=True), r"column 'rung' .*expected: an int.*received: True \(bool\)"),
         ({**row("t"), "trial_id": None}, r"column 'trial_id' .*expected: a str\n.*received: None"),
-        (row("t", parent=3), r"column 'parent' .*expected: a str or None.*received: 3 \(int\)"),
-        (row("t", end_time="noon"), r"column 'end_time' .*expected: a float \(unix seconds\)"),
+        (
+            row("t", parent_id=3),
+            r"column 'parent_id' .*expected: a str or None.*received: 3 \(int\)",
+        ),
+        (row("t", end_time="noon"), r"column 'end_time' .*expected: a float or None"),
         (row("t", reused=1), r"column 'reused' .*expected: a bool.*received: 1 \(int\)"),
         (
             row("t", state="running"),
@@ -553,8 +587,11 @@ def _with_trial(**fields: Any) -> TrialRecord:
             _with_trial(budget=2**63),  # more than Parquet's int64 holds
             r"column 'budget' .*expected: an int.*received: 9223372036854775808 \(int\)",
         ),
-        (_with_trial(parent=3), r"column 'parent' .*expected: a str or None.*received: 3 \(int\)"),
-        (record("t", end_time="noon"), r"column 'end_time' .*expected: a float \(unix seconds\)"),
+        (
+            _with_trial(parent=3),
+            r"column 'parent_id' .*expected: a str or None.*received: 3 \(int\)",
+        ),
+        (record("t", end_time="noon"), r"column 'end_time' .*expected: a float or None"),
         (record("t", reused=1), r"column 'reused' .*expected: a bool.*received: 1 \(int\)"),
         (record("t", device=0), r"column 'device' .*expected: a str or None.*received: 0 \(int\)"),
         (
