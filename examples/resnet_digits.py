@@ -190,6 +190,8 @@ def fit(config: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
     if state := ctx.restore():  # an ASHA promotion, or a retried trial, continues
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
+    else:  # a child of an evolution with inherit_weights starts from what fits of its parent
+        ctx.inherit(model)
     metrics: dict[str, float] = {}
     for epoch in range(ctx.trained_epochs + 1, ctx.budget + 1):
         metrics = {"train_loss": train_epoch(model, opt, data), **evaluate(model, data)}

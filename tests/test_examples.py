@@ -250,6 +250,34 @@ def test_morphml_run_of_the_example_yaml(
         assert steps == list(range(first, budget + 1))
 
 
+def test_lamarckian_evolution_from_the_shell(tmp_path: Path) -> None:
+    """examples/lamarckian_digits.yaml: 8 architectures trained 4 epochs from scratch, then
+    children that start from their parents' weights and train 1 epoch on top."""
+    store_url = str(tmp_path / "store")
+    done = _morphml("run", str(EXAMPLES / "lamarckian_digits.yaml"), "--store", store_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    store = open_store(store_url)
+    table = store.trials().set_index("trial_id", drop=False)
+    assert len(table) == 32 and (table["state"] == "complete").all()
+    children = table[table["parent_id"].notna()]
+    roots = table[table["parent_id"].isna()]
+    assert len(roots) >= 8 and len(children) >= 16
+    assert roots["mutation"].isna().all() and (roots["epochs_trained"] == 4).all()
+    assert (children["epochs_trained"] == 1).all() and children["mutation"].notna().all()
+    trained = children[~children["reused"]]
+    assert trained["inherited_fraction"].between(0.5, 1.0).all(), trained["inherited_fraction"]
+    for parent_id in set(children["parent_id"]):
+        assert store.load_weights(parent_id), f"the weights of parent {parent_id} are gone"
+    # What a child inherited is kept: one epoch on top of its parent's weights scores about
+    # what the parent did, where one epoch from scratch scores far less.
+    parents = table.loc[trained["parent_id"], "val_accuracy"].to_numpy()
+    assert trained["val_accuracy"].mean() > parents.mean() - 3
+    best = table.loc[table["val_accuracy"].idxmax(), "trial_id"]
+    chain = store.lineage(best)
+    assert chain.iloc[-1]["parent_id"] is None or pd.isna(chain.iloc[-1]["parent_id"])
+    assert list(chain["trial_id"][1:]) == [p for p in chain["parent_id"][:-1]]
+
+
 def test_mlp_wine_stopped_with_ctrl_c_then_resumed(tmp_path: Path) -> None:
     # The example's search at 50 epochs a trial, so that Ctrl-C comes well before its end;
     # the experiment sits in another folder and names the example's on its python_path.

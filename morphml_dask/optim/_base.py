@@ -16,7 +16,7 @@ import numpy as np
 from morphml_dask.exceptions import OptimizerError
 from morphml_dask.space import BaseSearchSpace, Candidate, space_from_dict
 from morphml_dask.trial import Trial, TrialResult, numbered_id, trial_number
-from morphml_dask.validation import check_choice, check_int, check_string
+from morphml_dask.validation import check_bool, check_choice, check_int, check_string
 
 __all__ = ["BaseOptimizer", "Objective"]
 
@@ -285,3 +285,31 @@ def check_budget(budget: object, name: str = "budget") -> int:
         error=OptimizerError,
         fix=f"set {name} to the epochs a trial trains for, e.g. 12",
     )
+
+
+def check_inheritance(
+    inherit_weights: object, child_budget: object, budget: int
+) -> tuple[bool, int]:
+    """``inherit_weights`` and the epochs an inheriting child trains (``child_budget``, by
+    default ``budget``), checked."""
+    inherit = check_bool(
+        "inherit_weights",
+        inherit_weights,
+        error=OptimizerError,
+        fix="pass inherit_weights=True for children that start from their parents' weights",
+    )
+    return inherit, _check_child_budget(child_budget, inherit, budget)
+
+
+def _check_child_budget(child_budget: object, inherit: bool, budget: int) -> int:
+    if child_budget is None:
+        return budget
+    if not inherit:
+        raise OptimizerError(
+            "child_budget needs inherit_weights",
+            expected="child_budget with inherit_weights=True, or no child_budget",
+            received=f"child_budget={child_budget!r} with inherit_weights=False",
+            fix="pass inherit_weights=True, or drop child_budget: without inheritance every "
+            "trial trains budget epochs",
+        )
+    return check_budget(child_budget, "child_budget")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from morphml_dask.exceptions import OptimizerError
-from morphml_dask.optim._base import BaseOptimizer, check_budget
+from morphml_dask.optim._base import BaseOptimizer, check_budget, check_inheritance
 from morphml_dask.optim._offspring import offspring
 from morphml_dask.optim._pareto import MultiObjective, dominates, nsga2_order
 from morphml_dask.registry import Schema, register_kind
@@ -145,13 +145,9 @@ class RegularizedEvolution(BaseOptimizer):
             error=OptimizerError,
             fix="pass avoid_repeats=True to draw again children already asked for",
         )
-        self.inherit_weights = check_bool(
-            "inherit_weights",
-            inherit_weights,
-            error=OptimizerError,
-            fix="pass inherit_weights=True for children that start from their parents' weights",
+        self.inherit_weights, self.child_budget = check_inheritance(
+            inherit_weights, child_budget, self.budget
         )
-        self.child_budget = _check_child_budget(child_budget, self.inherit_weights, self.budget)
         # Feasible results told, and the best of them: what greedy_start climbs from.
         self._fed = 0
         self._leader: tuple[list[float], Trial] | None = None
@@ -284,20 +280,6 @@ def _check_constraints(constraints: object) -> dict[str, float]:
             )
         bounds[metric] = check_number(f"constraints.{metric}", bound, error=OptimizerError)
     return bounds
-
-
-def _check_child_budget(child_budget: object, inherit: bool, budget: int) -> int:
-    if child_budget is None:
-        return budget
-    if not inherit:
-        raise OptimizerError(
-            "child_budget needs inherit_weights",
-            expected="child_budget with inherit_weights=True, or no child_budget",
-            received=f"child_budget={child_budget!r} with inherit_weights=False",
-            fix="pass inherit_weights=True, or drop child_budget: without inheritance every "
-            "trial trains budget epochs",
-        )
-    return check_budget(child_budget, "child_budget")
 
 
 def _check_greedy_start(greedy_start: object, objectives: MultiObjective | None) -> int:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from morphml_dask.exceptions import OptimizerError
-from morphml_dask.optim._base import BaseOptimizer, Objective, check_budget
+from morphml_dask.optim._base import BaseOptimizer, Objective, check_budget, check_inheritance
+from morphml_dask.optim._offspring import offspring
 from morphml_dask.optim._pareto import MultiObjective, dominates, nsga2_order
 from morphml_dask.registry import Schema, register_kind
 from morphml_dask.space import BaseSearchSpace, Candidate, candidate_from_dict
@@ -35,10 +36,13 @@ class _Member:
 
 @dataclass(frozen=True)
 class _Child:
-    """An individual bred but not yet asked for."""
+    """An individual bred but not yet asked for; with inheritance, the parent whose weights
+    it starts from and how it was made (`Trial.info`)."""
 
     arch: Candidate
     parents: tuple[str, ...] = ()
+    source: Trial | None = None
+    made: Mapping[str, Any] = field(default_factory=dict)
 
 
 class GeneticAlgorithm(BaseOptimizer):
@@ -78,6 +82,15 @@ class GeneticAlgorithm(BaseOptimizer):
         Probability that a child is mutated (`BaseSearchSpace.mutate`).
     budget
         The budget (e.g. epochs) every trial is trained for.
+    inherit_weights
+        When True, a child starts from its first parent's trained weights and trains
+        ``child_budget`` epochs on top (Lamarckian evolution, as `RegularizedEvolution`): a
+        mutated copy of one parent is a function-preserving morphism of it in a `DagSpace`;
+        a crossover keeps what fits of the first parent's tensors. Generation 0 trains
+        ``budget`` epochs from scratch.
+    child_budget
+        The epochs an inheriting child trains (default: ``budget``); only with
+        ``inherit_weights``.
     objectives
         ``(metric, direction)`` pairs for a multi-objective search, e.g.
         ``[("val_accuracy", "maximize"), ("params", "minimize")]``; None for one objective.
@@ -90,7 +103,7 @@ class GeneticAlgorithm(BaseOptimizer):
     A failed trial scores ``-inf`` (every column, with ``objectives``), so it never wins a
     tournament against a completed one and is never an elite. Each trial's ``info`` holds
     its ``generation`` and the ids of its ``parents``; `Trial.parent` stays None because a
-    child is trained from scratch.
+    child is trained from scratch, unless it inherits (``inherit_weights``).
     """
 
     name = "genetic-algorithm"
@@ -106,6 +119,8 @@ class GeneticAlgorithm(BaseOptimizer):
         mutation_rate: float = 1.0,
         budget: int = 12,
         objectives: Sequence[tuple[str, str]] | None = None,
+        inherit_weights: bool = False,
+        child_budget: int | None = None,
         objective: str = "val_accuracy",
         direction: str = "maximize",
         max_trials: int | None = None,
@@ -123,6 +138,8 @@ class GeneticAlgorithm(BaseOptimizer):
                 "mutation_rate": mutation_rate,
                 "budget": budget,
                 "objectives": objectives,
+                "inherit_weights": inherit_weights,
+                "child_budget": child_budget,
             }
         )
         self._generation = 0
@@ -152,7 +169,16 @@ class GeneticAlgorithm(BaseOptimizer):
         trials = []
         for child in children:
             info = {"generation": self._generation, "parents": list(child.parents)}
-            trial = self._new_trial(child.arch, self.budget, info=info)
+            if child.source is None:
+                trial = self._new_trial(child.arch, self.budget, info=info)
+            else:
+                trial = self._new_trial(
+                    child.arch,
+                    self.child_budget,
+                    parent=child.source,
+                    info={**info, **child.made},
+                    inherits=True,
+                )
             self._members.append(_Member(trial))
             trials.append(trial)
         return trials
@@ -196,18 +222,27 @@ class GeneticAlgorithm(BaseOptimizer):
         second = pool[self._tournament(rank)].trial
         parents = [first]
         arch = first.arch
+        made: dict[str, Any] = {"mutation": "mutate"}
         if self.rng.random() < self.crossover_rate:
             arch = self.space.crossover(first.arch, second.arch, self.rng)
+            made = {"mutation": "crossover"}
             if second.id != first.id:
                 parents.append(second)
         if self.rng.random() < self.mutation_rate:
-            arch = self.space.mutate(arch, self.rng)
+            if self.inherit_weights and len(parents) == 1:
+                arch, made = offspring(self.space, arch, self.rng)
+            else:
+                arch = self.space.mutate(arch, self.rng)
         seen = {p.arch.fingerprint for p in parents}
         for _ in range(_MAX_REMUTATIONS):
             if arch.fingerprint not in seen:
                 break
             arch = self.space.mutate(arch, self.rng)
-        return _Child(arch, tuple(p.id for p in parents))
+            made = {"mutation": "mutate"}
+        ids = tuple(p.id for p in parents)
+        if not self.inherit_weights:
+            return _Child(arch, ids)
+        return _Child(arch, ids, first, made)
 
     def _update_front(self, member: _Member) -> None:
         score = member.score
@@ -249,6 +284,9 @@ class GeneticAlgorithm(BaseOptimizer):
         self.mutation_rate = _check_rate("mutation_rate", settings["mutation_rate"])
         self.budget = check_budget(settings["budget"])
         self.objectives = _check_objectives(self.objective, settings["objectives"])
+        self.inherit_weights, self.child_budget = check_inheritance(
+            settings.get("inherit_weights", False), settings.get("child_budget"), self.budget
+        )
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -260,10 +298,12 @@ class GeneticAlgorithm(BaseOptimizer):
                 "mutation_rate": self.mutation_rate,
                 "budget": self.budget,
                 "objectives": None if self.objectives is None else self.objectives.to_dict(),
+                "inherit_weights": self.inherit_weights,
+                "child_budget": self.child_budget if self.inherit_weights else None,
             },
             "generation": self._generation,
             "members": [_member_to_dict(m) for m in self._members],
-            "queue": [{"arch": c.arch.to_dict(), "parents": list(c.parents)} for c in self._queue],
+            "queue": [_child_to_dict(c) for c in self._queue],
             "front": [_member_to_dict(m) for m in self._front],
         }
 
@@ -271,10 +311,7 @@ class GeneticAlgorithm(BaseOptimizer):
         self._configure(state["settings"])
         self._generation = int(state["generation"])
         self._members = [_member_from_dict(m) for m in state["members"]]
-        self._queue = [
-            _Child(candidate_from_dict(c["arch"]), tuple(str(p) for p in c["parents"]))
-            for c in state["queue"]
-        ]
+        self._queue = [_child_from_dict(c) for c in state["queue"]]
         self._front = [_member_from_dict(m) for m in state["front"]]
 
 
@@ -322,6 +359,27 @@ def _encode(score: Score | None) -> list[float | str] | None:
 
 def _member_to_dict(member: _Member) -> dict[str, Any]:
     return {"trial": member.trial.to_dict(), "score": _encode(member.score)}
+
+
+def _child_to_dict(child: _Child) -> dict[str, Any]:
+    source = None if child.source is None else child.source.to_dict()
+    return {
+        "arch": child.arch.to_dict(),
+        "parents": list(child.parents),
+        "source": source,
+        "made": dict(child.made),
+    }
+
+
+def _child_from_dict(data: Mapping[str, Any]) -> _Child:
+    # Checkpoints from before inheritance have neither "source" nor "made".
+    source = data.get("source")
+    return _Child(
+        candidate_from_dict(data["arch"]),
+        tuple(str(p) for p in data["parents"]),
+        None if source is None else Trial.from_dict(source),
+        dict(data.get("made") or {}),
+    )
 
 
 def _member_from_dict(data: Mapping[str, Any]) -> _Member:

@@ -270,3 +270,38 @@ def test_objective_may_name_any_of_the_objectives() -> None:
         CellSpace(), objectives=TWO_OBJECTIVES, objective="params", direction="minimize"
     )
     assert optimizer.objective.metric == "params"
+
+
+def test_inheriting_children_start_from_their_first_parent_and_survive_a_checkpoint() -> None:
+    from morphml_dask.space import DagSpace, Morphism
+
+    space = DagSpace(max_nodes=4, widths=(8, 16, 32), kernels=(1, 3, 5))
+    settings = {
+        "population_size": 6,
+        "elitism": 1,
+        "crossover_rate": 0.5,
+        "budget": 4,
+        "inherit_weights": True,
+        "child_budget": 1,
+        "seed": 3,
+    }
+    ga = GeneticAlgorithm(space, **settings)  # type: ignore[arg-type]
+    first = ga.ask(6)
+    assert all(not t.inherits and t.budget == 4 for t in first)
+    for score, trial in enumerate(first):
+        ga.tell(TrialResult.complete(trial.id, {"val_accuracy": score / 10}))
+    state = ga.state_dict()
+    again = GeneticAlgorithm(space, **settings)  # type: ignore[arg-type]
+    again.load_state_dict(state)
+    children = ga.ask(5)
+    assert children == again.ask(5), "a checkpoint lost what the queued children inherit"
+    assert all(c.inherits and c.budget == 1 and c.parent == c.info["parents"][0] for c in children)
+    assert {c.parent_budget for c in children} == {4}
+    morphed = [c for c in children if "morphism" in c.info]
+    assert morphed, "no child was a morphism of its parent"
+    for child in morphed:
+        assert child.mutation == Morphism.from_dict(child.info["morphism"]).label
+    assert {c.info["mutation"] for c in children} - {m.mutation for m in morphed} <= {
+        "crossover",
+        "mutate",
+    }
