@@ -2,12 +2,13 @@
 
 `write_report` reads an experiment store (a folder, ``memory://`` or ``s3://``) and writes
 ``report.html`` (figures embedded as ``data:`` URIs, so the file travels alone) and, beside
-it, ``best_so_far.png``, ``pareto.png``, ``curves.png``, ``failures.png``, ``timeline.png``
-and ``best_arch.png`` (the best architecture as a graph, or the best configuration of a
-function space as JSON). The summary counts the trials by state and the epochs pruning
-saved (`epochs_saved`). `draw_figure` returns one of those figures as a matplotlib `Figure`
-(what ``Search.plot`` shows in a notebook). matplotlib is imported only when a figure is
-drawn.
+it, ``best_so_far.png``, ``pareto.png``, ``curves.png``, ``failures.png``, ``timeline.png``,
+``best_arch.png`` (the best architecture as a graph, or the best configuration of a
+function space as JSON) and ``family_tree.png`` (the best trial's ancestors, when it
+inherited its weights, with the mutation on each edge). The summary counts the trials by
+state and the epochs pruning saved (`epochs_saved`). `draw_figure` returns one of those
+figures as a matplotlib `Figure` (what ``Search.plot`` shows in a notebook). matplotlib is
+imported only when a figure is drawn.
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ if TYPE_CHECKING:
 
 __all__ = ["FIGURES", "EpochsSaved", "draw_figure", "epochs_saved", "write_report"]
 
-FIGURES = ("best_so_far", "pareto", "curves", "failures", "timeline", "best_arch")
+FIGURES = (
+    "best_so_far",
+    "pareto",
+    "curves",
+    "failures",
+    "timeline",
+    "best_arch",
+    "family_tree",
+)
 """The PNG files a report holds, without their ``.png`` suffix, in page order."""
 
 _COMPLETE, _FAIL, _PRUNED = "complete", "fail", "pruned"
@@ -454,6 +463,13 @@ def _depths(count: int, edges: Sequence[tuple[int, int]], order: Sequence[int]) 
     return depth
 
 
+def _draw_family_tree(figure: Figure, context: _Context) -> None:
+    from morphml_dask._family_tree import draw_family_tree
+
+    best = None if context.best.empty else str(context.best["trial_id"].iloc[0])
+    draw_family_tree(figure, context.table, best, context.metric)
+
+
 def _draw_best_arch(figure: Figure, context: _Context) -> None:
     """The best trial's architecture as a graph, or its configuration (a `FunctionSpace`'s)
     as formatted JSON."""
@@ -547,6 +563,7 @@ _DRAWERS: dict[str, Callable[[Figure, _Context], None]] = {
     "failures": _draw_failures,
     "timeline": _draw_timeline,
     "best_arch": _draw_best_arch,
+    "family_tree": _draw_family_tree,
 }
 
 # -- HTML --------------------------------------------------------------------------------------
@@ -558,6 +575,7 @@ _CAPTIONS = {
     "failures": "Failures by kind",
     "timeline": "Trials per worker over time",
     "best_arch": "The best architecture (or configuration, for a function space)",
+    "family_tree": "The best trial's ancestors and the mutation that made each child",
 }
 _STYLE = (
     "body{font-family:sans-serif;margin:2em;max-width:70em}"

@@ -105,7 +105,7 @@ def test_the_page_embeds_every_figure_and_writes_them_as_pngs(report: tuple[Path
     import matplotlib.image
 
     out, page = report
-    assert page.count("data:image/png;base64,") == len(FIGURES) == 6
+    assert page.count("data:image/png;base64,") == len(FIGURES) == 7
     assert 'src="report' not in page and '.png"' not in page  # no links to files
     for name in FIGURES:
         data = (out / f"{name}.png").read_bytes()
@@ -268,3 +268,47 @@ def test_a_pruned_trial_without_a_stored_curve_saves_nothing_and_no_pruning_save
     complete.append_records(records[:2])
     assert epochs_saved(complete) == EpochsSaved(pruned=0, saved=0, budget=18)
     assert str(epochs_saved(complete)) == "0 of 18 epochs (0.0%)"
+
+
+def _inherited(trial_id: str, parent: str, mutation: str, accuracy: float) -> TrialRecord:
+    arch = CellSpace().sample(np.random.default_rng(len(trial_id) + ord(trial_id[-1])))
+    trial = Trial(
+        trial_id,
+        arch,
+        1,
+        parent=parent,
+        parent_budget=4,
+        info={"mutation": mutation},
+        inherits=True,
+    )
+    result = TrialResult.complete(trial_id, {"val_accuracy": accuracy})
+    return TrialRecord(trial, result, inherited_fraction=0.75)
+
+
+def test_the_family_tree_labels_each_edge_with_the_mutation(tmp_path: Path) -> None:
+    from morphml_dask.report import draw_figure
+
+    store = open_store(str(tmp_path / "store"))
+    root = Trial("t000001", CellSpace().sample(np.random.default_rng(0)), 4)
+    store.append_records(
+        [
+            TrialRecord(root, TrialResult.complete("t000001", {"val_accuracy": 90.0})),
+            _inherited("t000002", "t000001", "widen n2 8->16", 92.0),
+            _inherited("t000003", "t000002", "skip 0->3", 95.0),
+            _inherited("t000004", "t000001", "kernel n1 3->5", 80.0),
+        ]
+    )
+    figure = draw_figure("family_tree", store)
+    texts = [text.get_text() for axes in figure.axes for text in axes.texts]
+    assert "widen n2 8->16  (75% inherited)" in texts and "skip 0->3  (75% inherited)" in texts
+    assert not any("kernel" in text for text in texts), "a cousin of the best was drawn"
+    boxes = [text for text in texts if text.startswith("t0000")]
+    assert boxes == [
+        "t000001   val_accuracy 90   4 epochs",
+        "t000002   val_accuracy 92   1 epoch",
+        "t000003   val_accuracy 95   1 epoch",
+    ]
+    alone = open_store(str(tmp_path / "alone"))
+    alone.append_records([TrialRecord(root, TrialResult.complete("t000001", {"val_accuracy": 1}))])
+    texts = [t.get_text() for a in draw_figure("family_tree", alone).axes for t in a.texts]
+    assert "the best trial, t000001, started from scratch: it has no ancestors" in texts

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from morphml_dask.dashboard._ancestry import Ancestor, Ancestry
 from morphml_dask.status import SearchStatus
 
 __all__ = [
@@ -47,10 +48,22 @@ KEPT_BOARDS = 20
 
 # One finished trial as the driver sends it: (trial id, state ("complete", "fail" or
 # "pruned": a `TrialState` value), objective (None unless complete), parameter count (None
-# when unknown), budget, rung, worker, device, start, end), the times in Unix seconds.
-# Tuples rather than dicts: a tenth of the bytes on the wire.
+# when unknown), budget, rung, worker, device, start, end, the parent whose weights it
+# started from and the mutation that made it, for an inheriting child), the times in Unix
+# seconds. Tuples rather than dicts: a tenth of the bytes on the wire.
 TrialSummary = tuple[
-    str, str, float | None, float | None, int, int, str | None, str | None, float | None, float
+    str,
+    str,
+    float | None,
+    float | None,
+    int,
+    int,
+    str | None,
+    str | None,
+    float | None,
+    float,
+    str | None,
+    str | None,
 ]
 
 # One running trial's live curve as the driver sends it: (trial id, told to stop, the steps
@@ -118,6 +131,9 @@ class SearchBoard:
         # (trial id, where, start, end, state)
         self.timeline: deque[tuple[str, str, float, float, str]] = deque(maxlen=TIMELINE_TRIALS)
         self._finish_times: deque[float] = deque()
+        self.ancestry = Ancestry()
+        # The best trial and the ancestors whose weights it inherited, oldest first.
+        self.best_lineage: list[Ancestor] = []
         # The trials running now that reported, in the order they first did.
         self.live: dict[str, LiveCurve] = {}
 
@@ -149,7 +165,7 @@ class SearchBoard:
         self.version += 1
 
     def _add(self, trial: TrialSummary, now: float) -> None:
-        trial_id, state, value, params, budget, _, worker, device, start, end = trial
+        trial_id, state, value, params, budget, _, worker, device, start, end = trial[:10]
         self._finish_times.append(now)
         self.rungs[budget] = self.rungs.get(budget, 0) + 1
         if start is not None and worker is not None:
@@ -160,9 +176,12 @@ class SearchBoard:
         self.pruned += state == _PRUNED
         if state != _COMPLETE or value is None:  # a pruned trial's value is of a lower fidelity
             return
+        parent, mutation = trial[10:12] if len(trial) >= 12 else (None, None)
+        self.ancestry.add(trial_id, parent, mutation, value)
         if self.best is None or (value > self.best if self.maximize else value < self.best):
             self.best, self.best_trial = value, trial_id
             self.best_curve.append((end, self.done, value))
+            self.best_lineage = self.ancestry.chain(trial_id)
         if params is not None:
             self._add_point(params, value, trial_id)
 
@@ -219,6 +238,7 @@ class SearchBoard:
             "running": self.running,
             "best": self.best,
             "best_trial": self.best_trial,
+            "best_lineage": [list(ancestor) for ancestor in self.best_lineage],
             "results_per_second": self.results_per_second(),
             "finished": self.status.finished,
             "updated_at": self.updated_at,

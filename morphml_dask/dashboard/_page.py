@@ -267,8 +267,22 @@ def _summary_html(board: SearchBoard | None) -> str:
         f"<b class='morphml-in-flight'>{board.running}</b> in flight; "
         f"{board.results_per_second():.1f} results/s; "
         f"best {html.escape(board.objective)}: <b class='morphml-best'>{html.escape(best)}</b>"
-        f"; updated {updated}</p>"
+        f"; updated {updated}</p>{_lineage_html(board)}"
     )
+
+
+def _lineage_html(board: SearchBoard) -> str:
+    """The best trial's ancestors, oldest first, each arrow labelled with the mutation that
+    made the next one; nothing when the best trial started from scratch."""
+    if len(board.best_lineage) < 2:
+        return ""
+    steps = []
+    for trial_id, mutation, value in board.best_lineage:
+        if mutation is not None:
+            steps.append(f" &rarr;<i>{html.escape(mutation)}</i>&rarr; ")
+        score = "" if value is None else f" ({value:.4g})"
+        steps.append(f"<code>{html.escape(trial_id)}</code>{score}")
+    return f"<p class='morphml-lineage'>Lineage of the best trial: {''.join(steps)}</p>"
 
 
 def morphml_doc(scheduler: Any, extra: dict[str, Any], doc: Any) -> None:

@@ -63,6 +63,8 @@ def summarise(record: TrialRecord, objective: str) -> TrialSummary:
         record.device,
         start,
         float(record.end_time) if record.end_time is not None else (start or 0.0),
+        record.trial.parent,
+        record.trial.mutation,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from morphml_dask.storage._artifacts import SavedState, SavedWeights
 from morphml_dask.storage._checkpoints import Checkpoint
 from morphml_dask.storage._fs import Location
+from morphml_dask.storage._lineage import lineage_of
 from morphml_dask.storage._retry import Backoff, StoreOutageError, is_transient
 from morphml_dask.storage._store import BaseStore, ExperimentStore, open_store
 
@@ -19,5 +20,6 @@ __all__ = [
     "SavedWeights",
     "StoreOutageError",
     "is_transient",
+    "lineage_of",
     "open_store",
 ]

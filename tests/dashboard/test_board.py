@@ -129,6 +129,8 @@ def test_a_finished_record_is_summarised_from_its_typed_fields() -> None:
         "cuda:0",
         10.0,
         12.5,
+        None,
+        None,
     )
     # An objective the task did not report is None; the parameter count is still shown.
     assert summarise(record, "loss")[2:4] == (None, 1.2e6)
@@ -138,12 +140,12 @@ def test_failed_and_reused_records_are_summarised_without_a_value() -> None:
     trial = _trial()
     failed = TrialRecord(trial, TrialResult.failed(trial.id, "boom"), worker="w", start_time=3.0)
     assert summarise(failed, "val_accuracy") == (
-        trial.id, "fail", None, None, 12, 0, "w", None, 3.0, 3.0
+        trial.id, "fail", None, None, 12, 0, "w", None, 3.0, 3.0, None, None
     )  # fmt: skip
     reused = TrialRecord(trial, TrialResult.complete(trial.id, {"val_accuracy": 80.0}), reused=True)
     # A reused result ran nowhere: no worker, no start, and it "ends" at 0.
     assert summarise(reused, "val_accuracy") == (
-        trial.id, "complete", 80.0, None, 12, 0, None, None, None, 0.0
+        trial.id, "complete", 80.0, None, 12, 0, None, None, None, 0.0, None, None
     )  # fmt: skip
 
 
@@ -221,7 +223,7 @@ def test_pruned_trials_are_counted_apart_and_never_the_best() -> None:
     )
     # Its last report is of a lower fidelity: sent as the state, without a value.
     assert summarise(pruned, "val_accuracy") == (
-        trial.id, "pruned", None, None, 9, 0, "w", None, 1.0, 1.0
+        trial.id, "pruned", None, None, 9, 0, "w", None, 1.0, 1.0, None, None
     )  # fmt: skip
     board = SearchBoard("search", "val_accuracy", "maximize")
     board.update(
@@ -304,3 +306,39 @@ def test_the_driver_sends_each_live_point_once_and_everything_again_after_a_fail
         [("b", False, [1.0], [0.2])],
         [("b", False, [], [])],  # the close sends a last message
     ]
+
+
+def test_the_best_trials_lineage_follows_the_weights_it_inherited() -> None:
+    from morphml_dask.dashboard._ancestry import Ancestry
+    from morphml_dask.dashboard._page import _summary_html
+
+    def summary(trial_id: str, value: float, parent: str | None, mutation: str | None) -> Any:
+        return (trial_id, "complete", value, None, 1, 0, "w", None, 0.0, 1.0, parent, mutation)
+
+    board = SearchBoard("search", "val_accuracy", "maximize")
+    board.update(
+        [
+            summary("t000001", 90.0, None, None),
+            summary("t000002", 80.0, None, None),
+            summary("t000003", 93.0, "t000001", "widen n1 8->16"),
+            summary("t000004", 85.0, "t000002", "skip 0->2"),
+            summary("t000005", 95.5, "t000003", "insert conv3x3 on 0->1"),
+        ],
+        SearchStatus(),
+    )
+    assert board.best_lineage == [
+        ("t000001", None, 90.0),
+        ("t000003", "widen n1 8->16", 93.0),
+        ("t000005", "insert conv3x3 on 0->1", 95.5),
+    ]
+    assert board.summary()["best_lineage"][-1] == ["t000005", "insert conv3x3 on 0->1", 95.5]
+    page = _summary_html(board)
+    assert "Lineage of the best trial: <code>t000001</code> (90)" in page
+    assert "&rarr;<i>insert conv3x3 on 0-&gt;1</i>&rarr; <code>t000005</code> (95.5)" in page
+    # Bounded: the oldest links go first, but a parent stays while its children arrive.
+    ancestry = Ancestry(limit=3)
+    ancestry.add("a", None, None, 1.0)
+    for child in ("b", "c", "d", "e"):
+        ancestry.add(child, "a", "m", 2.0)
+    assert len(ancestry) == 3 and ancestry.chain("e") == [("a", None, 1.0), ("e", "m", 2.0)]
+    assert ancestry.chain("b") == [("b", None, None)], "an evicted trial is still linked"
