@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from morphml_dask.exceptions import ModelBuildError
-from morphml_dask.models._dag import DagNetwork, reductions_for
+from morphml_dask.models._dag import STEM_WIDTH, DagNetwork, reductions_for
 from morphml_dask.models._inherit import Inherited, copy_matching, inherit_weights
 from morphml_dask.models._nb201 import NB201Network
 from morphml_dask.models._profile import count_flops, count_parameters
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from morphml_dask.storage import ExperimentStore
 
 __all__ = [
+    "STEM_WIDTH",
     "DagNetwork",
     "Inherited",
     "build_model",

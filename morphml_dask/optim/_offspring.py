@@ -9,7 +9,12 @@ import numpy as np
 from morphml_dask.exceptions import SearchSpaceError
 from morphml_dask.space import BaseSearchSpace, Candidate, DagSpace, morph
 
-__all__ = ["offspring"]
+__all__ = ["MORPH_INPUT_WIDTH", "offspring"]
+
+MORPH_INPUT_WIDTH = 16
+"""The width of the graph's input that morphisms are planned for: the stem of a network on
+8x8 images (no reduction stage). A worker whose network's input is wider inherits by name
+and shape instead of applying the morphism."""
 
 
 def offspring(
@@ -26,5 +31,9 @@ def offspring(
         except SearchSpaceError:
             pass
         else:
-            return child, {"mutation": morphism.label, "morphism": morphism.to_dict()}
+            return child, {
+                "mutation": morphism.label,
+                "morphism": morphism.to_dict(),
+                "morph_input_width": MORPH_INPUT_WIDTH,
+            }
     return space.mutate(parent, rng), {"mutation": "mutate"}

@@ -243,7 +243,7 @@ class TrainingTask(BaseTask):
             devices=ctx.devices,
             weights=weights,
             inherit=inherit,
-            morphism=trial.info.get("morphism"),
+            morphism=self._planned(trial.info),
             trained_epochs=trial.parent_budget if weights is not None else 0,
             on_epoch=lambda point: _reported(ctx, point),
         )
@@ -311,6 +311,17 @@ class TrainingTask(BaseTask):
         }
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         return Evaluation(metrics=metrics, curve=curve, weights=state, inherited_fraction=inherited)
+
+    def _planned(self, info: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The morphism of a child's ``info`` when it was planned for this task's network
+        input (the optimizer plans for 8x8 images); None, to inherit by name and shape."""
+        from morphml_dask.models import STEM_WIDTH
+
+        planned = info.get("morph_input_width", STEM_WIDTH)
+        if "morphism" not in info or planned != STEM_WIDTH << self.model_reductions():
+            return None
+        morphism: Mapping[str, Any] = info["morphism"]
+        return morphism
 
     def _train(
         self, loop: _Loop, epochs: range, on_epoch: EpochHook | None, peak: float | None = None

@@ -122,3 +122,24 @@ def test_training_task_children_start_from_their_parents_morphed_weights() -> No
     assert (first["epochs_trained"], chain.iloc[1]["epochs_trained"]) == (1, 2)
     with pytest.raises(StorageInputError, match=r"(?s)no trial 'nope' in the store.*fix: pick"):
         store.lineage("nope")
+
+
+def test_a_morphism_planned_for_another_input_width_is_not_applied_as_exact() -> None:
+    """Morphisms are planned for the 16-channel input of a network on 8x8 images; a task
+    whose network has a reduction stage (a 32-channel input) inherits by name and shape."""
+    store = open_store(f"memory://inherit-{uuid.uuid4().hex}")
+    space = DagSpace(max_nodes=4, widths=(8, 16, 32), kernels=(1, 3, 5))
+    rea = RegularizedEvolution(
+        space, population_size=2, sample_size=1, budget=1, inherit_weights=True, seed=3
+    )
+    wide = TrainingTask(dataset="digits", reductions=1, batch_size=256)
+    for root in rea.ask(2):
+        wide.run(root, TrialContext(root, store=store))
+        rea.tell(TrialResult.complete(root.id, {"val_accuracy": 50.0}))
+    (child,) = rea.ask(1)
+    assert child.info["morph_input_width"] == 16 and "morphism" in child.info
+    assert TrainingTask()._planned(child.info) == child.info["morphism"]
+    assert wide._planned(child.info) is None
+    ctx = TrialContext(child, store=store)
+    wide.run(child, ctx)
+    assert ctx.inherited_fraction is not None and 0 < ctx.inherited_fraction <= 1
