@@ -149,6 +149,8 @@ def test_the_normalized_document_fills_every_default() -> None:
         "objectives": None,
         "greedy_start": 0,
         "avoid_repeats": False,
+        "inherit_weights": False,
+        "child_budget": None,
         "objective": "val_accuracy",
         "direction": "maximize",
         "seed": 0,
