@@ -269,3 +269,39 @@ def test_child_budget_without_inheritance_is_refused() -> None:
         OptimizerError, match=r"(?s)invalid child_budget.*expected: an integer >= 1"
     ):
         RegularizedEvolution(CellSpace(), inherit_weights=True, child_budget=0)
+
+
+def test_a_lamarckian_search_keeps_a_pareto_front_of_accuracy_and_size() -> None:
+    """LEMONADE's trade-off: children inherit, and the front holds the trials no other
+    beats on both accuracy and parameter count."""
+    space = DagSpace(max_nodes=4, widths=(8, 16, 32), kernels=(1, 3, 5))
+    rea = RegularizedEvolution(
+        space,
+        population_size=4,
+        sample_size=2,
+        budget=4,
+        inherit_weights=True,
+        child_budget=1,
+        objectives=[("val_accuracy", "maximize"), ("params", "minimize")],
+        max_trials=30,
+        seed=0,
+    )
+    rng = np.random.default_rng(0)
+    scores: dict[str, tuple[float, float]] = {}
+    asked = []
+    while not rea.finished:
+        for trial in rea.ask(2):
+            asked.append(trial)
+            accuracy, params = float(rng.uniform(50, 99)), float(rng.integers(1_000, 100_000))
+            scores[trial.id] = (accuracy, params)
+            rea.tell(TrialResult.complete(trial.id, {"val_accuracy": accuracy, "params": params}))
+    assert sum(t.inherits for t in asked) == 26  # all but the 4 sampled
+    front = {t.id for t in rea.pareto_front()}
+    beaten = {
+        a
+        for a, (acc_a, size_a) in scores.items()
+        for acc_b, size_b in scores.values()
+        if acc_b >= acc_a and size_b <= size_a and (acc_b, size_b) != (acc_a, size_a)
+    }
+    assert front == set(scores) - beaten
+    assert any(t.inherits for t in asked if t.id in front)
