@@ -43,7 +43,7 @@ def _trials(count: int, seed: int) -> list[TrialSummary]:
     values, params = rng.normal(80, 5, count), rng.lognormal(13, 1, count)
     return [
         (f"t{i:06d}", "complete" if i % 10 else "fail", float(values[i]), float(params[i]), 12, 0,
-         f"tcp://10.0.0.{i % 50}:4000", "cuda:0", 1000.0 + i, 1030.0 + i)
+         f"tcp://10.0.0.{i % 50}:4000", "cuda:0", 1000.0 + i, 1030.0 + i, None, None)
         for i in range(count)
     ]  # fmt: skip
 

@@ -1,11 +1,17 @@
-"""Shared fixtures: a real S3 server (moto, over HTTP on 127.0.0.1) for storage tests, and a
-local cluster that serves the morphml dashboard page."""
+"""Shared fixtures: a real S3 server (moto, over HTTP on 127.0.0.1) for storage tests, a
+local cluster that serves the morphml dashboard page, and the scripts of `benchmarks/`
+loaded as modules or run as commands."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -56,3 +62,41 @@ def dashboard_client() -> Iterator[Client]:
 
     with enable(), local_client(n_workers=2, threads_per_worker=2) as client:
         yield client
+
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def benchmark_module() -> Callable[[str], ModuleType]:
+    """Load ``benchmarks/<name>.py`` as the module ``<name>`` (once per session)."""
+
+    def load(name: str) -> ModuleType:
+        if name in sys.modules:
+            loaded: ModuleType = sys.modules[name]
+            return loaded
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def run_benchmark() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``benchmarks/<name>.py ARGS...`` with this Python; its completed process."""
+
+    def run(name: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        script = str(BENCHMARKS / f"{name}.py")
+        return subprocess.run(
+            [sys.executable, script, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run

@@ -272,7 +272,7 @@ def test_lamarckian_evolution_from_the_shell(tmp_path: Path) -> None:
     # what the parent did, where one epoch from scratch scores far less.
     parents = table.loc[trained["parent_id"], "val_accuracy"].to_numpy()
     assert trained["val_accuracy"].mean() > parents.mean() - 3
-    best = table.loc[table["val_accuracy"].idxmax(), "trial_id"]
+    best = str(table["val_accuracy"].idxmax())  # the index is the trial id
     chain = store.lineage(best)
     assert chain.iloc[-1]["parent_id"] is None or pd.isna(chain.iloc[-1]["parent_id"])
     assert list(chain["trial_id"][1:]) == [p for p in chain["parent_id"][:-1]]

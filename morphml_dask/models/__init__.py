@@ -15,6 +15,22 @@ from morphml_dask.models._dag import STEM_WIDTH, DagNetwork, reductions_for
 from morphml_dask.models._inherit import Inherited, copy_matching, inherit_weights
 from morphml_dask.models._nb201 import NB201Network
 from morphml_dask.models._profile import count_flops, count_parameters
+from morphml_dask.models._proxies import (
+    DATA_FREE_PROXIES,
+    PROXIES,
+    Batch,
+    Proxy,
+    flops,
+    grad_norm,
+    jacob_cov,
+    latency_ms,
+    naswot,
+    params,
+    peak_memory_mb,
+    score,
+    snip,
+    synflow,
+)
 from morphml_dask.space import ArchGraph, CellSpace
 from morphml_dask.validation import is_int
 
@@ -22,16 +38,30 @@ if TYPE_CHECKING:
     from morphml_dask.storage import ExperimentStore
 
 __all__ = [
+    "DATA_FREE_PROXIES",
+    "PROXIES",
     "STEM_WIDTH",
+    "Batch",
     "DagNetwork",
     "Inherited",
+    "Proxy",
     "build_model",
     "copy_matching",
     "count_flops",
     "count_parameters",
+    "flops",
+    "grad_norm",
     "inherit_weights",
+    "jacob_cov",
+    "latency_ms",
     "load_model",
+    "naswot",
+    "params",
+    "peak_memory_mb",
     "reductions_for",
+    "score",
+    "snip",
+    "synflow",
 ]
 
 

@@ -48,6 +48,8 @@ def _trials(count: int, seed: int = 0) -> list[TrialSummary]:
             "cuda:0" if i % 2 else "cpu",
             1000.0 + i,
             1000.5 + i,
+            None,
+            None,
         )
         for i in range(count)
     ]
@@ -92,9 +94,9 @@ def test_a_minimised_objective_keeps_the_lowest() -> None:
     board = SearchBoard("search", "loss", "minimize")
     board.update(
         [
-            ("a", "complete", 0.5, 10.0, 1, 0, None, None, None, 1.0),
-            ("b", "complete", 0.2, 20.0, 1, 0, None, None, None, 2.0),
-            ("c", "complete", 0.9, 5.0, 1, 0, None, None, None, 3.0),
+            ("a", "complete", 0.5, 10.0, 1, 0, None, None, None, 1.0, None, None),
+            ("b", "complete", 0.2, 20.0, 1, 0, None, None, None, 2.0, None, None),
+            ("c", "complete", 0.9, 5.0, 1, 0, None, None, None, 3.0, None, None),
         ],
         SearchStatus(),
     )
@@ -178,7 +180,9 @@ def test_the_status_crosses_to_the_scheduler_and_back_intact() -> None:
         elapsed=12.5,
         finished=False,
     )
-    trials: list[TrialSummary] = [("t000004", "complete", 0.9, 10.0, 1, 0, None, None, None, 1.0)]
+    trials: list[TrialSummary] = [
+        ("t000004", "complete", 0.9, 10.0, 1, 0, None, None, None, 1.0, None, None)
+    ]
     receive("run-1", "search", "val_accuracy", "maximize", trials, status.to_dict(), scheduler)
 
     board = boards_of(scheduler).boards["run-1"]
@@ -228,9 +232,9 @@ def test_pruned_trials_are_counted_apart_and_never_the_best() -> None:
     board = SearchBoard("search", "val_accuracy", "maximize")
     board.update(
         [
-            ("a", "complete", 0.5, 10.0, 9, 0, "w", None, 0.0, 1.0),
+            ("a", "complete", 0.5, 10.0, 9, 0, "w", None, 0.0, 1.0, None, None),
             summarise(pruned, "val_accuracy"),
-            ("c", "fail", None, None, 9, 0, "w", None, 0.0, 2.0),
+            ("c", "fail", None, None, 9, 0, "w", None, 0.0, 2.0, None, None),
         ],
         SearchStatus(running=1),
     )

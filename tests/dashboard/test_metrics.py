@@ -50,11 +50,11 @@ def test_the_collector_reports_the_boards_its_source_returns() -> None:
     board = boards.board("run", "gpu-search", "val_accuracy", "maximize")
     board.update(
         [
-            ("t000001", "complete", 0.8, 10.0, 1, 0, None, None, None, 1.0),
-            ("t000002", "complete", 0.9, 20.0, 1, 0, None, None, None, 2.0),
-            ("t000003", "fail", None, None, 1, 0, None, None, None, 3.0),
-            ("t000004", "pruned", None, 30.0, 9, 0, None, None, None, 4.0),
-            ("t000005", "pruned", None, None, 9, 0, None, None, None, 5.0),
+            ("t000001", "complete", 0.8, 10.0, 1, 0, None, None, None, 1.0, None, None),
+            ("t000002", "complete", 0.9, 20.0, 1, 0, None, None, None, 2.0, None, None),
+            ("t000003", "fail", None, None, 1, 0, None, None, None, 3.0, None, None),
+            ("t000004", "pruned", None, 30.0, 9, 0, None, None, None, 4.0, None, None),
+            ("t000005", "pruned", None, None, 9, 0, None, None, None, 5.0, None, None),
         ],
         SearchStatus(
             running=2, waiting_for_a_worker=3, store_last_write_s=0.5, store_backlog_batches=4
@@ -95,7 +95,7 @@ def test_one_collector_per_process_reports_every_scheduler_a_search_reported_to(
     names = [f"collected-{i}-{uuid.uuid4().hex[:6]}" for i in range(2)]
     for scheduler, name in zip(schedulers, names, strict=True):
         status = SearchStatus(running=1).to_dict()
-        trial = (f"{name}-t1", "complete", 0.5, None, 1, 0, None, None, None, 1.0)
+        trial = (f"{name}-t1", "complete", 0.5, None, 1, 0, None, None, None, 1.0, None, None)
         receive(name, name, "val_accuracy", "maximize", [trial], status, scheduler)
     register_metrics(lambda: [])  # a second registration keeps the first collector
 

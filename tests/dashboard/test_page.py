@@ -30,7 +30,7 @@ def _rows(page: SearchPage) -> list[dict[str, Any]]:
 def test_the_live_curves_are_drawn_a_line_per_running_trial_the_stopped_greyed() -> None:
     board = SearchBoard("search", "val_loss", "minimize")
     board.update(
-        [("t0", "pruned", None, None, 9, 0, "w", None, 0.0, 1.0)],
+        [("t0", "pruned", None, None, 9, 0, "w", None, 0.0, 1.0, None, None)],
         SearchStatus(running=3),
         [
             ("t1", False, [1.0, 2.0], [0.9, 0.7]),

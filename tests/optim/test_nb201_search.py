@@ -5,26 +5,17 @@ The full run (500 searches per optimizer) is `benchmarks/nb201_search.py`.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
 
 from morphml_dask.space import CellSpace
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "nb201_search.py"
-
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("nb201_search", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nb201_search"] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_module: Callable[[str], ModuleType]) -> ModuleType:
+    return benchmark_module("nb201_search")
 
 
 def test_random_search_and_evolution_reproduce_the_paper(bench: ModuleType) -> None:

@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "gpu.py"
-
 
 @pytest.mark.slow
-def test_the_gpu_benchmark_dry_run_on_the_cpu(tmp_path: Path) -> None:
+def test_the_gpu_benchmark_dry_run_on_the_cpu(
+    tmp_path: Path, run_benchmark: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     out = tmp_path / "gpu.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_benchmark("gpu", "--device", "cpu", "--quick", "--json", str(out))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     document = json.loads(out.read_text())
     assert document["errors"] == {}
@@ -40,18 +34,14 @@ def test_the_gpu_benchmark_dry_run_on_the_cpu(tmp_path: Path) -> None:
     assert "img/s/GPU" in done.stdout
 
 
-def test_the_gpu_benchmark_says_when_there_is_no_gpu(tmp_path: Path) -> None:
+def test_the_gpu_benchmark_says_when_there_is_no_gpu(
+    tmp_path: Path, run_benchmark: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     pytest.importorskip("torch")
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--json", str(tmp_path / "gpu.json")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_benchmark("gpu", "--json", str(tmp_path / "gpu.json"), timeout=120)
     assert done.returncode == 2
     assert "no CUDA GPU here: run with --device cpu --quick" in done.stderr
