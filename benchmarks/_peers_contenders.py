@@ -21,16 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _meta import versions
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
@@ -83,16 +82,6 @@ class Outcome:
     wall_s: float
     versions: dict[str, str]
     notes: str = ""
-
-
-def _versions(*names: str) -> dict[str, str]:
-    found = {"python": sys.version.split()[0]}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
 
 
 # -- morphml_dask and the bare Dask loop ---------------------------------------------------
@@ -199,7 +188,7 @@ def run_morphml(args: argparse.Namespace, asha: bool) -> Outcome:
         ],
         promoted=int((table["budget"] == FULL).sum()),
         wall_s=wall,
-        versions=_versions("morphml_dask", "dask", "distributed"),
+        versions=versions("morphml_dask", "dask", "distributed"),
         notes=f"{reused} repeated cells answered from the store without running" if reused else "",
     )
 
@@ -234,7 +223,7 @@ def run_bare_dask(args: argparse.Namespace, lookup: Lookup) -> Outcome:
         configs=[(i, v) for _, _, i, v in results],
         promoted=0,
         wall_s=wall,
-        versions=_versions("dask", "distributed"),
+        versions=versions("dask", "distributed"),
     )
 
 
@@ -304,7 +293,7 @@ def run_ray(args: argparse.Namespace, lookup: Lookup, asha: bool) -> Outcome:
         configs=[(int(m["index"]), float(m["val_12"])) for m in rows],
         promoted=sum(int(m["epoch"]) == FULL for m in rows),
         wall_s=wall,
-        versions=_versions("ray"),
+        versions=versions("ray"),
         notes=f"{len(errors)} trials errored, first: {errors[0][:300]}" if errors else "",
     )
 
@@ -361,7 +350,7 @@ def _optuna_outcome(study: Any, wall: float, extra: Sequence[str] = ()) -> Outco
         configs=[(int(r["index"]), float(r["val_12"])) for r in runs],
         promoted=sum(int(r["epoch"]) == FULL for r in runs),
         wall_s=wall,
-        versions=_versions("optuna", *extra),
+        versions=versions("optuna", *extra),
         notes=f"{len(failed)} trials recorded no run" if failed else "",
     )
 

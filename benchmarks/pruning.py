@@ -52,9 +52,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded by path
+from _meta import versions
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -154,17 +156,6 @@ def trial_row(
         "state": state,
         "decided_at": decided_at,
     }
-
-
-def versions(*names: str) -> dict[str, str]:
-    """The installed versions of ``names``, and Python's."""
-    found = {"python": platform.python_version()}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
 
 
 def peer_main(run_job: Callable[[dict[str, Any]], dict[str, Any]]) -> None:

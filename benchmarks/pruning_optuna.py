@@ -28,9 +28,10 @@ from typing import Any
 
 import optuna
 import torch
+from _meta import versions
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
-from pruning import PeerContext, fit_function, peer_main, trial_row, versions
+from pruning import PeerContext, fit_function, peer_main, trial_row
 
 
 def pruner(job: dict[str, Any]) -> Any:

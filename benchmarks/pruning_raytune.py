@@ -29,7 +29,8 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 import ray
 import torch
-from pruning import PeerContext, fit_function, peer_main, trial_row, versions
+from _meta import versions
+from pruning import PeerContext, fit_function, peer_main, trial_row
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 

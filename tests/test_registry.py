@@ -65,7 +65,7 @@ def document(**sections: Any) -> dict[str, Any]:
 def test_the_built_in_kinds_register_themselves() -> None:
     assert SECTIONS == ("space", "task", "optimizer", "pruner")
     assert list(kinds("space")) == ["nb201-cell", "dag-cnn", "function"]
-    assert set(kinds("task")) == {"train", "nb201-tabular", "function"}
+    assert set(kinds("task")) == {"train", "nb201-tabular", "function", "proxy"}
     assert set(kinds("optimizer")) >= {"asha", "random-search", "regularized-evolution"}
     assert set(kinds("pruner")) == {"median", "successive-halving", "hyperband"}
     assert get_kind("space", "dag-cnn") == Kind("space", "dag-cnn", DagSpace)

@@ -274,9 +274,14 @@ def peak_memory_mb(
 
 def _counted_training_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
     outputs: dict[int, int] = {}
+    # Held until the count is done: a tensor freed during the forward pass would let the
+    # allocator hand its address to the next output, which would then count as the same
+    # storage (and the total would change from run to run).
+    kept: list[torch.Tensor] = []
 
     def record(_module: nn.Module, _args: object, output: object) -> None:
         if isinstance(output, torch.Tensor):
+            kept.append(output)
             # In-place ops (ReLU(inplace=True)) return their input: count storage once.
             outputs[output.untyped_storage().data_ptr()] = output.untyped_storage().nbytes()
 

@@ -9,6 +9,7 @@ from morphml_dask.tasks._data import ImageDataset, load_digits, make_dataset, op
 from morphml_dask.tasks._feed import device_tensors
 from morphml_dask.tasks._function import FunctionTask, TrainFunction
 from morphml_dask.tasks._nb201 import NB201TabularTask
+from morphml_dask.tasks._proxy import ModelBuilder, ProxyTask
 from morphml_dask.tasks._train import TrainingTask
 from morphml_dask.tasks._zarr import ZarrSource, open_xarray_dataset
 
@@ -18,7 +19,9 @@ __all__ = [
     "Evaluation",
     "FunctionTask",
     "ImageDataset",
+    "ModelBuilder",
     "NB201TabularTask",
+    "ProxyTask",
     "TrainFunction",
     "TrainingTask",
     "TrialContext",

@@ -95,6 +95,8 @@ class TrainingTask(BaseTask):
         (`morphml_dask.models.reductions_for`: 0 for 8x8 images, 2 for 32x32). Saved with
         the weights, so that `morphml_dask.models.load_model` rebuilds the same network.
         NAS-Bench-201 networks have their own reduction cells and ignore it.
+    proxies
+        Zero-cost proxies (`PROXIES`) as ``proxy_<name>``, of a model that starts from scratch.
     device_data_mb
         A dataset of at most this many megabytes (2**20 bytes, all splits) is copied to the
         device once per worker process and shared by its trials; a larger one streams from
@@ -133,6 +135,7 @@ class TrainingTask(BaseTask):
         reductions: int | None = None,
         device_data_mb: float = DEFAULT_DEVICE_DATA_MB,
         loader_workers: int = DEFAULT_LOADER_WORKERS,
+        proxies: Sequence[str] = (),
     ) -> None:
         self.optimizer = check_choice("optimizer", optimizer, OPTIMIZERS, error=TaskError)
         self.schedule = check_choice("schedule", schedule, SCHEDULES, error=TaskError)
@@ -171,6 +174,7 @@ class TrainingTask(BaseTask):
             "loader_workers", loader_workers, low=0, error=TaskError, fix="set it to e.g. 2"
         )
         self.dataset = _check_dataset(dataset, self.seed)
+        self.proxies = _check_proxies(proxies)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -190,6 +194,7 @@ class TrainingTask(BaseTask):
             "reductions": self.reductions,
             "device_data_mb": self.device_data_mb,
             "loader_workers": self.loader_workers,
+            "proxies": list(self.proxies),
         }
 
     def model_reductions(self) -> int:
@@ -287,7 +292,7 @@ class TrainingTask(BaseTask):
         data = self.dataset
         model = self.build(arch)
         inherited = _start_from(model, weights, inherit, morphism)
-        model.to(devices[0])
+        proxied = _fresh_proxies(self, model.to(devices[0]), weights, inherit)
         feed = feed_for(
             data,
             devices[0],
@@ -308,6 +313,7 @@ class TrainingTask(BaseTask):
             "epochs": curve[-1]["epoch"],
             "wall_time": wall,
             "cost_seconds": wall,
+            **proxied,
         }
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         return Evaluation(metrics=metrics, curve=curve, weights=state, inherited_fraction=inherited)
@@ -487,6 +493,31 @@ def _check_precision(precision: str, device: str) -> None:
             fix="set precision='fp32'",
             key="precision",
         )
+
+
+def _check_proxies(proxies: object) -> tuple[str, ...]:
+    from morphml_dask.tasks._proxy import check_proxies
+
+    return check_proxies(proxies, allow_empty=True)
+
+
+def _fresh_proxies(
+    task: TrainingTask,
+    model: nn.Module,
+    weights: Mapping[str, torch.Tensor] | None,
+    inherit: Mapping[str, torch.Tensor] | None,
+) -> dict[str, float]:
+    """The task's proxies of ``model``, on its device, as ``proxy_<name>`` metrics; none for
+    a promotion (``weights``) or an inheriting child (``inherit``): the proxies score an
+    initialisation, and their model starts from trained weights."""
+    if not task.proxies or weights is not None or inherit is not None:
+        return {}
+    from morphml_dask.tasks._proxy import proxy_scores
+
+    scores = proxy_scores(
+        model, task.proxies, task.dataset, batch_size=task.batch_size, seed=task.seed
+    )
+    return {f"proxy_{name}": value for name, value in scores.items()}
 
 
 def _check_reductions(reductions: object) -> int | None:

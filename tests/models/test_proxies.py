@@ -285,3 +285,18 @@ def test_naswot_needs_relu_modules() -> None:
     net = nn.Sequential(nn.Linear(2, 2))
     with pytest.raises(InputError, match="naswot needs ReLU modules"):
         score(net, ["naswot"], batch=BATCH)
+
+
+def test_the_cpu_memory_count_is_the_same_every_time() -> None:
+    """Outputs freed during the forward pass once let the allocator reuse their addresses,
+    which made distinct outputs count as one, differently from run to run."""
+    from morphml_dask.models import build_model
+    from morphml_dask.space import DagSpace
+
+    model = build_model(
+        DagSpace(max_nodes=5, widths=(16, 32, 48)).sample(np.random.default_rng(1)),
+        10,
+        in_channels=1,
+    )
+    counts = {PROXIES["peak_memory_mb"](model, input_shape=(64, 1, 8, 8)) for _ in range(5)}
+    assert len(counts) == 1, counts
