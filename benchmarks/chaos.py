@@ -157,6 +157,7 @@ def run_training(args: argparse.Namespace, folder: Path) -> ChaosReport:
             outage_after=args.outage_after,
             outage_seconds=args.outage,
             seed=args.seed,
+            max_retries=args.max_retries,
         )
         return report
 
@@ -165,7 +166,7 @@ def _table(report: ChaosReport) -> str:
     fields = report.to_dict()
     fields.pop("kill_times_s")
     if report.mode != "training-kills-outage":
-        for name in ("failed_by_chaos", "promoted", "parents_missing", "outage_s"):
+        for name in ("failed_by_chaos", "promoted", "parents_missing", "parent_errors", "outage_s"):
             fields.pop(name)
     width = max(len(k) for k in fields)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in fields.items())
@@ -183,6 +184,12 @@ def main() -> None:
     parser.add_argument("--outage", type=float, default=10.0, help="seconds the S3 store is down")
     parser.add_argument("--outage-after", type=float, default=5.0, help="seconds before it")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--max-retries",
+        type=int,
+        help="times the driver runs a lost trial again (morphml.max-retries, 2 by default): "
+        "kills every few seconds on two workers exhaust it for a trial now and then",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
 

@@ -105,8 +105,9 @@ class ChaosReport:
     `training_chaos` fills the rest: ``failed_by_chaos`` counts FAIL rows a kill or the
     outage caused (kind ``lost`` or ``store``, or an error about the store's connection),
     ``promoted`` the trials that continued from a parent, ``parents_missing`` the parents
-    whose weights (or saved state) are absent or do not load, and ``outage_s`` when the
-    store's endpoint went down and came back, in seconds from the start.
+    whose weights (or saved state) are absent or do not load, with why in
+    ``parent_errors``, and ``outage_s`` when the store's endpoint went down and came back,
+    in seconds from the start.
     """
 
     mode: str
@@ -128,6 +129,7 @@ class ChaosReport:
     failed_by_chaos: int = 0
     promoted: int = 0
     parents_missing: list[str] = field(default_factory=list)
+    parent_errors: dict[str, str] = field(default_factory=dict)
     outage_s: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -332,7 +334,9 @@ def _check_training(report: ChaosReport, store: ExperimentStore, window: list[fl
         for r in records
     )
     report.promoted = sum(r.trial.parent is not None for r in records)
-    report.parents_missing = [p for p in parents if not _loads(store, p)]
+    errors = {parent: error for parent in parents if (error := _load_error(store, parent))}
+    report.parents_missing = sorted(errors)
+    report.parent_errors = errors
     report.outage_s = [round(t, 3) for t in window]
 
 
@@ -385,18 +389,18 @@ def _outage_once(
         thread.join()
 
 
-def _loads(store: ExperimentStore, trial_id: str) -> bool:
-    """Whether the weights, or else the saved state, of ``trial_id`` are in ``store`` and
-    load."""
-    try:
-        store.load_weights(trial_id)
-        return True
-    except (InputError, StorageError):
-        pass
-    try:
-        return store.load_state(trial_id) is not None
-    except (InputError, StorageError):
-        return False
+def _load_error(store: ExperimentStore, trial_id: str) -> str | None:
+    """Why neither the weights nor the saved state of ``trial_id`` load from ``store``;
+    None when one of them does."""
+    errors = []
+    for load in (store.load_weights, store.load_state):
+        try:
+            if load(trial_id) is not None:
+                return None
+            errors.append(f"{load.__name__}: nothing saved")
+        except (InputError, StorageError) as error:
+            errors.append(f"{load.__name__}: {type(error).__name__}: {error}"[:300])
+    return "; ".join(errors)
 
 
 def _runs_by_id(found: list[tuple[float, str]], name: str) -> dict[str, list[float]]:
