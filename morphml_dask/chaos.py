@@ -104,8 +104,9 @@ class ChaosReport:
 
     `training_chaos` fills the rest: ``failed_by_chaos`` counts FAIL rows a kill or the
     outage caused (kind ``lost`` or ``store``, or an error about the store's connection),
-    ``promoted`` the trials that continued from a parent, ``parents_missing`` the parents
-    whose weights (or saved state) are absent or do not load, with why in
+    ``promoted`` the trials that trained on from a parent (not those whose result was
+    reused), ``parents_missing`` the parents whose weights (or saved state) are absent or
+    do not load, with why in
     ``parent_errors``, and ``outage_s`` when the store's endpoint went down and came back,
     in seconds from the start.
     """
@@ -324,7 +325,10 @@ class _SparingKiller(WorkerKiller):
 def _check_training(report: ChaosReport, store: ExperimentStore, window: list[float]) -> None:
     """Fill the fields of ``report`` that `training_chaos` adds."""
     records = store.records()
-    parents = sorted({r.trial.parent for r in records if r.trial.parent is not None})
+    # A reused trial loaded nothing: its result is an earlier identical trial's, and a
+    # reused promotion's parent may be a reused trial too, with no weights of its own.
+    trained = [r for r in records if not r.reused]
+    parents = sorted({r.trial.parent for r in trained if r.trial.parent is not None})
     report.failed_by_chaos = sum(
         r.result.state is TrialState.FAIL
         and (
@@ -333,7 +337,7 @@ def _check_training(report: ChaosReport, store: ExperimentStore, window: list[fl
         )
         for r in records
     )
-    report.promoted = sum(r.trial.parent is not None for r in records)
+    report.promoted = sum(r.trial.parent is not None for r in trained)
     errors = {parent: error for parent in parents if (error := _load_error(store, parent))}
     report.parents_missing = sorted(errors)
     report.parent_errors = errors
