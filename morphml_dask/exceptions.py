@@ -19,6 +19,7 @@ Two families sit under `MorphMLError`, so that a handler catches what it means t
 from __future__ import annotations
 
 __all__ = [
+    "CandidateRejected",
     "ClusterError",
     "DatasetError",
     "ExperimentError",
@@ -165,6 +166,17 @@ class UnschedulableError(MorphMLError, RuntimeError):
 
 class TrainingDivergedError(RuntimeError):
     """Training produced a non-finite loss: the trial failed, the search goes on."""
+
+
+class CandidateRejected(Exception):  # noqa: N818 (an outcome, like TrialPruned)
+    """A candidate measured above one of its task's limits (``TrainingTask(limits=...)``)
+    before it trained: recorded as a failure of kind ``constraint``, with what was
+    measured in ``metrics``, and never run again.
+    """
+
+    def __init__(self, message: str, metrics: dict[str, float]) -> None:
+        super().__init__(message)
+        self.metrics = metrics
 
 
 class TrialPruned(Exception):  # noqa: N818 (the name Optuna users know)

@@ -19,7 +19,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from morphml_dask.driver._devices import device_pool
 from morphml_dask.driver._events import Outcome
 from morphml_dask.driver._live import LiveLink, live_link
-from morphml_dask.exceptions import TrainingDivergedError, TrialPruned
+from morphml_dask.exceptions import CandidateRejected, TrainingDivergedError, TrialPruned
 from morphml_dask.tasks import BaseTask, Evaluation, TrialContext
 from morphml_dask.trial import Trial, TrialResult, TrialState
 
@@ -168,6 +168,8 @@ def _run(
 
 def _failed(trial: Trial, error: Exception) -> TrialResult:
     text = "".join(traceback.format_exception_only(type(error), error)).strip()
+    if isinstance(error, CandidateRejected):  # measured, not broken: keep what was measured
+        return TrialResult(trial.id, TrialState.FAIL, error.metrics, text, "constraint")
     return TrialResult.failed(trial.id, text, kind=_failure_kind(error))
 
 

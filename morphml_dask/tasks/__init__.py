@@ -10,6 +10,7 @@ from morphml_dask.tasks._feed import device_tensors
 from morphml_dask.tasks._function import FunctionTask, TrainFunction
 from morphml_dask.tasks._nb201 import NB201TabularTask
 from morphml_dask.tasks._proxy import ModelBuilder, ProxyTask
+from morphml_dask.tasks._reported import reported_metrics
 from morphml_dask.tasks._train import TrainingTask
 from morphml_dask.tasks._zarr import ZarrSource, open_xarray_dataset
 
@@ -32,5 +33,6 @@ __all__ = [
     "make_dataset",
     "open_xarray_dataset",
     "opened_datasets",
+    "reported_metrics",
     "trial_seed",
 ]

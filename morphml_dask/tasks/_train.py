@@ -97,6 +97,9 @@ class TrainingTask(BaseTask):
         NAS-Bench-201 networks have their own reduction cells and ignore it.
     proxies
         Zero-cost proxies (`PROXIES`) as ``proxy_<name>``, of a model that starts from scratch.
+    limits
+        Upper bounds on proxies (``{"params": 1e6, "latency_ms": 5}``): a candidate above one
+        is rejected before it trains (`CandidateRejected`, a failure of kind ``constraint``).
     device_data_mb
         A dataset of at most this many megabytes (2**20 bytes, all splits) is copied to the
         device once per worker process and shared by its trials; a larger one streams from
@@ -136,6 +139,7 @@ class TrainingTask(BaseTask):
         device_data_mb: float = DEFAULT_DEVICE_DATA_MB,
         loader_workers: int = DEFAULT_LOADER_WORKERS,
         proxies: Sequence[str] = (),
+        limits: Mapping[str, float] | None = None,
     ) -> None:
         self.optimizer = check_choice("optimizer", optimizer, OPTIMIZERS, error=TaskError)
         self.schedule = check_choice("schedule", schedule, SCHEDULES, error=TaskError)
@@ -175,6 +179,7 @@ class TrainingTask(BaseTask):
         )
         self.dataset = _check_dataset(dataset, self.seed)
         self.proxies = _check_proxies(proxies)
+        self.limits = _check_limits(limits)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -195,6 +200,7 @@ class TrainingTask(BaseTask):
             "device_data_mb": self.device_data_mb,
             "loader_workers": self.loader_workers,
             "proxies": list(self.proxies),
+            "limits": dict(self.limits),
         }
 
     def model_reductions(self) -> int:
@@ -248,7 +254,7 @@ class TrainingTask(BaseTask):
             devices=ctx.devices,
             weights=weights,
             inherit=inherit,
-            morphism=self._planned(trial.info),
+            morphism=_planned_morphism(self, trial.info),
             trained_epochs=trial.parent_budget if weights is not None else 0,
             on_epoch=lambda point: _reported(ctx, point),
         )
@@ -293,6 +299,8 @@ class TrainingTask(BaseTask):
         model = self.build(arch)
         inherited = _start_from(model, weights, inherit, morphism)
         proxied = _fresh_proxies(self, model.to(devices[0]), weights, inherit)
+        if weights is None:  # a promotion's architecture passed when its parent trained
+            proxied |= _within_limits(self, model)
         feed = feed_for(
             data,
             devices[0],
@@ -317,17 +325,6 @@ class TrainingTask(BaseTask):
         }
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         return Evaluation(metrics=metrics, curve=curve, weights=state, inherited_fraction=inherited)
-
-    def _planned(self, info: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """The morphism of a child's ``info`` when it was planned for this task's network
-        input (the optimizer plans for 8x8 images); None, to inherit by name and shape."""
-        from morphml_dask.models import STEM_WIDTH
-
-        planned = info.get("morph_input_width", STEM_WIDTH)
-        if "morphism" not in info or planned != STEM_WIDTH << self.model_reductions():
-            return None
-        morphism: Mapping[str, Any] = info["morphism"]
-        return morphism
 
     def _train(
         self, loop: _Loop, epochs: range, on_epoch: EpochHook | None, peak: float | None = None
@@ -493,6 +490,33 @@ def _check_precision(precision: str, device: str) -> None:
             fix="set precision='fp32'",
             key="precision",
         )
+
+
+def _planned_morphism(task: TrainingTask, info: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The morphism of a child's ``info`` when it was planned for this task's network
+    input (the optimizer plans for 8x8 images); None, to inherit by name and shape."""
+    from morphml_dask.models import STEM_WIDTH
+
+    planned = info.get("morph_input_width", STEM_WIDTH)
+    if "morphism" not in info or planned != STEM_WIDTH << task.model_reductions():
+        return None
+    morphism: Mapping[str, Any] = info["morphism"]
+    return morphism
+
+
+def _check_limits(limits: object) -> dict[str, float]:
+    from morphml_dask.tasks._limits import check_limits  # _limits -> _proxy -> this module
+
+    return check_limits(limits)
+
+
+def _within_limits(task: TrainingTask, model: nn.Module) -> dict[str, float]:
+    """The limited measurements of ``model`` as metrics; `CandidateRejected` above one."""
+    from morphml_dask.tasks._limits import enforce_limits
+
+    return enforce_limits(
+        model, task.limits, task.dataset, batch_size=task.batch_size, seed=task.seed
+    )
 
 
 def _check_proxies(proxies: object) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from morphml_dask.optim import RegularizedEvolution
 from morphml_dask.space import DagSpace
 from morphml_dask.storage import open_store
 from morphml_dask.tasks import TrainingTask, TrialContext
+from morphml_dask.tasks._train import _planned_morphism
 from morphml_dask.trial import Trial, TrialRecord, TrialResult
 
 
@@ -138,8 +139,8 @@ def test_a_morphism_planned_for_another_input_width_is_not_applied_as_exact() ->
         rea.tell(TrialResult.complete(root.id, {"val_accuracy": 50.0}))
     (child,) = rea.ask(1)
     assert child.info["morph_input_width"] == 16 and "morphism" in child.info
-    assert TrainingTask()._planned(child.info) == child.info["morphism"]
-    assert wide._planned(child.info) is None
+    assert _planned_morphism(TrainingTask(), child.info) == child.info["morphism"]
+    assert _planned_morphism(wide, child.info) is None
     ctx = TrialContext(child, store=store)
     wide.run(child, ctx)
     assert ctx.inherited_fraction is not None and 0 < ctx.inherited_fraction <= 1
