@@ -195,19 +195,31 @@ def _as_candidate(value: Any) -> ArchGraph | Config:
     return value if isinstance(value, ArchGraph | Config) else Config((), value)
 
 
+def resolve_user_code(path: str, what: str, *, key: str, fix: str | None = None) -> object:
+    """What the import path ``path`` names (``module:name``), for a task's setting ``key``.
+
+    Raises
+    ------
+    TaskError
+        When it cannot be imported, saying so of ``what`` (with ``fix``, by default the
+        import error's own).
+    """
+    try:
+        return resolve(path)
+    except ExperimentError as error:
+        raise TaskError(
+            f"{what} {path!r} cannot be imported",
+            expected=error.expected,
+            received=error.received,
+            fix=error.fix if fix is None else fix,
+            key=key,
+        ) from error
+
+
 def _train_function(fn: object) -> TrainFunction:
     """``fn``, or the function its import path names, if it takes ``(config, ctx)``."""
     if isinstance(fn, str):
-        try:
-            fn = resolve(fn)
-        except ExperimentError as error:
-            raise TaskError(
-                f"the train function {fn!r} cannot be imported",
-                expected=error.expected,
-                received=error.received,
-                fix=error.fix,
-                key="function",
-            ) from error
+        fn = resolve_user_code(fn, "the train function", key="function")
     if not callable(fn):
         raise invalid(
             TaskError,

@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from morphml_dask.exceptions import CandidateRejected, TaskError
-from morphml_dask.tasks._proxy import PROXY_NAMES, proxy_scores
+from morphml_dask.tasks._proxy import PROXY_NAMES
 from morphml_dask.validation import short_repr
 
-if TYPE_CHECKING:
-    from torch import nn
-
-    from morphml_dask.tasks._data import ImageDataset
-
-__all__ = ["check_limits", "enforce_limits"]
+__all__ = ["check_limits", "within_limits"]
 
 
 def check_limits(limits: object) -> dict[str, float]:
@@ -58,28 +52,20 @@ def check_limits(limits: object) -> dict[str, float]:
     return bounds
 
 
-def enforce_limits(
-    model: nn.Module,
-    limits: Mapping[str, float],
-    dataset: ImageDataset,
-    *,
-    batch_size: int,
-    seed: int,
-) -> dict[str, float]:
-    """The limited measurements of ``model`` (on its device) as ``proxy_<name>`` metrics.
+def within_limits(
+    measured: Mapping[str, float], limits: Mapping[str, float], metrics: dict[str, float]
+) -> None:
+    """Check ``measured`` (proxy name: value) against ``limits``.
 
     Raises
     ------
     CandidateRejected
-        When one is above its limit, with every measurement in its ``metrics``.
+        When one is above its limit, with ``metrics`` (what was measured) attached.
     """
-    if not limits:
-        return {}
-    measured = proxy_scores(model, list(limits), dataset, batch_size=batch_size, seed=seed)
-    metrics = {f"proxy_{name}": value for name, value in measured.items()}
     over = [
-        f"{n} {measured[n]:.4g} > {bound:.4g}" for n, bound in limits.items() if measured[n] > bound
+        f"{name} {measured[name]:.4g} > {bound:.4g}"
+        for name, bound in limits.items()
+        if measured[name] > bound
     ]
     if over:
         raise CandidateRejected(f"rejected before training: {', '.join(over)}", metrics)
-    return metrics

@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from morphml_dask.exceptions import ExperimentError, TaskError
-from morphml_dask.registry import Schema, import_path_of, register_kind, resolve
+from morphml_dask.exceptions import TaskError
+from morphml_dask.registry import Schema, import_path_of, register_kind
 from morphml_dask.space import ArchGraph, Config, FunctionSpace
 from morphml_dask.tasks._base import BaseTask, Evaluation, check_epochs
 from morphml_dask.tasks._data import ImageDataset
+from morphml_dask.tasks._function import resolve_user_code
 from morphml_dask.tasks._train import (
     MAX_SEED,
     _check_dataset,
@@ -333,16 +334,7 @@ def _check_objective(objective: object, proxies: tuple[str, ...]) -> str:
 def _model_builder(model: object) -> ModelBuilder:
     """``model``, or the function its import path names, if it takes one argument."""
     if isinstance(model, str):
-        try:
-            model = resolve(model)
-        except ExperimentError as error:
-            raise TaskError(
-                f"the model builder {model!r} cannot be imported",
-                expected=error.expected,
-                received=error.received,
-                fix=_BUILDER_FIX,
-                key="model",
-            ) from error
+        model = resolve_user_code(model, "the model builder", key="model", fix=_BUILDER_FIX)
     if not callable(model):
         raise invalid(
             TaskError,

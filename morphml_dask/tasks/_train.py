@@ -298,9 +298,7 @@ class TrainingTask(BaseTask):
         data = self.dataset
         model = self.build(arch)
         inherited = _start_from(model, weights, inherit, morphism)
-        proxied = _fresh_proxies(self, model.to(devices[0]), weights, inherit)
-        if weights is None:  # a promotion's architecture passed when its parent trained
-            proxied |= _within_limits(self, model)
+        proxied = _measured(self, model.to(devices[0]), weights, inherit)
         feed = feed_for(
             data,
             devices[0],
@@ -510,38 +508,38 @@ def _check_limits(limits: object) -> dict[str, float]:
     return check_limits(limits)
 
 
-def _within_limits(task: TrainingTask, model: nn.Module) -> dict[str, float]:
-    """The limited measurements of ``model`` as metrics; `CandidateRejected` above one."""
-    from morphml_dask.tasks._limits import enforce_limits
-
-    return enforce_limits(
-        model, task.limits, task.dataset, batch_size=task.batch_size, seed=task.seed
-    )
-
-
 def _check_proxies(proxies: object) -> tuple[str, ...]:
     from morphml_dask.tasks._proxy import check_proxies
 
     return check_proxies(proxies, allow_empty=True)
 
 
-def _fresh_proxies(
+def _measured(
     task: TrainingTask,
     model: nn.Module,
     weights: Mapping[str, torch.Tensor] | None,
     inherit: Mapping[str, torch.Tensor] | None,
 ) -> dict[str, float]:
-    """The task's proxies of ``model``, on its device, as ``proxy_<name>`` metrics; none for
-    a promotion (``weights``) or an inheriting child (``inherit``): the proxies score an
-    initialisation, and their model starts from trained weights."""
-    if not task.proxies or weights is not None or inherit is not None:
-        return {}
+    """The task's proxies and limited measurements of ``model``, on its device, each
+    measured once, as ``proxy_<name>`` metrics; `CandidateRejected` above a limit.
+
+    The proxies score an initialisation: none for a promotion (``weights``) or an
+    inheriting child (``inherit``), whose model starts from trained weights. The limits
+    hold for any new architecture: not checked again for a promotion, whose architecture
+    passed when its parent trained.
+    """
+    from morphml_dask.tasks._limits import within_limits
     from morphml_dask.tasks._proxy import proxy_scores
 
-    scores = proxy_scores(
-        model, task.proxies, task.dataset, batch_size=task.batch_size, seed=task.seed
-    )
-    return {f"proxy_{name}": value for name, value in scores.items()}
+    fresh = weights is None and inherit is None
+    limits = {} if weights is not None else task.limits
+    names = [*(task.proxies if fresh else ()), *(n for n in limits if n not in task.proxies)]
+    if not names:
+        return {}
+    scores = proxy_scores(model, names, task.dataset, batch_size=task.batch_size, seed=task.seed)
+    metrics = {f"proxy_{name}": value for name, value in scores.items()}
+    within_limits(scores, limits, metrics)
+    return metrics
 
 
 def _check_reductions(reductions: object) -> int | None:

@@ -117,6 +117,23 @@ def _finished(run: subprocess.Popen[str], timeout: float) -> tuple[int, str]:
     return run.returncode, stderr
 
 
+def _killed_mid_search(
+    started: list[subprocess.Popen[bytes]], tmp_path: Path, url: str, scheduler_timeout: int
+) -> tuple[subprocess.Popen[str], str, str]:
+    """A scheduler and two workers, `morphml run` on them, and the scheduler SIGKILLed once
+    10 rows are stored: the run, the scheduler's port and its address."""
+    port = str(_free_port())
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = _scheduler(started, port)
+    _worker(started, address)
+    _worker(started, address)
+    run = _morphml_run(tmp_path, address, url, scheduler_timeout=scheduler_timeout)
+    _wait_for_rows(url, 10)
+    scheduler.send_signal(signal.SIGKILL)
+    scheduler.wait()
+    return run, port, address
+
+
 def _assert_exact(url: str) -> Any:
     table = open_store(url).trials()
     assert len(table) == MAX_TRIALS and table["trial_id"].is_unique
@@ -129,15 +146,8 @@ def test_a_killed_scheduler_stops_morphml_run_with_exit_2_and_the_resume_command
     tmp_path: Path,
 ) -> None:
     url = str(tmp_path / "store")
-    port = str(_free_port())
-    address = f"tcp://127.0.0.1:{port}"
     with _processes() as started:
-        scheduler = _scheduler(started, port)
-        _worker(started, address)
-        _worker(started, address)
-        run = _morphml_run(tmp_path, address, url, scheduler_timeout=3)
-        _wait_for_rows(url, 10)
-        scheduler.send_signal(signal.SIGKILL)
+        run, _, address = _killed_mid_search(started, tmp_path, url, scheduler_timeout=3)
         lost_at = time.monotonic()
         status, stderr = _finished(run, timeout=60)
         waited = time.monotonic() - lost_at
@@ -165,16 +175,8 @@ def test_a_scheduler_restarted_at_the_same_address_lets_morphml_run_finish(
     tmp_path: Path,
 ) -> None:
     url = str(tmp_path / "store")
-    port = str(_free_port())
-    address = f"tcp://127.0.0.1:{port}"
     with _processes() as started:
-        scheduler = _scheduler(started, port)
-        _worker(started, address)
-        _worker(started, address)
-        run = _morphml_run(tmp_path, address, url, scheduler_timeout=25)
-        _wait_for_rows(url, 10)
-        scheduler.send_signal(signal.SIGKILL)
-        scheduler.wait()
+        run, port, address = _killed_mid_search(started, tmp_path, url, scheduler_timeout=25)
         at_kill = len(_rows(url))
         _scheduler(started, port)
         _worker(started, address)  # `dask worker` exits with its scheduler

@@ -158,17 +158,8 @@ def test_latency_measured() -> None:
 
 
 def test_registry_and_data_free_names() -> None:
-    assert set(PROXIES) == {
-        "synflow",
-        "params",
-        "flops",
-        "latency_ms",
-        "peak_memory_mb",
-        "jacob_cov",
-        "naswot",
-        "snip",
-        "grad_norm",
-    }
+    # The names themselves are pinned against the tasks' torch-free copy in
+    # tests/tasks/test_proxy_task.py.
     assert set(DATA_FREE_PROXIES) <= set(PROXIES)
     # Data-free proxies run from a shape alone.
     values = score(tiny(), DATA_FREE_PROXIES, input_shape=(2, 2))
