@@ -47,7 +47,7 @@ from typing import Any, NoReturn
 import yaml
 
 from morphml_dask.config import config_value
-from morphml_dask.exceptions import ExperimentError, InputError
+from morphml_dask.exceptions import ExperimentError, InputError, TaskError
 from morphml_dask.gpus import check_gpus_per_trial
 
 # Importing the packages registers their built-in kinds.
@@ -576,6 +576,7 @@ def _build(document: Mapping[str, Any], folder: Path | None) -> Experiment:
             fit(doc["task"], _make_optimizer(doc, space))
         task = _make_task(doc, task_kind, task_suffixes)
     _check_metrics_reported(doc["optimizer"], task)
+    _check_warmup(doc["optimizer"], task)
     doc["pruner"] = _pruner_doc(document, doc["task"])
     with _naming(""):  # JSON-ready: tuples become lists, NumPy scalars Python's
         doc = {key: check_json(key, doc[key], error=ExperimentError) for key in _TOP}
@@ -604,6 +605,20 @@ def _check_metrics_reported(optimizer: Mapping[str, Any], task: BaseTask) -> Non
                 fix="name a metric of the task; to limit or optimise a cost, add it to the "
                 "task's proxies (e.g. proxies: [latency_ms], then proxy_latency_ms)",
             )
+
+
+def _check_warmup(optimizer: Mapping[str, Any], task: BaseTask) -> None:
+    from morphml_dask.tasks import check_warmup_task
+
+    try:
+        check_warmup_task(optimizer, task)
+    except TaskError as error:
+        _fail(
+            f"optimizer.warmup: {error.problem}",
+            expected=str(error.expected),
+            received=str(error.received),
+            fix=str(error.fix),
+        )
 
 
 def _make_task(document: Mapping[str, Any], kind: Kind, suffixes: dict[str, str]) -> BaseTask:

@@ -20,7 +20,7 @@ from morphml_dask.driver._devices import device_pool
 from morphml_dask.driver._events import Outcome
 from morphml_dask.driver._live import LiveLink, live_link
 from morphml_dask.exceptions import CandidateRejected, TrainingDivergedError, TrialPruned
-from morphml_dask.tasks import BaseTask, Evaluation, TrialContext
+from morphml_dask.tasks import BaseTask, Evaluation, TrialContext, is_warmup, score_for_warmup
 from morphml_dask.trial import Trial, TrialResult, TrialState
 
 if TYPE_CHECKING:
@@ -202,14 +202,19 @@ def _task_seed(task: BaseTask) -> int:
 def _evaluate(
     trial: Trial, task: BaseTask, ctx: TrialContext
 ) -> tuple[TrialResult, list[dict[str, float]]]:
-    evaluation = task.run(trial, ctx)
+    if is_warmup(trial):  # score the untrained network for the optimizer's warm-up
+        evaluation = score_for_warmup(task, trial, ctx)
+        metric = f"proxy_{trial.info['warmup']}"
+    else:
+        evaluation = task.run(trial, ctx)
+        metric = task.objective
     if not isinstance(evaluation, Evaluation):
         raise TypeError(
             f"{type(task).__name__}.run returned {type(evaluation).__name__}, not an Evaluation"
         )
-    objective = evaluation.metrics.get(task.objective, math.nan)
+    objective = evaluation.metrics.get(metric, math.nan)
     if not math.isfinite(objective):
-        raise TrainingDivergedError(f"the objective {task.objective} came out {objective}")
+        raise TrainingDivergedError(f"the objective {metric} came out {objective}")
     curve = list(evaluation.curve)
     reached = max((point.get("epoch", 0) for point in curve), default=trial.budget)
     if ctx.told_to_stop and reached < trial.budget:

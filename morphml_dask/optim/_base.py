@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from morphml_dask.exceptions import OptimizerError
+from morphml_dask.optim._warmup import ZeroCostWarmup, make_warmup
 from morphml_dask.space import BaseSearchSpace, Candidate, space_from_dict
 from morphml_dask.trial import Trial, TrialResult, numbered_id, trial_number
 from morphml_dask.validation import check_bool, check_choice, check_int, check_string
@@ -111,16 +112,23 @@ class BaseOptimizer(abc.ABC):
         self._told = 0
         self._pending: dict[str, Trial] = {}
         self._best: tuple[float, str, dict[str, Any]] | None = None
+        self._warmup: ZeroCostWarmup | None = None
 
     # -- the protocol ----------------------------------------------------------------------
 
     def ask(self, n: int = 1) -> list[Trial]:
-        """Up to ``n`` new trials; an empty list means "wait for results" (or finished)."""
-        if self.max_trials is not None:
-            n = min(n, self.max_trials - self._asked)
-        if n <= 0:
-            return []
-        trials = self._suggest(n)
+        """Up to ``n`` new trials; an empty list means "wait for results" (or finished).
+
+        With a zero-cost warm-up, the first trials only score candidates (``budget=0``) and
+        the search proper starts once all their scores are back; they do not count towards
+        ``max_trials``."""
+        warmup = self._warmup
+        if warmup is not None and warmup.scoring:
+            trials = warmup.ask(n, self._new_trial, lambda: self.space.sample(self.rng))
+        else:
+            if self.max_trials is not None:
+                n = min(n, self.max_trials - self._trained_asked)
+            trials = self._suggest(n) if n > 0 else []
         for trial in trials:
             self._pending[trial.id] = trial
         return trials
@@ -139,6 +147,9 @@ class BaseOptimizer(abc.ABC):
                 fix="tell each result to the optimizer that asked for its trial",
             )
         self._told += 1
+        if self._warmup is not None and "warmup" in trial.info:
+            self._warmup.tell(trial, result)
+            return
         score = self.objective.score(result)
         # A pruned trial's score is a lower fidelity's: it informs the search, never the best.
         complete = result.ok and score > -math.inf
@@ -151,9 +162,16 @@ class BaseOptimizer(abc.ABC):
         """True once every trial the search will ask for has been told."""
         if self._pending:
             return False
-        if self.max_trials is not None and self._asked >= self.max_trials:
+        if self._warmup is not None and self._warmup.scoring:
+            return False
+        if self.max_trials is not None and self._trained_asked >= self.max_trials:
             return True
         return self._done()
+
+    @property
+    def _trained_asked(self) -> int:
+        """Trials asked for beyond the warm-up's scoring ones."""
+        return self._asked - (0 if self._warmup is None else self._warmup.asked)
 
     @property
     def pending(self) -> list[Trial]:
@@ -196,6 +214,7 @@ class BaseOptimizer(abc.ABC):
             # Scores are finite or +inf; strict JSON has no infinity.
             "best": None if self._best is None else [repr(self._best[0]), *self._best[1:]],
             "algorithm": self._state(),
+            "warmup": None if self._warmup is None else self._warmup.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -226,6 +245,8 @@ class BaseOptimizer(abc.ABC):
         best = state["best"]
         self._best = None if best is None else (float(best[0]), str(best[1]), dict(best[2]))
         self._load_state(state["algorithm"])
+        if self._warmup is not None and state.get("warmup") is not None:
+            self._warmup.load_state_dict(state["warmup"])
 
     # -- for subclasses --------------------------------------------------------------------
 
@@ -252,6 +273,18 @@ class BaseOptimizer(abc.ABC):
             info=dict(info or {}),
             inherits=inherits,
         )
+
+    def _use_warmup(
+        self, candidates: object, proxy: object, keep: object, default_keep: int
+    ) -> None:
+        """Score ``candidates`` random candidates by ``proxy`` before the search proper, and
+        make `_sample` return the best ``keep`` of them first (`ZeroCostWarmup`)."""
+        self._warmup = make_warmup(candidates, proxy, keep, default_keep)
+
+    def _sample(self) -> Candidate:
+        """A new candidate: the best not yet taken of the warm-up, else a random one."""
+        best = None if self._warmup is None else self._warmup.take()
+        return self.space.sample(self.rng) if best is None else best
 
     def _was_asked(self, trial_id: str) -> bool:
         number = trial_number(trial_id)

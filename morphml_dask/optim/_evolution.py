@@ -78,6 +78,15 @@ class RegularizedEvolution(BaseOptimizer):
     child_budget
         The epochs an inheriting child trains on top of its parent's weights (default:
         ``budget``). Only with ``inherit_weights``.
+    warmup
+        N, the random candidates scored by ``warmup_proxy`` on workers before any trains
+        (zero-cost warm-up, Abdelfattah et al., ICLR 2021); 0 (the default) for none. Their
+        trials have ``budget=0`` and do not count towards ``max_trials``.
+    warmup_proxy
+        The zero-cost proxy that ranks them, from `WARMUP_PROXIES` (``"synflow"``).
+    warmup_keep
+        How many of the best-scored candidates form the initial population (default:
+        ``population_size``); later samples are random.
 
     Notes
     -----
@@ -111,6 +120,9 @@ class RegularizedEvolution(BaseOptimizer):
         avoid_repeats: bool = False,
         inherit_weights: bool = False,
         child_budget: int | None = None,
+        warmup: int = 0,
+        warmup_proxy: str = "synflow",
+        warmup_keep: int | None = None,
         objective: str = "val_accuracy",
         direction: str = "maximize",
         max_trials: int | None = None,
@@ -148,6 +160,7 @@ class RegularizedEvolution(BaseOptimizer):
         self.inherit_weights, self.child_budget = check_inheritance(
             inherit_weights, child_budget, self.budget
         )
+        self._use_warmup(warmup, warmup_proxy, warmup_keep, default_keep=self.population_size)
         # Feasible results told, and the best of them: what greedy_start climbs from.
         self._fed = 0
         self._leader: tuple[list[float], Trial] | None = None
@@ -182,7 +195,7 @@ class RegularizedEvolution(BaseOptimizer):
     def _child(self, parent: Trial | None) -> tuple[Candidate, dict[str, Any]]:
         """A child of ``parent`` (sampled without one) and how it was made."""
         if parent is None:
-            return self.space.sample(self.rng), {}
+            return self._sample(), {}
         if self.inherit_weights:
             return offspring(self.space, parent.arch, self.rng)
         return self.space.mutate(parent.arch, self.rng), {}

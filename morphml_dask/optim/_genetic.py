@@ -97,6 +97,15 @@ class GeneticAlgorithm(BaseOptimizer):
     objective, direction
         The objective of a single-objective search. With ``objectives`` they name the one
         of them that `best_trial` reports, and must be one of the pairs.
+    warmup
+        N, the random candidates scored by ``warmup_proxy`` on workers before any trains
+        (zero-cost warm-up, Abdelfattah et al., ICLR 2021); 0 (the default) for none. Their
+        trials have ``budget=0`` and do not count towards ``max_trials``.
+    warmup_proxy
+        The zero-cost proxy that ranks them, from `WARMUP_PROXIES` (``"synflow"``).
+    warmup_keep
+        How many of the best-scored candidates generation 0 starts from (default:
+        ``population_size``); the rest of it is sampled at random.
 
     Notes
     -----
@@ -121,6 +130,9 @@ class GeneticAlgorithm(BaseOptimizer):
         objectives: Sequence[tuple[str, str]] | None = None,
         inherit_weights: bool = False,
         child_budget: int | None = None,
+        warmup: int = 0,
+        warmup_proxy: str = "synflow",
+        warmup_keep: int | None = None,
         objective: str = "val_accuracy",
         direction: str = "maximize",
         max_trials: int | None = None,
@@ -142,9 +154,11 @@ class GeneticAlgorithm(BaseOptimizer):
                 "child_budget": child_budget,
             }
         )
+        self._use_warmup(warmup, warmup_proxy, warmup_keep, default_keep=self.population_size)
         self._generation = 0
         self._members: list[_Member] = []
-        self._queue = [_Child(self.space.sample(self.rng)) for _ in range(self.population_size)]
+        # With a warm-up, generation 0 is drawn from its best once the scores are back.
+        self._queue = [] if self._warmup else self._first_generation()
         self._front: list[_Member] = []
 
     @property
@@ -164,7 +178,12 @@ class GeneticAlgorithm(BaseOptimizer):
 
     # -- ask / tell ------------------------------------------------------------------------
 
+    def _first_generation(self) -> list[_Child]:
+        return [_Child(self._sample()) for _ in range(self.population_size)]
+
     def _suggest(self, n: int) -> list[Trial]:
+        if not self._queue and not self._members:
+            self._queue = self._first_generation()
         children, self._queue = self._queue[:n], self._queue[n:]
         trials = []
         for child in children:

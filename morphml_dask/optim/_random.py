@@ -22,6 +22,15 @@ class RandomSearch(BaseOptimizer):
         As for `BaseOptimizer`.
     budget
         The budget (e.g. epochs) every trial is trained for.
+    warmup
+        N, the random candidates scored by ``warmup_proxy`` on workers before any trains
+        (zero-cost warm-up, Abdelfattah et al., ICLR 2021); 0 (the default) for none. Their
+        trials have ``budget=0`` and do not count towards ``max_trials``.
+    warmup_proxy
+        The zero-cost proxy that ranks them, from `WARMUP_PROXIES` (``"synflow"``).
+    warmup_keep
+        How many of the best-scored candidates it trains first, best first, before it
+        samples at random (default: all ``warmup``).
     """
 
     name = "random-search"
@@ -31,6 +40,9 @@ class RandomSearch(BaseOptimizer):
         space: BaseSearchSpace,
         *,
         budget: int = 12,
+        warmup: int = 0,
+        warmup_proxy: str = "synflow",
+        warmup_keep: int | None = None,
         objective: str = "val_accuracy",
         direction: str = "maximize",
         max_trials: int | None = None,
@@ -40,9 +52,10 @@ class RandomSearch(BaseOptimizer):
             space, objective=objective, direction=direction, max_trials=max_trials, seed=seed
         )
         self.budget = check_budget(budget)
+        self._use_warmup(warmup, warmup_proxy, warmup_keep, default_keep=warmup)
 
     def _suggest(self, n: int) -> list[Trial]:
-        return [self._new_trial(self.space.sample(self.rng), self.budget) for _ in range(n)]
+        return [self._new_trial(self._sample(), self.budget) for _ in range(n)]
 
     def _observe(self, trial: Trial, result: TrialResult, score: float) -> None:
         pass

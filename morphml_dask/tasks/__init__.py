@@ -12,6 +12,7 @@ from morphml_dask.tasks._nb201 import NB201TabularTask
 from morphml_dask.tasks._proxy import ModelBuilder, ProxyTask
 from morphml_dask.tasks._reported import reported_metrics
 from morphml_dask.tasks._train import TrainingTask
+from morphml_dask.tasks._warmup import check_warmup_task, is_warmup, score_for_warmup
 from morphml_dask.tasks._zarr import ZarrSource, open_xarray_dataset
 
 __all__ = [
@@ -28,11 +29,14 @@ __all__ = [
     "TrialContext",
     "ZarrSource",
     "check_epochs",
+    "check_warmup_task",
     "device_tensors",
+    "is_warmup",
     "load_digits",
     "make_dataset",
     "open_xarray_dataset",
     "opened_datasets",
     "reported_metrics",
+    "score_for_warmup",
     "trial_seed",
 ]
