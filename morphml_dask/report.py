@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from morphml_dask.exceptions import InputError, StorageError
+from morphml_dask.optim import pareto_axis
 from morphml_dask.space import ArchGraph
 from morphml_dask.storage import ExperimentStore, open_store
 
@@ -34,7 +35,14 @@ if TYPE_CHECKING:
     import xarray as xr
     from matplotlib.figure import Figure
 
-__all__ = ["FIGURES", "EpochsSaved", "draw_figure", "epochs_saved", "write_report"]
+__all__ = [
+    "FIGURES",
+    "EpochsSaved",
+    "draw_figure",
+    "epochs_saved",
+    "ranking_objective",
+    "write_report",
+]
 
 FIGURES = (
     "best_so_far",
@@ -149,7 +157,7 @@ def _context(
     direction: str | None,
     top: int,
 ) -> _Context:
-    metric, direction = _objective(store, table, objective, direction)
+    metric, direction = ranking_objective(store, table, objective, direction)
     best = store.best(max(top, 1), metric, direction)
     return _Context(store, table, metric, direction, best)
 
@@ -263,7 +271,7 @@ def _read_trials(store: ExperimentStore) -> pd.DataFrame:
     return table
 
 
-def _objective(
+def ranking_objective(
     store: ExperimentStore,
     table: pd.DataFrame,
     requested: str | None,
@@ -357,22 +365,35 @@ def _pareto_front(cost: np.ndarray, score: np.ndarray) -> np.ndarray:
 
 
 def _draw_pareto(figure: Figure, context: _Context) -> None:
+    cost, cost_direction = _pareto_cost(context)
+    label = "parameters" if cost == "params" else cost
     done = _done(context)
-    if "params" not in done.columns or done["params"].isna().all():
-        _message(figure, "Pareto front", "the task reports no 'params' metric")
+    if cost not in done.columns or done[cost].isna().all():
+        _message(figure, "Pareto front", f"the task reports no {cost!r} metric")
         return
-    done = done.dropna(subset=["params"])
-    cost = done["params"].to_numpy(dtype=float)
+    done = done.dropna(subset=[cost])
+    costs = done[cost].to_numpy(dtype=float)
     values = done[context.metric].to_numpy(dtype=float)
-    front = _pareto_front(cost, values if context.direction == "maximize" else -values)
+    signed = costs if cost_direction == "minimize" else -costs
+    front = _pareto_front(signed, values if context.direction == "maximize" else -values)
     axes = figure.add_subplot()
-    axes.scatter(cost, values, s=12, alpha=0.4, label="trial")
-    axes.plot(cost[front], values[front], "o-", color="C3", label="Pareto front")
-    axes.set_xscale("log")
-    axes.set_xlabel("parameters")
+    axes.scatter(costs, values, s=12, alpha=0.4, label="trial")
+    axes.plot(costs[front], values[front], "o-", color="C3", label="Pareto front")
+    if costs.min() > 0:
+        axes.set_xscale("log")
+    axes.set_xlabel(f"{label} ({cost_direction})")
     axes.set_ylabel(context.metric)
-    axes.set_title(f"{context.metric} against model size")
+    axes.set_title(f"{context.metric} against {label}")
     axes.legend()
+
+
+def _pareto_cost(context: _Context) -> tuple[str, str]:
+    """What the Pareto figure trades the objective against: the search's other objective,
+    else the parameter count."""
+    checkpoint = context.store.load_checkpoint()
+    optimizer = (checkpoint.config or {}).get("optimizer") if checkpoint is not None else None
+    objectives = optimizer.get("objectives") if isinstance(optimizer, dict) else None
+    return pareto_axis(objectives, context.metric)
 
 
 def _draw_curves(figure: Figure, context: _Context) -> None:
@@ -570,7 +591,8 @@ _DRAWERS: dict[str, Callable[[Figure, _Context], None]] = {
 
 _CAPTIONS = {
     "best_so_far": "Best so far, by completed trial and by time",
-    "pareto": "Objective against parameter count, Pareto front highlighted",
+    "pareto": "Objective against the search's other objective (else the parameter count), "
+    "Pareto front highlighted",
     "curves": "Learning curves of the best trials",
     "failures": "Failures by kind",
     "timeline": "Trials per worker over time",

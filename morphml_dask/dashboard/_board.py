@@ -47,10 +47,11 @@ RATE_WINDOW_S = 30.0
 KEPT_BOARDS = 20
 
 # One finished trial as the driver sends it: (trial id, state ("complete", "fail" or
-# "pruned": a `TrialState` value), objective (None unless complete), parameter count (None
-# when unknown), budget, rung, worker, device, start, end, the parent whose weights it
-# started from and the mutation that made it, for an inheriting child), the times in Unix
-# seconds. Tuples rather than dicts: a tenth of the bytes on the wire.
+# "pruned": a `TrialState` value), objective (None unless complete), the metric the Pareto
+# front trades it against (the board's ``cost``: the parameter count unless the search has
+# several objectives; None when unknown), budget, rung, worker, device, start, end, the
+# parent whose weights it started from and the mutation that made it, for an inheriting
+# child), the times in Unix seconds. Tuples rather than dicts: a tenth of the bytes on the wire.
 TrialSummary = tuple[
     str,
     str,
@@ -123,7 +124,9 @@ class SearchBoard:
         self.best_curve: list[tuple[float, int, float]] = []
         # (time, done, failed, pruned, running), one point per driver message, thinned when long
         self.history: list[tuple[float, int, int, int, int]] = []
-        self.front: list[tuple[float, float, str]] = []  # (params, objective, id), by params
+        # The Pareto plot's other axis: a metric and whether smaller is better.
+        self.cost, self.cost_smaller = "params", True
+        self.front: list[tuple[float, float, str]] = []  # (cost, objective, id), by cost
         self.scatter: list[tuple[float, float, str]] = []
         self._scatter_stride = 1
         self._scatter_seen = 0
@@ -208,10 +211,10 @@ class SearchBoard:
         self.live = live  # replaced whole: a page drawing the old one never sees it half-made
 
     def _dominates(self, point: tuple[float, float, str], trial: tuple[float, float]) -> bool:
-        """Whether ``point`` is at least as small and as good as ``trial``."""
-        params, value = trial
+        """Whether ``point`` costs no more and is as good as ``trial``."""
+        cost, value = trial
         better = point[1] >= value if self.maximize else point[1] <= value
-        return point[0] <= params and better
+        return (point[0] <= cost if self.cost_smaller else point[0] >= cost) and better
 
     # -- views -----------------------------------------------------------------------------
 

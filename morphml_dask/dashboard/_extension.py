@@ -53,6 +53,7 @@ def receive(
     status: Mapping[str, Any],
     dask_scheduler: Any = None,
     live: Sequence[LiveUpdate] | None = None,
+    cost: Sequence[str] | None = None,
 ) -> None:
     """Run on the scheduler: take in a driver's update.
 
@@ -71,6 +72,11 @@ def receive(
     live
         The live curves of the trials running now (`LiveUpdate` tuples: the points reported
         since the driver's last update), or None when the driver follows none.
+    cost
+        The metric of the trials' fourth field and its direction, ``(metric, "minimize")``:
+        what the Pareto front trades the objective against. None: the parameter count.
     """
     board = boards_of(dask_scheduler).board(run, name, objective, direction)
+    if cost is not None:
+        board.cost, board.cost_smaller = str(cost[0]), cost[1] == "minimize"
     board.update(trials, SearchStatus.from_dict(status), live)

@@ -182,6 +182,9 @@ class SearchPage:
         }
         self.scatter.data = _points(board.scatter)
         self.front.data = _points(board.front)
+        pareto = self.figures["pareto"]
+        pareto.title.text = f"Objective vs {board.cost}"
+        pareto.xaxis.axis_label = "parameters" if board.cost == "params" else board.cost
         budgets = sorted(board.rungs)
         self.figures["rungs"].x_range.factors = [str(b) for b in budgets]
         self.rungs.data = {

@@ -40,17 +40,18 @@ LiveSource = Callable[[], tuple[Mapping[str, Sequence[Mapping[str, float]]], Set
 `Search.live_curves`."""
 
 
-def summarise(record: TrialRecord, objective: str) -> TrialSummary:
+def summarise(record: TrialRecord, objective: str, cost: str = "params") -> TrialSummary:
     """The compact form of a finished trial that the board takes.
 
     The state is the result's (``"complete"``, ``"fail"`` or ``"pruned"``); the objective
     is None unless the trial completed and reported it as a number (a pruned trial's is of
-    a lower fidelity); the parameter count is the ``params`` metric, when reported; a trial
+    a lower fidelity); the cost is the ``cost`` metric (what the Pareto front trades the
+    objective against, the parameter count by default), when reported; a trial
     that did not run (reused) ends when it started, or at 0.
     """
     metrics = record.result.metrics
     value = metrics.get(objective)
-    params = metrics.get("params")
+    params = metrics.get(cost)
     start = None if record.start_time is None else float(record.start_time)
     return (
         record.trial_id,
@@ -85,6 +86,9 @@ class ProgressPublisher:
         Seconds between messages.
     live
         Called for the live curves before each message; None sends none.
+    cost
+        The metric the board's Pareto front trades the objective against, and its
+        direction (`pareto_axis`).
     """
 
     def __init__(
@@ -97,8 +101,10 @@ class ProgressPublisher:
         status: Callable[[], SearchStatus],
         interval: float = 1.0,
         live: LiveSource | None = None,
+        cost: tuple[str, str] = ("params", "minimize"),
     ) -> None:
         self.client = client
+        self.cost = cost
         self.run = run
         self.name = name
         self.objective = objective
@@ -141,7 +147,7 @@ class ProgressPublisher:
         with self._lock:
             records, self._records = self._records, []
         try:
-            trials = [summarise(record, self.objective) for record in records]
+            trials = [summarise(record, self.objective, self.cost[0]) for record in records]
             status = self.status().to_dict()
             live = self._live_updates()
             self.client.run_on_scheduler(
@@ -153,6 +159,7 @@ class ProgressPublisher:
                 trials,
                 status,
                 live=live,
+                cost=list(self.cost),
             )
         except (ImportError, RuntimeError) as error:
             # The scheduler cannot import morphml_dask: nothing later would get through.

@@ -371,10 +371,20 @@ class SearchSession:
 
 def _publisher(client: Client, run: str, search: Search) -> ProgressPublisher:
     from morphml_dask.driver._monitor import ProgressPublisher
+    from morphml_dask.optim import MultiObjective, pareto_axis
 
     task, live = search.task, search.live_curves
+    objectives = getattr(search.optimizer, "objectives", None)
+    listed = objectives.to_dict() if isinstance(objectives, MultiObjective) else None
     return ProgressPublisher(
-        client, run, search.name, task.objective, task.direction, search.status, live=live
+        client,
+        run,
+        search.name,
+        task.objective,
+        task.direction,
+        search.status,
+        live=live,
+        cost=pareto_axis(listed, task.objective),
     )
 
 

@@ -7,8 +7,9 @@ from morphml_dask.optim._base import BaseOptimizer, Objective
 from morphml_dask.optim._bayesian import BayesianOptimization
 from morphml_dask.optim._evolution import RegularizedEvolution
 from morphml_dask.optim._genetic import GeneticAlgorithm
-from morphml_dask.optim._pareto import MultiObjective
+from morphml_dask.optim._pareto import MultiObjective, pareto_axis
 from morphml_dask.optim._random import RandomSearch
+from morphml_dask.optim._warmup import ZeroCostWarmup
 
 __all__ = [
     "ASHA",
@@ -19,4 +20,6 @@ __all__ = [
     "Objective",
     "RandomSearch",
     "RegularizedEvolution",
+    "ZeroCostWarmup",
+    "pareto_axis",
 ]

@@ -32,6 +32,7 @@ __all__ = [
     "dominates",
     "non_dominated_sort",
     "nsga2_order",
+    "pareto_axis",
     "pareto_front",
 ]
 
@@ -140,6 +141,16 @@ def _check_pair(name: str, pair: object) -> tuple[str, str]:
         fix=f"write each objective as in {_EXAMPLE}",
     )
     return pair[0], direction
+
+
+def pareto_axis(objectives: object, objective: str) -> tuple[str, str]:
+    """The metric (and its direction) that a plot of ``objective`` shows trade-offs against:
+    the first other metric of a multi-objective search's ``objectives`` (``[[metric,
+    direction], ...]``), else the parameter count."""
+    for pair in objectives if isinstance(objectives, list | tuple) else ():
+        if isinstance(pair, list | tuple) and len(pair) == 2 and pair[0] != objective:
+            return str(pair[0]), str(pair[1])
+    return "params", "minimize"
 
 
 def dominates(a: ArrayLike, b: ArrayLike) -> bool:

@@ -346,3 +346,37 @@ def test_the_best_trials_lineage_follows_the_weights_it_inherited() -> None:
         ancestry.add(child, "a", "m", 2.0)
     assert len(ancestry) == 3 and ancestry.chain("e") == [("a", None, 1.0), ("e", "m", 2.0)]
     assert ancestry.chain("b") == [("b", None, None)], "an evicted trial is still linked"
+
+
+def test_the_front_trades_the_objective_against_the_searchs_other_objective() -> None:
+    """A search of accuracy against latency: the board's front is over the latency the
+    driver sends (``cost``), smaller better, not over the parameter count."""
+    scheduler = _Scheduler()
+    trials: list[TrialSummary] = [
+        ("a", "complete", 90.0, 4.0, 1, 0, None, None, None, 1.0, None, None),
+        ("b", "complete", 80.0, 1.0, 1, 0, None, None, None, 2.0, None, None),
+        ("c", "complete", 85.0, 5.0, 1, 0, None, None, None, 3.0, None, None),
+        ("d", "complete", 95.0, 9.0, 1, 0, None, None, None, 4.0, None, None),
+    ]
+    status = SearchStatus().to_dict()
+    cost = ["proxy_latency_ms", "minimize"]
+    receive("run", "s", "val_accuracy", "maximize", trials, status, scheduler, cost=cost)
+    board = boards_of(scheduler).boards["run"]
+    assert (board.cost, board.cost_smaller) == ("proxy_latency_ms", True)
+    assert [t for _, _, t in board.front] == ["b", "a", "d"]  # c: slower and worse than a
+    # A cost to maximise (e.g. throughput) turns the front around.
+    receive("run-2", "s", "val_accuracy", "maximize", trials, status, scheduler,
+            cost=["throughput", "maximize"])  # fmt: skip
+    assert [t for _, _, t in boards_of(scheduler).boards["run-2"].front] == ["d"]
+
+
+def test_the_driver_sends_the_metric_the_front_is_over() -> None:
+    record = TrialRecord(
+        _trial(),
+        TrialResult.complete(
+            "t000001", {"val_accuracy": 0.9, "params": 1e4, "proxy_latency_ms": 2.5}
+        ),
+        worker="tcp://127.0.0.1:1",
+    )
+    assert summarise(record, "val_accuracy")[3] == 1e4
+    assert summarise(record, "val_accuracy", "proxy_latency_ms")[3] == 2.5

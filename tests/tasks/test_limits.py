@@ -142,6 +142,7 @@ def test_accuracy_against_a_measured_cost_from_an_experiment_file(tmp_path: Path
     front = {trial.id for trial in search.optimizer.pareto_front()}  # type: ignore[attr-defined]
     costs = zip(table["val_accuracy"], table["proxy_latency_ms"], strict=True)
     scores = dict(zip(table["trial_id"], costs, strict=True))
+    scores_by_point = {point: trial_id for trial_id, point in scores.items()}
     beaten = {
         a
         for a, (acc_a, ms_a) in scores.items()
@@ -149,3 +150,13 @@ def test_accuracy_against_a_measured_cost_from_an_experiment_file(tmp_path: Path
         if acc_b >= acc_a and ms_b <= ms_a and (acc_b, ms_b) != (acc_a, ms_a)
     }
     assert front == set(scores) - beaten
+    # The report's Pareto figure trades accuracy against the latency, as the search did.
+    from morphml_dask.report import draw_figure
+
+    axes = draw_figure("pareto", search.store).axes[0]
+    assert axes.get_xlabel() == "proxy_latency_ms (minimize)"
+    drawn = axes.get_lines()[0]
+    ys, xs = np.asarray(drawn.get_ydata(), float), np.asarray(drawn.get_xdata(), float)
+    points = zip(ys.tolist(), xs.tolist(), strict=True)
+    ids = {scores_by_point[p] for p in points}
+    assert ids == front
