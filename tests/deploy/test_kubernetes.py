@@ -19,12 +19,17 @@ from __future__ import annotations
 import copy
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _helm
 import pytest
 import yaml
+from _helm import as_core_objects as _as_core_objects
+from _helm import crd_errors as _crd_errors
+from _helm import dask_cli as _dask_cli
+from _helm import kubernetes_validate as _kubernetes_validate
 
 from morphml_dask.deploy._kubernetes import kubernetes_cluster, kubernetes_spec
 from morphml_dask.exceptions import ClusterError
@@ -42,9 +47,7 @@ dask_kubernetes = pytest.importorskip(
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "clusters" / "kubernetes"
-# The Kubernetes release whose schemas the core kinds are checked against (bundled by
-# kubernetes-validate 1.35 and later).
-KUBERNETES_VERSION = "1.35"
+KUBERNETES_VERSION = _helm.KUBERNETES_VERSION
 IMAGE = "ghcr.io/morphml/morphml-dask:latest"
 SECRET = "morphml-s3-credentials"
 # A Kubernetes object name (RFC 1123 label), as dask-kubernetes checks cluster names.
@@ -74,88 +77,15 @@ def _ids(documents: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return [f"{name}:{doc['kind']}" for name, doc in documents]
 
 
-def _strict(schema: Any) -> Any:
-    """A CRD's structural schema with unknown fields as errors, as the API server reports them
-    under strict field validation (``kubectl apply``'s default)."""
-    if isinstance(schema, dict):
-        schema = {key: _strict(value) for key, value in schema.items()}
-        if (
-            "properties" in schema
-            and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            schema["additionalProperties"] = False
-    elif isinstance(schema, list):
-        schema = [_strict(item) for item in schema]
-    return schema
-
-
 @pytest.fixture(scope="module")
 def crd_validators() -> dict[str, Any]:
     """A jsonschema validator per kind, from the CRDs inside the installed dask-kubernetes."""
-    jsonschema = pytest.importorskip("jsonschema", reason="CRD checks need jsonschema")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    validators = {}
-    for path in Path(dask_kubernetes.__file__).parent.glob("**/crds/*.yaml"):
-        crd = yaml.load(path.read_text(), Loader=loader)
-        (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
-        schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
-        # The API server checks these itself, the rest is the CRD's.
-        schema["properties"] |= {
-            "apiVersion": {"const": f"{crd['spec']['group']}/v1"},
-            "kind": {"const": crd["spec"]["names"]["kind"]},
-            "metadata": {"type": "object"},
-        }
-        schema["required"] = sorted({*schema.get("required", []), "apiVersion", "kind"})
-        validators[crd["spec"]["names"]["kind"]] = jsonschema.Draft7Validator(_strict(schema))
-    assert {"DaskCluster", "DaskAutoscaler", "DaskWorkerGroup"} <= set(validators)
-    return validators
-
-
-def _crd_errors(validators: dict[str, Any], document: dict[str, Any]) -> list[str]:
-    errors = validators[document["kind"]].iter_errors(document)
-    return sorted(f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
-
-
-def _kubernetes_validate(document: dict[str, Any]) -> None:
-    kubernetes_validate = pytest.importorskip(
-        "kubernetes_validate", reason="core kinds are checked with kubernetes-validate"
-    )
-    kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
-
-
-def _as_core_objects(cluster: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The DaskCluster's pod and service specs as the Pods and Service the operator makes."""
-    name = cluster["metadata"]["name"]
-    spec = cluster["spec"]
-    for part in ("scheduler", "worker"):
-        yield {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": f"{name}-{part}"},
-            "spec": spec[part]["spec"],
-        }
-    yield {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": f"{name}-scheduler"},
-        "spec": spec["scheduler"]["service"],
-    }
+    return _helm.crd_validators()
 
 
 def _container(cluster: dict[str, Any], part: str) -> dict[str, Any]:
     (container,) = cluster["spec"][part]["spec"]["containers"]
     return dict(container)
-
-
-def _dask_cli(args: list[str]) -> dict[str, Any]:
-    """``dask scheduler|worker ...`` parsed by distributed's own command line."""
-    from distributed.cli import dask_scheduler, dask_worker
-
-    assert args[0] == "dask", args
-    command = {"scheduler": dask_scheduler.main, "worker": dask_worker.main}[args[1]]
-    context = command.make_context(f"dask {args[1]}", list(args[2:]))
-    return dict(context.params)
 
 
 def _spec(name: str = "morphml", **options: Any) -> dict[str, Any]:
@@ -263,7 +193,8 @@ def test_the_secret_holds_exactly_the_keys_the_workers_read() -> None:
     assert required == keys == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     assert optional == {"AWS_ENDPOINT_URL"}  # commented out in the Secret
     assert "AWS_ENDPOINT_URL" in (MANIFESTS / "s3-credentials.yaml").read_text()
-    assert "env" not in _container(_of_kind("DaskCluster"), "scheduler")
+    scheduler_env = _container(_of_kind("DaskCluster"), "scheduler")["env"]
+    assert not any("valueFrom" in var for var in scheduler_env), "credentials on the scheduler"
 
 
 def test_the_manifest_wires_one_gpu_per_worker_consistently() -> None:
@@ -311,6 +242,8 @@ def test_the_manifest_is_what_kubernetes_spec_builds() -> None:
     assert _dask_cli(_container(built, "scheduler")["args"]) == _dask_cli(
         _container(cluster, "scheduler")["args"]
     )
+    # The same scheduler pages: Dask's and morphml's (/morphml, its metrics on /metrics).
+    assert _container(built, "scheduler")["env"] == _container(cluster, "scheduler")["env"]
     assert built["spec"]["scheduler"]["service"] == cluster["spec"]["scheduler"]["service"]
 
 
