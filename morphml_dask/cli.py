@@ -21,6 +21,7 @@ from morphml_dask.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from morphml_dask._progress import ProgressBar
     from morphml_dask.driver import Search
 
 __all__ = ["main"]
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_resume(commands)
     _add_report(commands)
+    _add_export(commands)
     return parser
 
 
@@ -158,6 +160,31 @@ def _add_report(commands: _Commands) -> None:
     report.set_defaults(command=_report)
 
 
+def _add_export(commands: _Commands) -> None:
+    export = commands.add_parser(
+        "export",
+        help="write a stored trial's model as files that load with plain PyTorch",
+        description="Write the model of a trial stored at URL to --out: model.pt2 "
+        "(torch.export), state_dict.pt, config.json and a README.md with its metrics; none "
+        "of them needs morphml_dask to load.",
+    )
+    export.add_argument("url", help="the search's store URL")
+    export.add_argument(
+        "--trial", default="best", help="a trial id, or best: the best by the search's objective"
+    )
+    export.add_argument("--out", type=Path, required=True, help="output folder, new or empty")
+    export.add_argument(
+        "--model",
+        metavar="MODULE:NAME",
+        help="for your own train function: the export hook, export(config, state) -> (model, "
+        "example_input); by default the train function's export attribute",
+    )
+    export.add_argument(
+        "--storage-options", metavar="JSON", help="fsspec options of the store as a JSON object"
+    )
+    export.set_defaults(command=_export)
+
+
 def _cluster_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT, tls://...)"
@@ -184,6 +211,12 @@ def _cluster_arguments(command: argparse.ArgumentParser) -> None:
         help="a module of yours (.py, or a package as .zip or .egg) to send to every worker "
         "before the search starts (Client.upload_file), e.g. the file of the space and train "
         "functions on a remote cluster; repeat for more files",
+    )
+    command.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no live progress bar on a terminal: a status line per 10 trials, as in logs",
     )
     tls = command.add_argument_group(
         "TLS", "encrypt and authenticate every Dask comm (all three files, PEM)"
@@ -242,7 +275,7 @@ def _run(args: argparse.Namespace) -> int:
         search = search_from_experiment(
             experiment, store=args.store, storage_options=options, client=client
         )
-        return _drive(search, experiment.max_trials)
+        return _drive(search, experiment.max_trials, progress=args.progress)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -258,7 +291,7 @@ def _resume(args: argparse.Namespace) -> int:
     with tls, connect(args.scheduler, args.cluster, name=name, gpus_per_trial=gpus) as client:
         _upload(client, uploads)
         search = resume(args.url, options, client=client)
-        return _drive(search, search.optimizer.max_trials)
+        return _drive(search, search.optimizer.max_trials, progress=args.progress)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -274,6 +307,21 @@ def _report(args: argparse.Namespace) -> int:
     if saved.pruned:
         print(f"pruning stopped {saved.pruned} trials early and saved {saved}")
     print(page)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from morphml_dask.export import EXPORT_FILES, export_trial
+
+    options = _storage_options(args.storage_options)
+    if args.model is not None and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # --model names a module of the current folder
+    folder = export_trial(args.url, args.out, args.trial, storage_options=options, model=args.model)
+    summary = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    objective = summary["objective"]
+    print(f"trial {summary['trial_id']}: {objective['metric']}={objective['value']}")
+    for name in EXPORT_FILES:
+        print(folder / name)
     return 0
 
 
@@ -368,26 +416,29 @@ def _tls(args: argparse.Namespace) -> Any:
     return dask.config.set(tls_settings(*files))
 
 
-def _drive(search: Search, total: int | None) -> int:
-    """Run ``search`` with a live progress display; Ctrl-C stops it cleanly."""
+def _drive(search: Search, total: int | None, progress: bool = True) -> int:
+    """Run ``search`` with a live progress display (a bar where standard error is a
+    terminal, unless ``progress`` is False); Ctrl-C stops it cleanly."""
     import time
 
     from morphml_dask.space import ArchGraph
 
-    progress = _Progress(search, total)
+    display = _display(search, total, progress)
     search.start()
-    try:
-        while search.running:
-            progress.show()
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        print("\nstopping: running trials are cancelled and kept for resume ...", flush=True)
-        search.stop()
-        search.wait()
-        print(f"stopped. Continue with: morphml resume {search.store.url}")
-        return 130
-    table = search.wait()
-    progress.show(final=True)
+    with contextlib.closing(display):  # a bar stops drawing even when the search raises
+        try:
+            while search.running:
+                display.show()
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            display.close()
+            print("\nstopping: running trials are cancelled and kept for resume ...", flush=True)
+            search.stop()
+            search.wait()
+            print(f"stopped. Continue with: morphml resume {search.store.url}")
+            return 130
+        table = search.wait()
+        display.show(final=True)
     failed, pruned = ((table["state"] == state).sum() for state in ("fail", "pruned"))
     print(f"{len(table)} trials, {failed} failed, {pruned} pruned; results in {search.store.url}")
     objective = search.task.objective
@@ -401,6 +452,17 @@ def _drive(search: Search, total: int | None) -> int:
         what = "architecture" if isinstance(record.trial.arch, ArchGraph) else "configuration"
         print(f"best {what}: {record.trial.arch!r}")
     return 0
+
+
+def _display(search: Search, total: int | None, progress: bool) -> _Progress | ProgressBar:
+    """The bar where it can be drawn and is wanted, else the status lines."""
+    from morphml_dask._progress import ProgressBar, bar_wanted
+
+    if bar_wanted(progress):
+        return ProgressBar(search, total)
+    lines = _Progress(search, total)
+    lines.interactive &= progress  # --no-progress: the lines of logs on a terminal too
+    return lines
 
 
 class _Progress:
@@ -433,6 +495,9 @@ class _Progress:
             print(f"\r{line}", end="\n" if final else "", flush=True)
         else:
             print(line, flush=True)
+
+    def close(self) -> None:
+        """Nothing to stop: each line is printed whole."""
 
 
 if __name__ == "__main__":
