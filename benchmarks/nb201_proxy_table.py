@@ -11,11 +11,13 @@ network included). A partial file is resumed: cells already scored are kept.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded by path
 from morphml_dask.space import NUM_CELLS, CellSpace
 
 NB201_INPUT = (1, 3, 32, 32)
@@ -67,13 +69,34 @@ def main() -> None:
     parser.add_argument("--proxy", default="synflow")
     parser.add_argument("--cells", type=int, default=NUM_CELLS)
     parser.add_argument("--descending", action="store_true", help="score from the last cell")
+    parser.add_argument(
+        "--correlate", action="store_true", help="print the Spearman rho of the table's scores"
+    )
     parser.add_argument("--merge", type=Path, nargs="*", default=[], help="tables to merge in")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/nb201_synflow.npz"))
     args = parser.parse_args()
-    if args.merge:
+    if args.correlate:
+        print(f"Spearman rho over {NUM_CELLS} cells: {correlation(args.out):.4f}")
+    elif args.merge:
         merge_tables(args.out, args.merge)
     else:
         score_cells(args.proxy, args.out, args.cells, descending=args.descending)
+
+
+def correlation(table: Path) -> float:
+    """Spearman's rho between the table's scores and the 200-epoch validation accuracy that
+    ships with the package (as `benchmarks/proxies.py` correlates a sample of cells)."""
+    from proxies import rank_correlation
+
+    from morphml_dask.tasks import NB201TabularTask
+
+    task, space = NB201TabularTask("cifar10"), CellSpace()
+    accuracy = [
+        task.evaluate(space.from_index(i), 200).metrics["val_accuracy_200"]
+        for i in range(NUM_CELLS)
+    ]
+    scores = np.load(table)["scores"]
+    return float(rank_correlation(scores.tolist(), accuracy))
 
 
 def merge_tables(out: Path, others: list[Path]) -> None:
