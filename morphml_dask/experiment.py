@@ -46,8 +46,9 @@ from typing import Any, NoReturn
 
 import yaml
 
+from morphml_dask._fits import check_optimizer_fits_task
 from morphml_dask.config import config_value
-from morphml_dask.exceptions import ExperimentError, InputError, TaskError
+from morphml_dask.exceptions import ExperimentError, InputError
 from morphml_dask.gpus import check_gpus_per_trial
 
 # Importing the packages registers their built-in kinds.
@@ -575,50 +576,11 @@ def _build(document: Mapping[str, Any], folder: Path | None) -> Experiment:
         with _naming("task", task_suffixes):
             fit(doc["task"], _make_optimizer(doc, space))
         task = _make_task(doc, task_kind, task_suffixes)
-    _check_metrics_reported(doc["optimizer"], task)
-    _check_warmup(doc["optimizer"], task)
+    check_optimizer_fits_task(doc["optimizer"], task)
     doc["pruner"] = _pruner_doc(document, doc["task"])
     with _naming(""):  # JSON-ready: tuples become lists, NumPy scalars Python's
         doc = {key: check_json(key, doc[key], error=ExperimentError) for key in _TOP}
     return Experiment(doc, space, task)
-
-
-def _check_metrics_reported(optimizer: Mapping[str, Any], task: BaseTask) -> None:
-    """Refuse an objective or constraint on a metric the task never reports: every trial
-    would score -inf (or be infeasible), and the search would say so only at the end."""
-    from morphml_dask.tasks import reported_metrics
-
-    reported = reported_metrics(task)
-    if reported is None:
-        return
-    named = [("objective", optimizer.get("objective"))]
-    named += [
-        (f"objectives[{i}]", pair[0]) for i, pair in enumerate(optimizer.get("objectives") or [])
-    ]
-    named += [(f"constraints.{metric}", metric) for metric in optimizer.get("constraints") or {}]
-    for key, metric in named:
-        if isinstance(metric, str) and metric not in reported:
-            _fail(
-                f"optimizer.{key} names a metric the task does not report",
-                expected=f"one of {sorted(reported)}",
-                received=repr(metric),
-                fix="name a metric of the task; to limit or optimise a cost, add it to the "
-                "task's proxies (e.g. proxies: [latency_ms], then proxy_latency_ms)",
-            )
-
-
-def _check_warmup(optimizer: Mapping[str, Any], task: BaseTask) -> None:
-    from morphml_dask.tasks import check_warmup_task
-
-    try:
-        check_warmup_task(optimizer, task)
-    except TaskError as error:
-        _fail(
-            f"optimizer.warmup: {error.problem}",
-            expected=str(error.expected),
-            received=str(error.received),
-            fix=str(error.fix),
-        )
 
 
 def _make_task(document: Mapping[str, Any], kind: Kind, suffixes: dict[str, str]) -> BaseTask:

@@ -131,22 +131,7 @@ class RegularizedEvolution(BaseOptimizer):
         super().__init__(
             space, objective=objective, direction=direction, max_trials=max_trials, seed=seed
         )
-        self.population_size = check_int(
-            "population_size",
-            population_size,
-            low=2,
-            error=OptimizerError,
-            fix="set population_size to e.g. 10 (the NAS-Bench-201 setting)",
-        )
-        self.sample_size = check_int(
-            "sample_size",
-            sample_size,
-            low=1,
-            high=self.population_size,
-            error=OptimizerError,
-            expected=f"an integer from 1 to population_size ({self.population_size})",
-            fix="set sample_size to e.g. 3, at most the population size",
-        )
+        self.population_size, self.sample_size = _check_sizes(population_size, sample_size)
         self.budget = check_budget(budget)
         self.constraints = _check_constraints(constraints)
         self.objectives = None if objectives is None else MultiObjective(objectives)
@@ -269,6 +254,27 @@ class RegularizedEvolution(BaseOptimizer):
             None if leader is None else ([float(s) for s in leader[0]], Trial.from_dict(leader[1]))
         )
         self._asked_fingerprints = set(state.get("asked_fingerprints", []))
+
+
+def _check_sizes(population_size: object, sample_size: object) -> tuple[int, int]:
+    """P and S, checked: at least 2 members, tournaments of 1 to P."""
+    population = check_int(
+        "population_size",
+        population_size,
+        low=2,
+        error=OptimizerError,
+        fix="set population_size to e.g. 10 (the NAS-Bench-201 setting)",
+    )
+    sample = check_int(
+        "sample_size",
+        sample_size,
+        low=1,
+        high=population,
+        error=OptimizerError,
+        expected=f"an integer from 1 to population_size ({population})",
+        fix="set sample_size to e.g. 3, at most the population size",
+    )
+    return population, sample
 
 
 def _check_constraints(constraints: object) -> dict[str, float]:
