@@ -78,15 +78,10 @@ class RegularizedEvolution(BaseOptimizer):
     child_budget
         The epochs an inheriting child trains on top of its parent's weights (default:
         ``budget``). Only with ``inherit_weights``.
-    warmup
-        N, the random candidates scored by ``warmup_proxy`` on workers before any trains
-        (zero-cost warm-up, Abdelfattah et al., ICLR 2021); 0 (the default) for none. Their
-        trials have ``budget=0`` and do not count towards ``max_trials``.
-    warmup_proxy
-        The zero-cost proxy that ranks them, from `WARMUP_PROXIES` (``"synflow"``).
-    warmup_keep
-        How many of the best-scored candidates form the initial population (default:
-        ``population_size``); later samples are random.
+    warmup, warmup_proxy, warmup_keep
+        A zero-cost warm-up (`ZeroCostWarmup`; ``warmup=0``, the default, for none): the
+        initial population is the best ``warmup_keep`` (default ``population_size``) of
+        ``warmup`` random candidates scored by ``warmup_proxy``.
 
     Notes
     -----

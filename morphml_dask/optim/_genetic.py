@@ -97,15 +97,10 @@ class GeneticAlgorithm(BaseOptimizer):
     objective, direction
         The objective of a single-objective search. With ``objectives`` they name the one
         of them that `best_trial` reports, and must be one of the pairs.
-    warmup
-        N, the random candidates scored by ``warmup_proxy`` on workers before any trains
-        (zero-cost warm-up, Abdelfattah et al., ICLR 2021); 0 (the default) for none. Their
-        trials have ``budget=0`` and do not count towards ``max_trials``.
-    warmup_proxy
-        The zero-cost proxy that ranks them, from `WARMUP_PROXIES` (``"synflow"``).
-    warmup_keep
-        How many of the best-scored candidates generation 0 starts from (default:
-        ``population_size``); the rest of it is sampled at random.
+    warmup, warmup_proxy, warmup_keep
+        A zero-cost warm-up (`ZeroCostWarmup`; ``warmup=0``, the default, for none):
+        generation 0 is the best ``warmup_keep`` (default ``population_size``) of ``warmup``
+        random candidates scored by ``warmup_proxy``, the rest of it sampled at random.
 
     Notes
     -----

@@ -22,15 +22,10 @@ class RandomSearch(BaseOptimizer):
         As for `BaseOptimizer`.
     budget
         The budget (e.g. epochs) every trial is trained for.
-    warmup
-        N, the random candidates scored by ``warmup_proxy`` on workers before any trains
-        (zero-cost warm-up, Abdelfattah et al., ICLR 2021); 0 (the default) for none. Their
-        trials have ``budget=0`` and do not count towards ``max_trials``.
-    warmup_proxy
-        The zero-cost proxy that ranks them, from `WARMUP_PROXIES` (``"synflow"``).
-    warmup_keep
-        How many of the best-scored candidates it trains first, best first, before it
-        samples at random (default: all ``warmup``).
+    warmup, warmup_proxy, warmup_keep
+        A zero-cost warm-up (`ZeroCostWarmup`; ``warmup=0``, the default, for none): the
+        best ``warmup_keep`` (default: all) of ``warmup`` random candidates scored by
+        ``warmup_proxy`` train first, best first; later samples are random.
     """
 
     name = "random-search"

@@ -40,12 +40,18 @@ def warmup_metric(proxy: str) -> str:
 class ZeroCostWarmup:
     """The warm-up's state: candidates asked, and the ``keep`` best scored so far.
 
+    `RandomSearch`, `RegularizedEvolution` and `GeneticAlgorithm` take it as ``warmup=N``,
+    ``warmup_proxy`` and ``warmup_keep``. The scoring trials have ``budget=0`` and
+    ``info["warmup"]`` naming the proxy; they do not count towards ``max_trials``, the
+    optimizer asks for nothing else until all their scores are back, and they are never its
+    best trial.
+
     Parameters
     ----------
     candidates
         N, the random candidates scored before any trains.
     proxy
-        The proxy they are ranked by, from `WARMUP_PROXIES`.
+        The proxy they are ranked by, from `WARMUP_PROXIES` (synflow in Abdelfattah et al.).
     keep
         How many of the best the search takes, best first, before it samples at random.
     """
