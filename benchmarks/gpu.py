@@ -27,7 +27,11 @@ overshoots the budget by 30 s):
 3. ``search``: a short real search on the same cluster, ``gpus_per_trial=0.25`` (four
    trials at once on the GPU), random NAS-Bench-201 cells: trials per hour, images/s, GPU
    utilisation.
-4. ``precision``: one NAS-Bench-201 trial in fp32, bf16 and, if the budget allows,
+4. ``proxies``: the zero-cost proxies of both networks, freshly initialised, as a warm-up,
+   a limit or an objective measures them (`morphml_dask.models.score`: ``latency_ms`` on
+   batches of 1 and 256, ``peak_memory_mb`` of a training step, ``synflow``), on the GPU
+   and on the CPU, with the seconds each scoring took.
+5. ``precision``: one NAS-Bench-201 trial in fp32, bf16 and, if the budget allows,
    compiled (`TrainingTask`'s ``precision`` and ``compile``): images/s of each.
 
 Goals (the issue's): four NB201 trainings sharing a GPU reach 2.5x the images/s of one; GPU
@@ -385,6 +389,30 @@ def precision(arch: ArchGraph, dataset: ImageDataset, settings: Settings, ctx: R
 # -- 3. the worker path against a plain loop ------------------------------------------------
 
 
+def proxy_costs(networks: dict[str, ArchGraph], settings: Settings) -> dict[str, Any]:
+    """Latency, peak memory and synflow of each network on the device and on the CPU."""
+    import torch
+
+    from morphml_dask.models import build_model, score
+
+    rows: dict[str, Any] = {}
+    for name, arch in networks.items():
+        for device in dict.fromkeys((device_of(settings), "cpu")):
+            for batch in (1, 8 if settings.quick else 256):
+                torch.manual_seed(0)
+                model = build_model(arch, 10, in_channels=3).to(device)
+                started = time.perf_counter()
+                values = score(
+                    model,
+                    ("latency_ms", "peak_memory_mb", "synflow"),
+                    input_shape=(batch, 3, settings.side, settings.side),
+                )
+                values["scoring_s"] = time.perf_counter() - started
+                rows[f"{name}/{device}/batch{batch}"] = values
+                print(f"  {name} {device} batch {batch}: {values}", flush=True)
+    return rows
+
+
 def plain_loop(task: TrainingTask, arch: ArchGraph, epochs: int, device: str) -> float:
     """`TrainingTask`'s recipe as a plain PyTorch loop, on the worker: the yardstick."""
     import torch
@@ -668,6 +696,8 @@ def main() -> int:
         with worker_cluster(settings) as client:
             run.section("overhead", lambda: overhead(client, dataset, settings, run))
             run.section("search", lambda: search_rate(client, dataset, settings, run), 30.0)
+        networks = {"nb201": nb201, "dag": dag_network()}
+        run.section("proxies", lambda: proxy_costs(networks, settings), 20.0)
         # Last: compiling may take minutes, and the goals above come first.
         # A dry run on the CPU takes the smaller network: bf16 on a CPU is slow.
         arch = dag_network() if settings.quick else nb201

@@ -29,6 +29,9 @@ def test_the_gpu_benchmark_dry_run_on_the_cpu(
     assert document["search"]["complete"] == document["search"]["trials"] == 2
     assert document["search"]["trials_per_hour"] > 0
     assert document["precision"]["bf16"]["images_per_s"] > 0
+    proxies = document["proxies"]
+    assert set(proxies) == {f"{n}/cpu/batch{b}" for n in ("nb201", "dag") for b in (1, 8)}
+    assert all(row["latency_ms"] > 0 and row["peak_memory_mb"] > 0 for row in proxies.values())
     assert set(document["goals"]) == {"sharing_speedup_4", "utilisation_4", "overhead"}
     assert all(goal["met"] is None for goal in document["goals"].values())  # not on a CPU
     assert "img/s/GPU" in done.stdout
