@@ -423,6 +423,8 @@ def _drive(search: Search, total: int | None, progress: bool = True) -> int:
 
     from morphml_dask.space import ArchGraph
 
+    if total is not None:  # a warm-up's scoring trials are trials too
+        total += search.optimizer.warmup_trials
     display = _display(search, total, progress)
     search.start()
     with contextlib.closing(display):  # a bar stops drawing even when the search raises

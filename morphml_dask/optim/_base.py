@@ -174,6 +174,11 @@ class BaseOptimizer(abc.ABC):
         return self._asked - (0 if self._warmup is None else self._warmup.asked)
 
     @property
+    def warmup_trials(self) -> int:
+        """The trials of the zero-cost warm-up, asked for on top of ``max_trials``."""
+        return 0 if self._warmup is None else self._warmup.candidates
+
+    @property
     def pending(self) -> list[Trial]:
         """Trials asked for and not yet told, oldest first."""
         return list(self._pending.values())

@@ -63,6 +63,7 @@ def test_random_search_trains_the_candidates_best_first_then_samples() -> None:
     scores = _scored(optimizer, 20)
     trained = optimizer.ask(10)
     assert len(trained) == 10, "warm-up trials counted towards max_trials"
+    assert optimizer.warmup_trials == 20
     assert [t.arch.fingerprint for t in trained[:6]] == _best(scores, 6)
     assert not {t.arch.fingerprint for t in trained[6:]} <= set(_best(scores, 6))
     assert optimizer.ask(1) == []
