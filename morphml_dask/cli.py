@@ -312,10 +312,13 @@ def _report(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from morphml_dask.export import EXPORT_FILES, export_trial
+    from morphml_dask.storage import open_store
 
     options = _storage_options(args.storage_options)
     if args.model is not None and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # --model names a module of the current folder
+    with _reading_store(args.url):  # an unreachable store says what to check
+        open_store(args.url, options).load_checkpoint()
     folder = export_trial(args.url, args.out, args.trial, storage_options=options, model=args.model)
     summary = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     objective = summary["objective"]

@@ -101,8 +101,12 @@ def test_invalid_yaml_exits_2(tmp_path: Path) -> None:
     assert "morphml: error: " in done.stderr and "YAML" in done.stderr
 
 
-def test_resume_from_an_unreachable_endpoint_says_what_to_check(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("command", [["resume"], ["report"], ["export", "--out", "never-written"]])
+def test_a_store_at_an_unreachable_endpoint_says_what_to_check(
+    command: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     import socket
 
@@ -119,12 +123,15 @@ def test_resume_from_an_unreachable_endpoint_says_what_to_check(
             "config_kwargs": {"retries": {"max_attempts": 1}},
         }
     )
-    assert main(["resume", "s3://bucket/experiment", "--storage-options", options]) == 2
+    monkeypatch.chdir(tmp_path)
+    url = "s3://bucket/experiment"
+    assert main([command[0], url, *command[1:], "--storage-options", options]) == 2
     error = capsys.readouterr().err
     assert "morphml: error: cannot read the store at s3://bucket/experiment" in error
     assert re.search(r"received: \w+(Error|Exception)", error), error
     assert "fix: check the URL, and for S3 the endpoint and credentials" in error
     assert "Traceback" not in error
+    assert not (tmp_path / "never-written").exists()
 
 
 def test_report_without_matplotlib_names_the_extra(
