@@ -101,7 +101,11 @@ def test_invalid_yaml_exits_2(tmp_path: Path) -> None:
     assert "morphml: error: " in done.stderr and "YAML" in done.stderr
 
 
-@pytest.mark.parametrize("command", [["resume"], ["report"], ["export", "--out", "never-written"]])
+@pytest.mark.parametrize(
+    "command",
+    [["resume"], ["report"], ["export", "--out", "never-written"]],
+    ids=["resume", "report", "export"],
+)
 def test_a_store_at_an_unreachable_endpoint_says_what_to_check(
     command: list[str],
     monkeypatch: pytest.MonkeyPatch,
