@@ -13,18 +13,36 @@ imported only when a figure is drawn.
 
 from __future__ import annotations
 
-import base64
 import functools
-import html
 import io
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from morphml_dask._report_page import (
+    COMPLETE as _COMPLETE,
+)
+from morphml_dask._report_page import (
+    FAIL as _FAIL,
+)
+from morphml_dask._report_page import (
+    PRUNED as _PRUNED,
+)
+from morphml_dask._report_page import (
+    failure_counts as _failure_counts,
+)
+from morphml_dask._report_page import (
+    page as _page,
+)
+from morphml_dask._report_page import (
+    ran as _ran,
+)
+from morphml_dask._report_page import (
+    short as _short,
+)
 from morphml_dask.exceptions import InputError, StorageError
 from morphml_dask.optim import pareto_axis
 from morphml_dask.space import ArchGraph
@@ -55,7 +73,6 @@ FIGURES = (
 )
 """The PNG files a report holds, without their ``.png`` suffix, in page order."""
 
-_COMPLETE, _FAIL, _PRUNED = "complete", "fail", "pruned"
 _DEFAULT_OBJECTIVE = ("val_accuracy", "maximize")
 
 
@@ -414,14 +431,6 @@ def _draw_curves(figure: Figure, context: _Context) -> None:
     axes.legend(fontsize="small")
 
 
-def _failure_counts(table: pd.DataFrame) -> pd.DataFrame:
-    failed = table[table["state"] == _FAIL]
-    kinds = failed["error_kind"].fillna("unknown")
-    groups = failed.assign(kind=kinds).groupby("kind", sort=True)
-    counts = groups.agg(count=("trial_id", "size"), example=("error", "first"))
-    return counts.sort_values("count", ascending=False, kind="stable").reset_index()
-
-
 def _draw_failures(figure: Figure, context: _Context) -> None:
     counts = _failure_counts(context.table)
     if counts.empty:
@@ -432,11 +441,6 @@ def _draw_failures(figure: Figure, context: _Context) -> None:
     axes.bar_label(bars)
     axes.set_ylabel("failed trials")
     axes.set_title(f"{int(counts['count'].sum())} failed of {len(context.table)} trials")
-
-
-def _ran(table: pd.DataFrame) -> pd.DataFrame:
-    """The trials that ran on a worker (reused results did not)."""
-    return table.dropna(subset=["worker", "start_time", "end_time"])
 
 
 def _draw_timeline(figure: Figure, context: _Context) -> None:
@@ -470,20 +474,6 @@ def _draw_timeline(figure: Figure, context: _Context) -> None:
     axes.legend(loc="upper right", fontsize="small")
 
 
-def _short(text: str, width: int = 28) -> str:
-    return text if len(text) <= width else f"...{text[-(width - 3) :]}"
-
-
-def _depths(count: int, edges: Sequence[tuple[int, int]], order: Sequence[int]) -> list[int]:
-    """Each node's longest distance from a source: its column in the drawing."""
-    depth = [0] * count
-    for node in order:
-        for src, dst in edges:
-            if src == node:
-                depth[dst] = max(depth[dst], depth[src] + 1)
-    return depth
-
-
 def _draw_family_tree(figure: Figure, context: _Context) -> None:
     from morphml_dask._family_tree import draw_family_tree
 
@@ -494,6 +484,8 @@ def _draw_family_tree(figure: Figure, context: _Context) -> None:
 def _draw_best_arch(figure: Figure, context: _Context) -> None:
     """The best trial's architecture as a graph, or its configuration (a `FunctionSpace`'s)
     as formatted JSON."""
+    from morphml_dask._arch_figure import config_text, draw_graph, draw_text
+
     if context.best.empty:
         _message(figure, "Best architecture", "no completed trial")
         return
@@ -501,80 +493,9 @@ def _draw_best_arch(figure: Figure, context: _Context) -> None:
     candidate = context.store.record(str(row["trial_id"])).trial.arch
     which = f"{row['trial_id']} ({str(row['fingerprint'])[:12]})"
     if isinstance(candidate, ArchGraph):
-        _draw_graph(figure, candidate, f"Best architecture: {which}")
+        draw_graph(figure, candidate, f"Best architecture: {which}")
     else:
-        _draw_text(figure, _config_text(candidate.value), f"Best configuration: {which}")
-
-
-# A figure of the report's size shows about this many lines of monospaced text.
-_TEXT_LINES = 34
-_TEXT_WIDTH = 96
-
-
-def _config_text(value: Any) -> str:
-    """A configuration as indented JSON, architectures inside written as their repr, cut
-    to what a figure shows."""
-    lines = json.dumps(_plain(value), indent=2, sort_keys=False, default=repr).splitlines()
-    shown = [
-        line if len(line) <= _TEXT_WIDTH else line[: _TEXT_WIDTH - 3] + "..." for line in lines
-    ]
-    if len(shown) > _TEXT_LINES:
-        shown = [*shown[: _TEXT_LINES - 1], f"... ({len(lines) - _TEXT_LINES + 1} more lines)"]
-    return "\n".join(shown)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, ArchGraph):
-        return repr(value)
-    return value
-
-
-def _draw_text(figure: Figure, text: str, title: str) -> None:
-    axes = figure.add_subplot()
-    axes.text(0.0, 1.0, text, ha="left", va="top", family="monospace", fontsize=8)
-    axes.set_axis_off()
-    axes.set_title(title)
-
-
-def _draw_graph(figure: Figure, arch: ArchGraph, title: str) -> None:
-    depth = _depths(len(arch.nodes), arch.edges, arch.topological_order())
-    position: dict[int, tuple[float, float]] = {}
-    for column in set(depth):
-        members = [i for i, d in enumerate(depth) if d == column]
-        for k, member in enumerate(members):
-            position[member] = (float(column), k - (len(members) - 1) / 2)
-    axes = figure.add_subplot()
-    for src, dst in arch.edges:
-        axes.annotate(
-            "",
-            xy=position[dst],
-            xytext=position[src],
-            arrowprops={
-                "arrowstyle": "-|>",
-                "color": "0.4",
-                "shrinkA": 18,
-                "shrinkB": 18,
-                "connectionstyle": "arc3,rad=0.1",
-            },
-        )
-    for index, node in enumerate(arch.nodes):
-        axes.text(
-            *position[index],
-            node.label,
-            ha="center",
-            va="center",
-            fontsize=9,
-            bbox={"boxstyle": "round", "facecolor": "#dbe8f5", "edgecolor": "C0"},
-        )
-    xs, ys = zip(*position.values(), strict=True)
-    axes.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
-    axes.set_ylim(min(ys) - 0.8, max(ys) + 0.8)
-    axes.set_axis_off()
-    axes.set_title(title)
+        draw_text(figure, config_text(candidate.value), f"Best configuration: {which}")
 
 
 _DRAWERS: dict[str, Callable[[Figure, _Context], None]] = {
@@ -586,115 +507,3 @@ _DRAWERS: dict[str, Callable[[Figure, _Context], None]] = {
     "best_arch": _draw_best_arch,
     "family_tree": _draw_family_tree,
 }
-
-# -- HTML --------------------------------------------------------------------------------------
-
-_CAPTIONS = {
-    "best_so_far": "Best so far, by completed trial and by time",
-    "pareto": "Objective against the search's other objective (else the parameter count), "
-    "Pareto front highlighted",
-    "curves": "Learning curves of the best trials",
-    "failures": "Failures by kind",
-    "timeline": "Trials per worker over time",
-    "best_arch": "The best architecture (or configuration, for a function space)",
-    "family_tree": "The best trial's ancestors and the mutation that made each child",
-}
-_STYLE = (
-    "body{font-family:sans-serif;margin:2em;max-width:70em}"
-    "table{border-collapse:collapse;margin-bottom:1.5em}"
-    "td,th{border:1px solid #ccc;padding:0.2em 0.6em;text-align:left}"
-    "th{background:#eee}img{max-width:100%}"
-)
-
-
-def _format(value: float) -> str:
-    """How the report shows a metric value."""
-    return f"{value:.6g}"
-
-
-def _table(id_: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
-        for row in rows
-    )
-    return f'<table id="{id_}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _summary(context: _Context) -> str:
-    table = context.table
-    counts = {state: int((table["state"] == state).sum()) for state in (_COMPLETE, _FAIL, _PRUNED)}
-    wall = float(table["end_time"].max() - table["start_time"].min())
-    rows: list[tuple[str, object]] = [
-        ("store", context.store.url),
-        ("trials", len(table)),
-        ("complete", counts[_COMPLETE]),
-        ("failed", counts[_FAIL]),
-        ("pruned", counts[_PRUNED]),
-        ("epochs saved by pruning", str(context.saved)),
-        ("reused", int(table["reused"].sum())),
-        ("objective", f"{context.metric} ({context.direction})"),
-        ("wall time", f"{wall:.1f} s" if np.isfinite(wall) else "-"),
-    ]
-    if not context.best.empty:
-        best = context.best.iloc[0]
-        rows += [
-            ("best trial", best["trial_id"]),
-            (f"best {context.metric}", _format(float(best[context.metric]))),
-            ("best fingerprint", best["fingerprint"]),
-        ]
-    return _table("summary", ["", ""], rows)
-
-
-def _top_table(context: _Context) -> str:
-    extra = [c for c in ("params",) if c in context.best.columns and c != context.metric]
-    header = ["rank", "trial", context.metric, *extra, "budget", "fingerprint", "worker"]
-    rows = [
-        [
-            rank,
-            row["trial_id"],
-            _format(float(row[context.metric])),
-            *(_format(float(row[c])) for c in extra),
-            row["budget"],
-            str(row["fingerprint"])[:12],
-            row["worker"],
-        ]
-        for rank, (_, row) in enumerate(context.best.iterrows(), start=1)
-    ]
-    return _table("top", header, rows)
-
-
-def _failure_table(context: _Context) -> str:
-    counts = _failure_counts(context.table)
-    rows = [[r.kind, r.count, _short(str(r.example), 200)] for r in counts.itertuples()]
-    return _table("failures", ["kind", "count", "example error"], rows)
-
-
-def _worker_table(context: _Context) -> str:
-    table = _ran(context.table)
-    rows = []
-    for worker in sorted(table["worker"].unique().tolist()):
-        mine = table[table["worker"] == worker]
-        busy = float((mine["end_time"] - mine["start_time"]).sum())
-        failed, pruned = (int((mine["state"] == state).sum()) for state in (_FAIL, _PRUNED))
-        rows.append([worker, len(mine), failed, pruned, f"{busy:.1f}"])
-    return _table("workers", ["worker", "trials", "failed", "pruned", "busy seconds"], rows)
-
-
-def _page(context: _Context, images: dict[str, bytes]) -> str:
-    figures = "".join(
-        f'<figure id="fig-{name}"><img alt="{html.escape(_CAPTIONS[name])}" '
-        f'src="data:image/png;base64,{base64.b64encode(images[name]).decode("ascii")}">'
-        f"<figcaption>{html.escape(_CAPTIONS[name])}</figcaption></figure>"
-        for name in FIGURES
-    )
-    title = html.escape(f"morphml report: {context.store.url}")
-    return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{_STYLE}</style></head><body><h1>{title}</h1>"
-        f"<h2>Summary</h2>{_summary(context)}"
-        f"<h2>Top {len(context.best)} trials</h2>{_top_table(context)}"
-        f"<h2>Failures</h2>{_failure_table(context)}"
-        f"<h2>Workers</h2>{_worker_table(context)}"
-        f"<h2>Figures</h2>{figures}</body></html>\n"
-    )
