@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from morphml_dask.exceptions import InputError, TaskError, TrainingDivergedError
+from morphml_dask.exceptions import InputError, TaskError
 from morphml_dask.registry import Schema, register_kind
 from morphml_dask.tasks._base import (
     DEFAULT_EPOCHS,
@@ -19,7 +17,14 @@ from morphml_dask.tasks._base import (
     check_epochs,
 )
 from morphml_dask.tasks._data import ImageDataset, load_digits
-from morphml_dask.tasks._feed import DEFAULT_DEVICE_DATA_MB, DEFAULT_LOADER_WORKERS, Feed, feed_for
+from morphml_dask.tasks._feed import DEFAULT_DEVICE_DATA_MB, DEFAULT_LOADER_WORKERS, feed_for
+from morphml_dask.tasks._loop import (
+    TrainingLoop,
+    check_precision,
+    learning_rate,
+    make_optimizer,
+    wrap_for_devices,
+)
 from morphml_dask.tasks._zarr import open_xarray_dataset
 from morphml_dask.validation import (
     check_bool,
@@ -52,8 +57,6 @@ SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("fp32", "bf16")
 # Seeds are stored as signed 64-bit integers; torch's generators take no more.
 MAX_SEED = 2**63 - 1
-# Validation and test batches: inference only, so larger than any training batch.
-EVAL_BATCH = 512
 
 
 class TrainingTask(BaseTask):
@@ -294,7 +297,7 @@ class TrainingTask(BaseTask):
 
         started = time.perf_counter()
         devices = tuple(devices) if devices else (device,)
-        _check_precision(self.precision, devices[0])
+        check_precision(self.precision, devices[0])
         data = self.dataset
         model = self.build(arch)
         inherited = _start_from(model, weights, inherit, morphism)
@@ -305,7 +308,7 @@ class TrainingTask(BaseTask):
             device_data_mb=self.device_data_mb,
             loader_workers=self.loader_workers,
         )
-        loop = _Loop(self.wrap(model, devices), feed, self.precision)
+        loop = TrainingLoop(self.wrap(model, devices), feed, self.precision)
         peak = self.inherit_learning_rate if inherit is not None else None
         curve = self._train(loop, range(trained_epochs, budget), on_epoch, peak)
         test_loss, test_acc = loop.score("test")
@@ -325,17 +328,21 @@ class TrainingTask(BaseTask):
         return Evaluation(metrics=metrics, curve=curve, weights=state, inherited_fraction=inherited)
 
     def _train(
-        self, loop: _Loop, epochs: range, on_epoch: EpochHook | None, peak: float | None = None
+        self,
+        loop: TrainingLoop,
+        epochs: range,
+        on_epoch: EpochHook | None,
+        peak: float | None = None,
     ) -> Curve:
         """Train through ``epochs`` (0-based), scoring the model after each: the curve,
         cut short when ``on_epoch`` says stop. With a ``peak`` learning rate (an inheriting
         child) the schedule restarts from it over these epochs alone."""
-        opt = _make_optimizer(self, loop.model)
+        opt = make_optimizer(self, loop.model)
         horizon = epochs.stop if peak is not None else self.max_epochs or epochs.stop
         curve = []
         for epoch in epochs:
             for group in opt.param_groups:
-                group["lr"] = _learning_rate(
+                group["lr"] = learning_rate(
                     self.schedule, peak or self.learning_rate, epoch, horizon
                 )
             train_loss = loop.train_epoch(opt, self.batch_size, self.seed, epoch)
@@ -351,143 +358,6 @@ class TrainingTask(BaseTask):
             if on_epoch is not None and on_epoch(curve[-1]):
                 break
         return curve
-
-
-def wrap_for_devices(model: nn.Module, devices: Sequence[str], *, compile: bool) -> nn.Module:
-    """The module that trains: ``model`` itself, compiled if ``compile`` is set, or,
-    for several GPUs, `torch.nn.DataParallel` over them (``model`` on the first).
-
-    Raises
-    ------
-    TaskError
-        When ``devices`` names several devices that are not all CUDA GPUs.
-    """
-    import torch
-    from torch import nn
-
-    if len(devices) > 1:
-        if any(torch.device(d).type != "cuda" for d in devices):
-            raise invalid(
-                TaskError,
-                "devices",
-                list(devices),
-                expected="one device, or several CUDA GPUs to train data-parallel on",
-                fix="train on one device, e.g. devices=('cpu',)",
-            )
-        return nn.DataParallel(model, device_ids=[torch.device(d) for d in devices])
-    if compile:
-        compiled: nn.Module = torch.compile(model)  # type: ignore[assignment]
-        return compiled
-    return model
-
-
-def _make_optimizer(task: TrainingTask, model: nn.Module) -> torch.optim.Optimizer:
-    import torch
-
-    if task.optimizer == "adam":
-        return torch.optim.Adam(
-            model.parameters(), lr=task.learning_rate, weight_decay=task.weight_decay
-        )
-    return torch.optim.SGD(
-        model.parameters(),
-        lr=task.learning_rate,
-        momentum=task.momentum,
-        weight_decay=task.weight_decay,
-        nesterov=task.momentum > 0,
-    )
-
-
-def _learning_rate(schedule: str, peak: float, epoch: int, horizon: int) -> float:
-    """The rate of ``epoch`` (0-based) of ``horizon``: cosine-annealed from ``peak``."""
-    if schedule == "constant":
-        return peak
-    return 0.5 * peak * (1.0 + math.cos(math.pi * epoch / horizon))
-
-
-class _Loop:
-    """One evaluation's training loop: the module that trains, the batches it is fed and
-    the precision of its forward passes.
-
-    Losses are summed on the device and read once per epoch: reading each batch's loss
-    would wait for the GPU at every step.
-    """
-
-    def __init__(self, model: nn.Module, feed: Feed, precision: str) -> None:
-        self.model = model
-        self.feed = feed
-        self.bf16 = precision == "bf16"
-
-    def autocast(self) -> AbstractContextManager[Any]:
-        import torch
-
-        if not self.bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(torch.device(self.feed.device).type, dtype=torch.bfloat16)
-
-    def train_epoch(
-        self, opt: torch.optim.Optimizer, batch_size: int, seed: int, epoch: int
-    ) -> float:
-        """One epoch of training; the mean training loss."""
-        import torch
-        from torch import nn
-
-        model, feed = self.model, self.feed
-        model.train()
-        # Batch order depends only on (seed, epoch), so continuing a trial reproduces it.
-        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(feed.sizes["train"], generator=generator)
-        total = torch.zeros((), dtype=torch.float64, device=feed.device)
-        for x, y in feed.batches("train", batch_size, order):
-            opt.zero_grad(set_to_none=True)
-            with self.autocast():
-                loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()  # type: ignore[no-untyped-call]
-            opt.step()
-            total += loss.detach().double() * len(y)
-        mean = total.item() / feed.sizes["train"]
-        if not math.isfinite(mean):
-            raise TrainingDivergedError(
-                f"loss became {mean} in epoch {epoch + 1}; lower the learning rate"
-            )
-        return mean
-
-    def score(self, split: str) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy in percent on ``split``, in eval mode."""
-        import torch
-        from torch import nn
-
-        model, feed = self.model, self.feed
-        model.eval()
-        loss = torch.zeros((), dtype=torch.float64, device=feed.device)
-        correct = torch.zeros((), dtype=torch.int64, device=feed.device)
-        with torch.no_grad():
-            for x, y in feed.batches(split, EVAL_BATCH):
-                with self.autocast():
-                    logits = model(x).float()
-                loss += nn.functional.cross_entropy(logits, y, reduction="sum").double()
-                correct += (logits.argmax(dim=1) == y).sum()
-        count = feed.sizes[split]
-        return loss.item() / count, 100.0 * correct.item() / count
-
-
-def _check_precision(precision: str, device: str) -> None:
-    """Refuse bf16 where torch has no bfloat16 autocast: every trial would fail alike."""
-    import torch
-
-    if precision == "fp32":
-        return
-    kind = torch.device(device).type
-    if not torch.amp.is_autocast_available(kind) or (
-        kind == "cuda" and not torch.cuda.is_bf16_supported()
-    ):
-        raise TaskError(
-            f"precision 'bf16' is not supported on {device}",
-            expected="a device with bfloat16 autocast (CPUs, GPUs of compute capability 8 "
-            "and newer)",
-            received=f"device {device!r}",
-            fix="set precision='fp32'",
-            key="precision",
-        )
 
 
 def _planned_morphism(task: TrainingTask, info: Mapping[str, Any]) -> Mapping[str, Any] | None:
