@@ -44,8 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
+from morphml_dask._experiment_files import read_document
 from morphml_dask._fits import check_optimizer_fits_task
 from morphml_dask.config import config_value
 from morphml_dask.exceptions import ExperimentError, InputError
@@ -181,74 +180,8 @@ def load_experiment(source: str | os.PathLike[str] | Mapping[str, Any]) -> Exper
     >>> exp.make_optimizer().ask(1)[0].budget
     12
     """
-    document, folder = _read(source)
+    document, folder = read_document(source)
     return _build(document, folder)
-
-
-# -- reading ---------------------------------------------------------------------------------
-
-
-def _read(source: object) -> tuple[Mapping[str, Any], Path | None]:
-    """The document, and the folder of the file it was read from (None for text and
-    mappings)."""
-    folder = None
-    if isinstance(source, Mapping):
-        document: object = source
-        origin = "the mapping"
-    elif isinstance(source, str) and "\n" in source:
-        document, origin = _parse(source, "the YAML text"), "the YAML text"
-    elif isinstance(source, str | os.PathLike):
-        path = Path(source)
-        document, origin = _parse(_read_file(path), str(path)), str(path)
-        folder = path.resolve().parent
-    else:
-        _fail(
-            "unsupported experiment source",
-            expected="a path to a YAML file, YAML text, or a mapping",
-            received=describe(source),
-            fix='call load_experiment("experiment.yaml")',
-        )
-    if not isinstance(document, Mapping):
-        _fail(
-            f"the experiment in {origin} is not a mapping",
-            expected="a YAML mapping with name, space, task and optimizer keys",
-            received=describe(document),
-            fix="start from examples/digits.yaml",
-        )
-    return document, folder
-
-
-def _read_file(path: Path) -> str:
-    fix = f"check the path; relative paths start from the working directory {Path.cwd()}"
-    if not path.exists():
-        _fail("experiment file not found", expected="a YAML file", received=str(path), fix=fix)
-    if not path.is_file():
-        _fail("experiment path is not a file", expected="a YAML file", received=str(path), fix=fix)
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        _fail(
-            "cannot read the experiment file",
-            expected="a readable UTF-8 YAML file",
-            received=f"{path}: {error}",
-            fix="check the file's permissions and encoding",
-        )
-
-
-def _parse(text: str, origin: str) -> object:
-    try:
-        return yaml.safe_load(text)
-    except (yaml.YAMLError, ValueError, RecursionError) as error:
-        # PyYAML raises ValueError for integers too long for Python to parse.
-        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-        where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(error, "problem", None) or str(error)
-        _fail(
-            f"invalid YAML in {origin}{where}",
-            expected="a YAML mapping, as in examples/digits.yaml",
-            received=f"{problem}{where}",
-            fix=f"correct the YAML syntax{where} of {origin}",
-        )
 
 
 # -- errors ----------------------------------------------------------------------------------
