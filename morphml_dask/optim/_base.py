@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from morphml_dask.exceptions import OptimizerError
-from morphml_dask.optim._warmup import ZeroCostWarmup, make_warmup
+from morphml_dask.optim._warmup import ZeroCostWarmup, is_warmup, make_warmup
 from morphml_dask.space import BaseSearchSpace, Candidate, space_from_dict
 from morphml_dask.trial import Trial, TrialResult, numbered_id, trial_number
 from morphml_dask.validation import check_bool, check_choice, check_int, check_string
@@ -147,7 +147,7 @@ class BaseOptimizer(abc.ABC):
                 fix="tell each result to the optimizer that asked for its trial",
             )
         self._told += 1
-        if self._warmup is not None and "warmup" in trial.info:
+        if self._warmup is not None and is_warmup(trial):
             self._warmup.tell(trial, result)
             return
         score = self.objective.score(result)

@@ -20,7 +20,7 @@ from morphml_dask.space import Candidate
 from morphml_dask.trial import Trial, TrialResult, trial_number
 from morphml_dask.validation import check_choice, check_int
 
-__all__ = ["WARMUP_PROXIES", "ZeroCostWarmup", "warmup_metric"]
+__all__ = ["WARMUP_PROXIES", "ZeroCostWarmup", "is_warmup", "warmup_metric"]
 
 WARMUP_PROXIES = ("synflow", "params", "flops", "jacob_cov", "naswot", "snip", "grad_norm")
 """Proxies whose larger values predict higher accuracy: the ones a warm-up can rank by
@@ -30,6 +30,11 @@ _FIX = (
     "pass e.g. warmup=3000, warmup_proxy='synflow' (Abdelfattah et al.'s setting), "
     "or warmup=0 for no warm-up"
 )
+
+
+def is_warmup(trial: Trial) -> bool:
+    """Whether ``trial`` only scores its candidate for a warm-up (``budget=0``)."""
+    return "warmup" in trial.info
 
 
 def warmup_metric(proxy: str) -> str:

@@ -403,7 +403,8 @@ def _measured(
 
     fresh = weights is None and inherit is None
     limits = {} if weights is not None else task.limits
-    names = [*(task.proxies if fresh else ()), *(n for n in limits if n not in task.proxies)]
+    # Every limit is measured, one on a proxy too: an inheriting child reports no proxies.
+    names = list(dict.fromkeys([*(task.proxies if fresh else ()), *limits]))
     if not names:
         return {}
     scores = proxy_scores(model, names, task.dataset, batch_size=task.batch_size, seed=task.seed)

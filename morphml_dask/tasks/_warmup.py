@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from morphml_dask.exceptions import TaskError
+from morphml_dask.optim._warmup import is_warmup, warmup_metric
 from morphml_dask.tasks._base import BaseTask, Evaluation, architecture_of
 from morphml_dask.tasks._nb201 import NB201TabularTask
 from morphml_dask.tasks._proxy import ProxyTask, proxy_scores
@@ -22,15 +23,10 @@ if TYPE_CHECKING:
 __all__ = ["DATA_FREE_WARMUP", "check_warmup_task", "is_warmup", "score_for_warmup"]
 
 # The benchmark's networks: CIFAR shapes, and ImageNet16-120's 16x16 images.
-_NB201_SHAPES = {"cifar10": (10, 32), "cifar100": (100, 32), "ImageNet16-120": (120, 16)}
+_NB201_SHAPES = {"cifar10": (10, 32), "cifar100": (100, 32), "imagenet": (120, 16)}
 _TASKS = "TrainingTask, ProxyTask or NB201TabularTask"
 # The warm-up proxies (`WARMUP_PROXIES`) that need no images: all a tabular task can score.
 DATA_FREE_WARMUP = ("synflow", "params", "flops")
-
-
-def is_warmup(trial: Trial) -> bool:
-    """Whether ``trial`` only scores its candidate for a warm-up (``budget=0``)."""
-    return "warmup" in trial.info
 
 
 def score_for_warmup(task: BaseTask, trial: Trial, ctx: TrialContext) -> Evaluation:
@@ -61,7 +57,7 @@ def score_for_warmup(task: BaseTask, trial: Trial, ctx: TrialContext) -> Evaluat
         )[proxy]
     wall = time.perf_counter() - started
     return Evaluation(
-        metrics={f"proxy_{proxy}": value, "cost_seconds": wall, "wall_time": wall}, curve=[]
+        metrics={warmup_metric(proxy): value, "cost_seconds": wall, "wall_time": wall}, curve=[]
     )
 
 

@@ -32,6 +32,18 @@ def test_a_candidate_above_a_limit_is_rejected_with_what_was_measured() -> None:
     assert len(kept.curve) == 1, "a candidate within its limits trains"
 
 
+@pytest.mark.parametrize("proxies", [[], ["params"]])
+def test_an_inheriting_child_is_held_to_the_limits_too(proxies: list[str]) -> None:
+    """A child that starts from its parent's weights measures no proxies, but every limit,
+    one on a proxy the task also reports included."""
+    arch = DagSpace(max_nodes=3, widths=(48,), kernels=(5,)).sample(np.random.default_rng(0))
+    parent = build_model(arch, 10, in_channels=1).state_dict()
+    params = count_parameters(build_model(arch, 10, in_channels=1))
+    limits = {"params": params - 1, "flops": 1e12}
+    with pytest.raises(CandidateRejected, match=rf"rejected before training: params {params}"):
+        TrainingTask(proxies=proxies, limits=limits).evaluate(arch, 1, inherit=parent)
+
+
 @pytest.mark.parametrize(
     ("limits", "message"),
     [

@@ -94,3 +94,14 @@ def test_a_warm_up_with_a_train_function_is_refused(tmp_path: Path) -> None:
         + r".*received: warmup with a FunctionTask.*fix: drop warmup",
     ):
         load_experiment(document)
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "imagenet"])
+def test_a_tabular_task_scores_a_warm_up_on_the_benchmarks_network(dataset: str) -> None:
+    from morphml_dask.optim import RegularizedEvolution
+    from morphml_dask.space import CellSpace
+    from morphml_dask.tasks import NB201TabularTask, TrialContext, score_for_warmup
+
+    (trial,) = RegularizedEvolution(CellSpace(), warmup=4, seed=0).ask(1)
+    scored = score_for_warmup(NB201TabularTask(dataset), trial, TrialContext(trial))
+    assert scored.metrics["proxy_synflow"] > 0 and scored.metrics["cost_seconds"] > 0
