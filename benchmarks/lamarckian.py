@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded by path
-from _meta import versions
+from _meta import versions, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -465,8 +465,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _report(results: dict[str, Any], args: argparse.Namespace) -> None:
     print(table(results))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    write_json(args.json, results)
     print(f"wrote {args.json} ({results['total_s']} s of runs)")
     if args.plot is not None:
         plot(results, args.plot)

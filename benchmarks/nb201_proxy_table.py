@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded by path
-from morphml_dask.space import NUM_CELLS, CellSpace
+from proxies import nb201_table, rank_correlation, score_nb201
 
-NB201_INPUT = (1, 3, 32, 32)
+from morphml_dask.space import NUM_CELLS
+
 SAVE_EVERY = 500
 
 
@@ -31,15 +31,8 @@ def scores_of(cells: list[int], proxy: str = "synflow") -> list[float]:
 
 def _score(index: int, proxy: str) -> tuple[float, float]:
     """``proxy`` of cell ``index`` initialised from seed ``index``, and the seconds it took."""
-    import torch
-
-    from morphml_dask.models import build_model, score
-
-    started = time.perf_counter()
-    torch.manual_seed(index)
-    model = build_model(CellSpace().from_index(index), 10, in_channels=3)
-    value = score(model, (proxy,), input_shape=NB201_INPUT)[proxy]
-    return value, time.perf_counter() - started
+    values, seconds = score_nb201(index, (proxy,))
+    return values[proxy], seconds
 
 
 def score_cells(proxy: str, out: Path, cells: int = NUM_CELLS, *, descending: bool = False) -> None:
@@ -86,15 +79,7 @@ def main() -> None:
 def correlation(table: Path) -> float:
     """Spearman's rho between the table's scores and the 200-epoch validation accuracy that
     ships with the package (as `benchmarks/proxies.py` correlates a sample of cells)."""
-    from proxies import rank_correlation
-
-    from morphml_dask.tasks import NB201TabularTask
-
-    task, space = NB201TabularTask("cifar10"), CellSpace()
-    accuracy = [
-        task.evaluate(space.from_index(i), 200).metrics["val_accuracy_200"]
-        for i in range(NUM_CELLS)
-    ]
+    accuracy = [row["val_accuracy_200"] for row in nb201_table()]
     scores = np.load(table)["scores"]
     return float(rank_correlation(scores.tolist(), accuracy))
 

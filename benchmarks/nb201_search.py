@@ -14,12 +14,15 @@ next to the published numbers and writes JSON with every run's chosen ``arch_str
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded by path
+from _meta import write_json
 
 from morphml_dask.optim import (
     ASHA,
@@ -109,6 +112,24 @@ def run_search(
     }
 
 
+def repeat_search(
+    make: Factory,
+    task: NB201TabularTask,
+    runs: int,
+    seed: int,
+    seconds: float = SEARCH_SECONDS,
+    proxy: ProxyScore | None = None,
+) -> list[dict[str, Any]]:
+    """``runs`` searches (`run_search`), run ``r`` by ``make``'s optimizer seeded
+    ``seed * 1_000_003 + r``; each run's seed and result."""
+    per_run = []
+    for run in range(runs):
+        run_seed = seed * 1_000_003 + run
+        result = run_search(make(CellSpace(), run_seed), task, seconds, proxy)
+        per_run.append({"seed": run_seed, **result})
+    return per_run
+
+
 def benchmark(
     names: list[str], runs: int, seed: int, seconds: float = SEARCH_SECONDS
 ) -> dict[str, Any]:
@@ -116,10 +137,7 @@ def benchmark(
     results: dict[str, Any] = {}
     for name in names:
         started = time.perf_counter()
-        per_run = []
-        for run in range(runs):
-            optimizer = FACTORIES[name](CellSpace(), seed * 1_000_003 + run)
-            per_run.append({"seed": seed * 1_000_003 + run, **run_search(optimizer, task, seconds)})
+        per_run = repeat_search(FACTORIES[name], task, runs, seed, seconds)
         accuracies = [r["val_accuracy_200"] for r in per_run]
         results[name] = {
             "mean": statistics.fmean(accuracies),
@@ -159,7 +177,6 @@ def main() -> None:
     args = parser.parse_args()
     results = benchmark(args.optimizers, args.runs, args.seed)
     print(_table(results, args.runs))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "protocol": {
             "dataset": "cifar10",
@@ -172,7 +189,7 @@ def main() -> None:
         "published": {k: {"mean": m, "std": s} for k, (m, s) in PUBLISHED.items()},
         "optimizers": results,
     }
-    args.json.write_text(json.dumps(document, indent=1))
+    write_json(args.json, document)
     print(f"wrote {args.json}")
 
 

@@ -16,7 +16,6 @@ so the charge errs against the warm-up.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -26,26 +25,26 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded by path
-from _meta import versions
-from nb201_search import SEARCH_SECONDS, run_search
+from _meta import versions, write_json
+from nb201_search import SEARCH_SECONDS, Factory, repeat_search
 
-from morphml_dask.optim import BaseOptimizer, RandomSearch, RegularizedEvolution
+from morphml_dask.optim import RandomSearch, RegularizedEvolution
 from morphml_dask.space import ArchGraph, CellSpace
 from morphml_dask.tasks import NB201TabularTask
 
 TABLE = Path(__file__).resolve().parent / "results" / "nb201_synflow.npz"
 
 
-def variants(warmups: list[int]) -> dict[str, Any]:
+def variants(warmups: list[int]) -> dict[str, Factory]:
     """Optimizer factories by name: each algorithm plain, then with each warm-up size."""
 
-    def rea(warmup: int) -> Any:
-        return lambda seed: RegularizedEvolution(
-            CellSpace(), population_size=10, sample_size=3, budget=12, seed=seed, warmup=warmup
+    def rea(warmup: int) -> Factory:
+        return lambda space, seed: RegularizedEvolution(
+            space, population_size=10, sample_size=3, budget=12, seed=seed, warmup=warmup
         )
 
-    def rs(warmup: int) -> Any:
-        return lambda seed: RandomSearch(CellSpace(), budget=12, seed=seed, warmup=warmup)
+    def rs(warmup: int) -> Factory:
+        return lambda space, seed: RandomSearch(space, budget=12, seed=seed, warmup=warmup)
 
     made = {}
     for algorithm, factory in (("regularized-evolution", rea), ("random-search", rs)):
@@ -73,21 +72,19 @@ def synflow_lookup(table: Path) -> Any:
     return lookup
 
 
-def benchmark(names: dict[str, Any], runs: int, seed: int, table: Path) -> dict[str, Any]:
+def benchmark(names: dict[str, Factory], runs: int, seed: int, table: Path) -> dict[str, Any]:
     task = NB201TabularTask("cifar10")
     proxy = synflow_lookup(table)
     results: dict[str, Any] = {}
     for name, make in names.items():
         started = time.perf_counter()
-        per_run = []
-        for run in range(runs):
-            optimizer: BaseOptimizer = make(seed * 1_000_003 + run)
-            per_run.append(run_search(optimizer, task, SEARCH_SECONDS, proxy))
+        per_run = repeat_search(make, task, runs, seed, SEARCH_SECONDS, proxy)
         accuracies = [r["val_accuracy_200"] for r in per_run]
+        std = statistics.stdev(accuracies)
         results[name] = {
             "mean": statistics.fmean(accuracies),
-            "std": statistics.stdev(accuracies),
-            "sem": statistics.stdev(accuracies) / runs**0.5,
+            "std": std,
+            "sem": std / runs**0.5,
             "mean_evaluations": statistics.fmean(r["evaluations"] for r in per_run),
             "mean_scored": statistics.fmean(r["scored"] for r in per_run),
             "seconds": time.perf_counter() - started,
@@ -134,8 +131,7 @@ def main() -> None:
         "versions": versions("torch", "numpy"),
         "searches": results,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(document, indent=1))
+    write_json(args.json, document)
     print(f"wrote {args.json}")
 
 

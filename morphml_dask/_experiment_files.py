@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
 
@@ -14,10 +14,6 @@ from morphml_dask.exceptions import ExperimentError
 from morphml_dask.validation import describe
 
 __all__ = ["read_document"]
-
-
-def _fail(problem: str, *, expected: str, received: str, fix: str) -> NoReturn:
-    raise ExperimentError(problem, expected=expected, received=received, fix=fix)
 
 
 def read_document(source: object) -> tuple[Mapping[str, Any], Path | None]:
@@ -34,14 +30,14 @@ def read_document(source: object) -> tuple[Mapping[str, Any], Path | None]:
         document, origin = _parse(_read_file(path), str(path)), str(path)
         folder = path.resolve().parent
     else:
-        _fail(
+        raise ExperimentError(
             "unsupported experiment source",
             expected="a path to a YAML file, YAML text, or a mapping",
             received=describe(source),
             fix='call load_experiment("experiment.yaml")',
         )
     if not isinstance(document, Mapping):
-        _fail(
+        raise ExperimentError(
             f"the experiment in {origin} is not a mapping",
             expected="a YAML mapping with name, space, task and optimizer keys",
             received=describe(document),
@@ -53,18 +49,22 @@ def read_document(source: object) -> tuple[Mapping[str, Any], Path | None]:
 def _read_file(path: Path) -> str:
     fix = f"check the path; relative paths start from the working directory {Path.cwd()}"
     if not path.exists():
-        _fail("experiment file not found", expected="a YAML file", received=str(path), fix=fix)
+        raise ExperimentError(
+            "experiment file not found", expected="a YAML file", received=str(path), fix=fix
+        )
     if not path.is_file():
-        _fail("experiment path is not a file", expected="a YAML file", received=str(path), fix=fix)
+        raise ExperimentError(
+            "experiment path is not a file", expected="a YAML file", received=str(path), fix=fix
+        )
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        _fail(
+        raise ExperimentError(
             "cannot read the experiment file",
             expected="a readable UTF-8 YAML file",
             received=f"{path}: {error}",
             fix="check the file's permissions and encoding",
-        )
+        ) from error
 
 
 def _parse(text: str, origin: str) -> object:
@@ -75,9 +75,9 @@ def _parse(text: str, origin: str) -> object:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
         problem = getattr(error, "problem", None) or str(error)
-        _fail(
+        raise ExperimentError(
             f"invalid YAML in {origin}{where}",
             expected="a YAML mapping, as in examples/digits.yaml",
             received=f"{problem}{where}",
             fix=f"correct the YAML syntax{where} of {origin}",
-        )
+        ) from error

@@ -4,7 +4,7 @@ what the optimizer names or asks for must be something the task does."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from morphml_dask.exceptions import ExperimentError, TaskError
 
@@ -19,10 +19,6 @@ def check_optimizer_fits_task(optimizer: Mapping[str, Any], task: BaseTask) -> N
     metrics the task never reports or whose warm-up the task cannot score."""
     _check_metrics_reported(optimizer, task)
     _check_warmup(optimizer, task)
-
-
-def _refuse(problem: str, *, expected: str, received: str, fix: str) -> NoReturn:
-    raise ExperimentError(problem, expected=expected, received=received, fix=fix)
 
 
 def _check_metrics_reported(optimizer: Mapping[str, Any], task: BaseTask) -> None:
@@ -40,7 +36,7 @@ def _check_metrics_reported(optimizer: Mapping[str, Any], task: BaseTask) -> Non
     named += [(f"constraints.{metric}", metric) for metric in optimizer.get("constraints") or {}]
     for key, metric in named:
         if isinstance(metric, str) and metric not in reported:
-            _refuse(
+            raise ExperimentError(
                 f"optimizer.{key} names a metric the task does not report",
                 expected=f"one of {sorted(reported)}",
                 received=repr(metric),
@@ -55,9 +51,9 @@ def _check_warmup(optimizer: Mapping[str, Any], task: BaseTask) -> None:
     try:
         check_warmup_task(optimizer, task)
     except TaskError as error:
-        _refuse(
+        raise ExperimentError(
             f"optimizer.warmup: {error.problem}",
             expected=str(error.expected),
             received=str(error.received),
             fix=str(error.fix),
-        )
+        ) from error

@@ -187,10 +187,6 @@ def load_experiment(source: str | os.PathLike[str] | Mapping[str, Any]) -> Exper
 # -- errors ----------------------------------------------------------------------------------
 
 
-def _fail(problem: str, *, expected: str, received: str, fix: str) -> NoReturn:
-    raise ExperimentError(problem, expected=expected, received=received, fix=fix)
-
-
 def _wrong(path: str, value: object, expected: str) -> NoReturn:
     raise _located(invalid(ExperimentError, path, value, expected=expected), "", {})
 
@@ -289,7 +285,7 @@ def _top_level(document: Mapping[str, Any]) -> dict[str, Any]:
     _check_keys(document, _TOP, "")
     missing = [key for key in _REQUIRED if key not in document]
     if missing:
-        _fail(
+        raise ExperimentError(
             f"missing required key {missing[0]}",
             expected=f"the keys {list(_REQUIRED)}",
             received=f"keys {sorted(map(key_text, document))}",
@@ -338,7 +334,7 @@ def _check_keys(mapping: Mapping[Any, Any], valid: list[str], here: str) -> None
             fix = f"rename {path} to {prefix}{close[0]}"
         else:
             fix = f"remove {path}"
-        _fail(
+        raise ExperimentError(
             f"unknown key {path}",
             expected=f"keys among {sorted(valid)}",
             received=short_repr(key),
@@ -360,7 +356,7 @@ def _section(document: Mapping[str, Any], section: str) -> tuple[Kind, dict[str,
         value = {"name": _FUNCTION, **value}  # space: {function: mypkg.spaces:mlp}
     if "name" not in value:
         named = [name for name in names if name != _FUNCTION]  # chosen by function: instead
-        _fail(
+        raise ExperimentError(
             f"missing {section}.name",
             expected=f"a name among {named}"
             + (", or function: 'module:name'" if section in ("space", "task") else ""),
@@ -372,7 +368,7 @@ def _section(document: Mapping[str, Any], section: str) -> tuple[Kind, dict[str,
         kind = _imported_kind(section, value["name"])
     if kind is None:
         close = difflib.get_close_matches(key_text(value["name"]), names, n=1)
-        _fail(
+        raise ExperimentError(
             f"unknown {section}.name",
             expected=f"one of {names}",
             received=short_repr(value["name"]),
@@ -383,7 +379,7 @@ def _section(document: Mapping[str, Any], section: str) -> tuple[Kind, dict[str,
     _check_keys(given, list(kind.keys), section)
     missing = [key for key in kind.schema.required if key not in given]
     if missing:
-        _fail(
+        raise ExperimentError(
             f"missing {section}.{missing[0]}",
             expected=f"the keys {list(kind.schema.required)} in a {kind.name} {section} section",
             received=f"keys {sorted(map(key_text, given))}",
@@ -421,7 +417,7 @@ def _imported_kind(section: str, path: str) -> Kind:
             "to the experiment file)",
         ) from error
     if not (isinstance(found, type) and issubclass(found, base)):
-        _fail(
+        raise ExperimentError(
             f"invalid value for {section}.name: {path!r} is not a {base.__name__} subclass",
             expected=f"the import path of a class derived from {base.__name__}",
             received=describe(found),
@@ -474,7 +470,7 @@ def _check_space_fits(task: Kind, space: Kind) -> None:
         for name, kind in kinds("task").items()
         if kind.schema.requires_space in (None, space.name)
     ]
-    _fail(
+    raise ExperimentError(
         f"the {task.name} task needs the {needed} space",
         expected=f"space.name {needed}",
         received=repr(space.name),
@@ -575,7 +571,7 @@ def _pruner_doc(document: Mapping[str, Any], task_doc: Mapping[str, Any]) -> dic
 def _make_pruner(section: Mapping[str, Any]) -> BasePruner:
     kind = get_kind("pruner", section["name"])
     if kind is None:
-        _fail(
+        raise ExperimentError(
             "unknown pruner.name",
             expected=f"one of {sorted(kinds('pruner'))}",
             received=repr(section["name"]),
@@ -591,7 +587,7 @@ def _make_optimizer(document: Mapping[str, Any], space: BaseSearchSpace) -> Base
     settings = copy.deepcopy(document["optimizer"])
     kind = get_kind("optimizer", settings.pop("name"))
     if kind is None:  # unregistered since the document was loaded
-        _fail(
+        raise ExperimentError(
             "unknown optimizer.name",
             expected=f"one of {sorted(kinds('optimizer'))}",
             received=repr(document["optimizer"]["name"]),
@@ -606,7 +602,7 @@ def _make_optimizer(document: Mapping[str, Any], space: BaseSearchSpace) -> Base
 def _made(section: str, kind: Kind, value: Any, base: type[Any]) -> Any:
     """``value``, if the factory of ``kind`` made an instance of ``base``."""
     if not isinstance(value, base):
-        _fail(
+        raise ExperimentError(
             f"the factory of the {section} {kind.name!r} made no {base.__name__}",
             expected=f"a {base.__name__} from {kind.target!r}",
             received=describe(value),

@@ -24,6 +24,7 @@ import numpy as np
 
 from morphml_dask.exceptions import OptimizerError
 from morphml_dask.optim import BaseOptimizer, RandomSearch
+from morphml_dask.optim._warmup import is_warmup, warmup_metric
 from morphml_dask.space import CellSpace, Config, Sampler
 from morphml_dask.trial import Trial, TrialRecord, TrialResult
 
@@ -41,6 +42,7 @@ __all__ = [
     "check_store",
     "conditional_cell_space",
     "conditional_space",
+    "free_port",
     "local_client",
     "moto_s3_server",
     "run_optimizer",
@@ -63,9 +65,9 @@ def synthetic_result(trial: Trial, *, fail_rate: float = 0.0) -> TrialResult:
     quality, size, fate = (int.from_bytes(digest[i : i + 4], "big") / 2**32 for i in (0, 4, 8))
     if fate < fail_rate:
         return TrialResult.failed(trial.id, "synthetic failure", kind="error")
-    if "warmup" in trial.info:  # a zero-cost proxy: the quality, blurred by the size
+    if is_warmup(trial):  # a zero-cost proxy: the quality, blurred by the size
         return TrialResult.complete(
-            trial.id, {f"proxy_{trial.info['warmup']}": quality + 0.3 * size}
+            trial.id, {warmup_metric(trial.info["warmup"]): quality + 0.3 * size}
         )
     accuracy = 100.0 * quality * (1.0 - 0.5 / (1.0 + math.log1p(trial.budget)))
     params = 1e5 * (0.2 + quality * 0.5 + size * 0.3)
@@ -438,6 +440,15 @@ def _check_weights(store: BaseStore) -> None:
         assert trial_id in message
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server a test starts."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextlib.contextmanager
 def moto_s3_server(timeout: float = 30.0) -> Iterator[str]:
     """Run moto's S3 server on 127.0.0.1 in a subprocess; yields its endpoint URL.
@@ -445,15 +456,12 @@ def moto_s3_server(timeout: float = 30.0) -> Iterator[str]:
     Needs ``moto[server]``. The bytes cross a real HTTP socket, so s3fs is exercised as it is
     against a real object store.
     """
-    import socket
     import subprocess
     import sys
     import time
     import urllib.request
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

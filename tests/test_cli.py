@@ -112,13 +112,10 @@ def test_a_store_at_an_unreachable_endpoint_says_what_to_check(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
-    import socket
-
     from morphml_dask.cli import main
+    from morphml_dask.testing import free_port
 
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
+    closed = free_port()  # a port nobody listens on
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     options = json.dumps(

@@ -6,39 +6,28 @@ The full run (1,000 NAS-Bench-201 cells, 60 digits networks) is the script itsel
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "proxies.py"
-
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("proxies_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["proxies_benchmark"] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_module: Callable[[str], ModuleType]) -> ModuleType:
+    return benchmark_module("proxies")
 
 
 @pytest.mark.slow
-def test_quick_run_writes_a_correlation_per_proxy(tmp_path: Path) -> None:
+def test_quick_run_writes_a_correlation_per_proxy(
+    tmp_path: Path, run_benchmark: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     out = tmp_path / "proxies.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_benchmark("proxies", "--quick", "--json", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "s per cell" in done.stdout
     records = json.loads(out.read_text())

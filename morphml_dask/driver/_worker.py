@@ -20,6 +20,7 @@ from morphml_dask.driver._devices import device_pool
 from morphml_dask.driver._events import Outcome
 from morphml_dask.driver._live import LiveLink, live_link
 from morphml_dask.exceptions import CandidateRejected, TrainingDivergedError, TrialPruned
+from morphml_dask.optim._warmup import warmup_metric
 from morphml_dask.tasks import BaseTask, Evaluation, TrialContext, is_warmup, score_for_warmup
 from morphml_dask.trial import Trial, TrialResult, TrialState
 
@@ -204,7 +205,7 @@ def _evaluate(
 ) -> tuple[TrialResult, list[dict[str, float]]]:
     if is_warmup(trial):  # score the untrained network for the optimizer's warm-up
         evaluation = score_for_warmup(task, trial, ctx)
-        metric = f"proxy_{trial.info['warmup']}"
+        metric = warmup_metric(trial.info["warmup"])
     else:
         evaluation = task.run(trial, ctx)
         metric = task.objective

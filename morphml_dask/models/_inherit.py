@@ -61,15 +61,7 @@ def copy_matching(model: nn.Module, state: State) -> Inherited:
     Inherited
         The names copied and the fraction of parameter elements they make up.
     """
-    own = model.state_dict()
-    copied: dict[str, int] = {}
-    with torch.no_grad():
-        for name, tensor in own.items():
-            source = state.get(name)
-            if source is not None and source.shape == tensor.shape:
-                tensor.copy_(source)
-                copied[name] = tensor.numel()
-    return Inherited(tuple(copied), _fraction(model, copied))
+    return _fill(model, state, {}, {}, crop=False)
 
 
 def inherit_weights(model: DagNetwork, parent_state: State, morphism: Morphism | None) -> Inherited:
@@ -172,9 +164,14 @@ def _span(length: int, size: int, centred: bool) -> slice:
 # -- renaming --------------------------------------------------------------------------------
 
 
+def _child_of(morphism: Morphism) -> dict[int, int]:
+    """Parent node index -> child node index, for the nodes the child kept."""
+    return {p: c for c, p in enumerate(morphism.node_map) if p is not None}
+
+
 def _renamed(state: State, morphism: Morphism) -> dict[str, torch.Tensor]:
     """The parent's tensors under the child's names (dropped where a node is gone)."""
-    child_of = {p: c for c, p in enumerate(morphism.node_map) if p is not None}
+    child_of = _child_of(morphism)
     moved_edge: dict[tuple[int, int], tuple[int, int]] = {}
     if morphism.kind == "insert" and morphism.edge is not None and morphism.node is not None:
         u, v = morphism.edge
@@ -242,7 +239,7 @@ def _identity_op(model: DagNetwork, index: int) -> dict[str, torch.Tensor]:
 def _zeroed_skip(model: DagNetwork, morphism: Morphism) -> dict[str, torch.Tensor]:
     """Zero BN scale and shift on the new path, so that it adds nothing until trained."""
     assert morphism.edge is not None  # set by morph for skips
-    child_of = {p: c for c, p in enumerate(morphism.node_map) if p is not None}
+    child_of = _child_of(morphism)
     w, v = morphism.edge
     result: dict[str, torch.Tensor] = {}
     source = child_of[w] if morphism.node is None else morphism.node

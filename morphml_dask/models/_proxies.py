@@ -30,6 +30,7 @@ from torch import nn
 
 from morphml_dask.exceptions import InputError
 from morphml_dask.models._profile import count_flops, count_parameters
+from morphml_dask.validation import is_int
 
 __all__ = [
     "DATA_FREE_PROXIES",
@@ -418,7 +419,7 @@ def _input_shape(
     if (
         isinstance(input_shape, tuple)
         and len(input_shape) >= 2
-        and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape)
+        and all(is_int(d) and d > 0 for d in input_shape)
     ):
         return input_shape
     raise InputError(

@@ -14,7 +14,8 @@ def lineage_of(trials: pd.DataFrame, trial_id: str) -> pd.DataFrame:
 
     A parent missing from the table (a store cut short) ends the chain there.
     """
-    if "trial_id" not in trials.columns or trial_id not in set(trials["trial_id"]):
+    known = set(trials["trial_id"]) if "trial_id" in trials.columns else set()
+    if trial_id not in known:
         raise StorageInputError(
             f"no trial {trial_id!r} in the store",
             expected="the id of a stored trial",
@@ -29,6 +30,5 @@ def lineage_of(trials: pd.DataFrame, trial_id: str) -> pd.DataFrame:
     chain = [trial_id]
     while chain[-1] in parents and parents[chain[-1]] not in chain:
         chain.append(parents[chain[-1]])
-    known = set(trials["trial_id"])
     chain = [trial for trial in chain if trial in known]
     return trials.set_index("trial_id", drop=False).loc[chain].reset_index(drop=True)

@@ -89,17 +89,14 @@ def _v2_to_v3(table: pa.Table) -> pa.Table:
         table = table.rename_columns(
             ["parent_id" if name == "parent" else name for name in table.column_names]
         )
-    n = table.num_rows
+    n, promoted = table.num_rows, pc.is_valid(table.column("parent_id"))
     if "mutation" not in table.column_names:
         table = table.append_column("mutation", pa.nulls(n, pa.string()))
     if "inherited_fraction" not in table.column_names:
-        promoted = pc.is_valid(table.column("parent_id"))
         fraction = pc.if_else(promoted, pa.scalar(1.0), pa.scalar(None, pa.float64()))
         table = table.append_column("inherited_fraction", fraction)
     if "epochs_trained" not in table.column_names:
-        continued = pc.if_else(
-            pc.is_valid(table.column("parent_id")), table.column("parent_budget"), 0
-        )
+        continued = pc.if_else(promoted, table.column("parent_budget"), 0)
         trained = pc.max_element_wise(pc.subtract(table.column("budget"), continued), 0)
         table = table.append_column("epochs_trained", trained.cast(pa.int64()))
     return table

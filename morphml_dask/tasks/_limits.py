@@ -3,12 +3,11 @@ freshly built model before it trains: one above a limit is rejected, not trained
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 from morphml_dask.exceptions import CandidateRejected, TaskError
 from morphml_dask.tasks._proxy import PROXY_NAMES
-from morphml_dask.validation import short_repr
+from morphml_dask.validation import is_number, short_repr
 
 __all__ = ["check_limits", "within_limits"]
 
@@ -40,8 +39,7 @@ def check_limits(limits: object) -> dict[str, float]:
                 received=f"limits[{short_repr(name)}]",
                 fix="limit what a candidate costs: params, flops, latency_ms or peak_memory_mb",
             )
-        ok = isinstance(bound, int | float) and not isinstance(bound, bool)
-        if not ok or not (math.isfinite(float(bound)) and float(bound) > 0):
+        if not (is_number(bound) and bound > 0):
             raise TaskError(
                 f"the limit on {name} is not a positive number",
                 expected="a number above 0",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -26,6 +25,8 @@ import pytest
 import yaml
 from _watched import http_get, make_search
 from distributed import Client
+
+from morphml_dask.testing import free_port
 
 MONITORING = Path(__file__).parents[2] / "clusters" / "monitoring"
 INSTALL_HINT = "run scripts/install-prometheus.sh as root (apt-get install prometheus)"
@@ -73,13 +74,6 @@ def _substitute(text: str, values: Mapping[str, str]) -> str:
     return _VARIABLE.sub(value, text)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _scrape_config(target: str) -> dict[str, Any]:
     """The shipped scrape configuration, scraping ``target`` every second."""
     config: dict[str, Any] = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
@@ -106,7 +100,7 @@ def _prometheus(binary: str, workdir: Path, target: str) -> Iterator[str]:
     workdir.mkdir()
     config = workdir / "prometheus.yml"
     config.write_text(yaml.safe_dump(_scrape_config(target)))
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     command = [
         binary,
         f"--config.file={config}",
@@ -189,7 +183,7 @@ def test_every_panel_is_titled_uses_the_datasource_variable_and_parses(
         assert len(ref_ids) == len(set(ref_ids)), panel["title"]
 
     everything = {"instance": ".*", "search": ".*", "__rate_interval": RATE_INTERVAL}
-    nobody = f"127.0.0.1:{_free_port()}"  # the queries only need to parse: nothing to scrape
+    nobody = f"127.0.0.1:{free_port()}"  # the queries only need to parse: nothing to scrape
     with _prometheus(prometheus_binary, tmp_path / "prometheus", nobody) as base:
         for _, expr in _queries(dashboard):
             _api(base, "query", query=_substitute(expr, everything))  # fails on a parse error

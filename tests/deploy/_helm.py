@@ -6,6 +6,7 @@
   ``openAPIV3Schema`` of the CRDs that the installed dask-kubernetes ships, strictly;
 - `kubernetes_validate` and `as_core_objects` check core kinds, and the pods and service inside
   a DaskCluster, against Kubernetes' own OpenAPI schemas;
+- `container` is the one container of a DaskCluster's scheduler or worker pod;
 - `dask_cli` parses a container's ``dask scheduler|worker`` arguments with distributed's own
   command line.
 
@@ -156,6 +157,12 @@ def as_core_objects(cluster: dict[str, Any]) -> Iterator[dict[str, Any]]:
         "metadata": {"name": f"{name}-scheduler"},
         "spec": spec["scheduler"]["service"],
     }
+
+
+def container(cluster: dict[str, Any], part: str) -> dict[str, Any]:
+    """The one container of a DaskCluster's ``scheduler`` or ``worker`` pod."""
+    (found,) = cluster["spec"][part]["spec"]["containers"]
+    return dict(found)
 
 
 def dask_cli(args: list[str]) -> dict[str, Any]:

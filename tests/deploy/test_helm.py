@@ -37,6 +37,7 @@ from _helm import (
     kubernetes_validate,
     render_chart,
 )
+from _helm import container as _container
 
 import morphml_dask
 from morphml_dask.dashboard import routes_with_morphml
@@ -71,11 +72,6 @@ KINDS = {
 def _of_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     (found,) = [obj for obj in objects if obj["kind"] == kind]
     return found
-
-
-def _container(cluster: dict[str, Any], part: str) -> dict[str, Any]:
-    (container,) = cluster["spec"][part]["spec"]["containers"]
-    return dict(container)
 
 
 def _env(container: dict[str, Any]) -> dict[str, Any]:

@@ -20,13 +20,13 @@ import copy
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import _helm
 import pytest
 import yaml
 from _helm import as_core_objects as _as_core_objects
+from _helm import container as _container
 from _helm import crd_errors as _crd_errors
 from _helm import dask_cli as _dask_cli
 from _helm import kubernetes_validate as _kubernetes_validate
@@ -45,7 +45,7 @@ dask_kubernetes = pytest.importorskip(
     "dask_kubernetes", reason="the Kubernetes tests need dask-kubernetes (the kubernetes extra)"
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = _helm.ROOT
 MANIFESTS = ROOT / "clusters" / "kubernetes"
 KUBERNETES_VERSION = _helm.KUBERNETES_VERSION
 IMAGE = "ghcr.io/morphml/morphml-dask:latest"
@@ -81,11 +81,6 @@ def _ids(documents: list[tuple[str, dict[str, Any]]]) -> list[str]:
 def crd_validators() -> dict[str, Any]:
     """A jsonschema validator per kind, from the CRDs inside the installed dask-kubernetes."""
     return _helm.crd_validators()
-
-
-def _container(cluster: dict[str, Any], part: str) -> dict[str, Any]:
-    (container,) = cluster["spec"][part]["spec"]["containers"]
-    return dict(container)
 
 
 def _spec(name: str = "morphml", **options: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from morphml_dask.exceptions import StorageError
 from morphml_dask.optim import RandomSearch
 from morphml_dask.space import DagSpace
 from morphml_dask.storage import open_store
-from morphml_dask.testing import synthetic_result
+from morphml_dask.testing import free_port, synthetic_result
 from morphml_dask.trial import Trial
 
 MAX_TRIALS = 80
@@ -41,12 +40,6 @@ EXPERIMENT = {
     "optimizer": {"name": "regularized-evolution", "population_size": 20, "seed": 0},
     "max_trials": MAX_TRIALS,
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -122,7 +115,7 @@ def _killed_mid_search(
 ) -> tuple[subprocess.Popen[str], str, str]:
     """A scheduler and two workers, `morphml run` on them, and the scheduler SIGKILLed once
     10 rows are stored: the run, the scheduler's port and its address."""
-    port = str(_free_port())
+    port = str(free_port())
     address = f"tcp://127.0.0.1:{port}"
     scheduler = _scheduler(started, port)
     _worker(started, address)

@@ -9,6 +9,9 @@ from morphml_dask.space import ArchGraph, Candidate, CellSpace, DagSpace
 from morphml_dask.testing import check_optimizer, run_optimizer, synthetic_result
 from morphml_dask.trial import TrialResult
 
+# Room to widen a convolution and grow a kernel: every morphism can make a child.
+LAMARCKIAN_SPACE = DagSpace(max_nodes=4, widths=(8, 16, 32), kernels=(1, 3, 5))
+
 
 @pytest.mark.parametrize("space", [CellSpace(), DagSpace(max_nodes=4)])
 def test_regularized_evolution_keeps_the_contract(space: CellSpace | DagSpace) -> None:
@@ -235,7 +238,7 @@ def test_bad_strategy_settings(kwargs: dict[str, object], message: str) -> None:
 def test_inheriting_children_name_their_parent_and_train_the_child_budget() -> None:
     from morphml_dask.space import Morphism
 
-    space = DagSpace(max_nodes=4, widths=(8, 16, 32), kernels=(1, 3, 5))
+    space = LAMARCKIAN_SPACE
     rea = RegularizedEvolution(
         space,
         population_size=3,
@@ -274,7 +277,7 @@ def test_child_budget_without_inheritance_is_refused() -> None:
 def test_a_lamarckian_search_keeps_a_pareto_front_of_accuracy_and_size() -> None:
     """LEMONADE's trade-off: children inherit, and the front holds the trials no other
     beats on both accuracy and parameter count."""
-    space = DagSpace(max_nodes=4, widths=(8, 16, 32), kernels=(1, 3, 5))
+    space = LAMARCKIAN_SPACE
     rea = RegularizedEvolution(
         space,
         population_size=4,

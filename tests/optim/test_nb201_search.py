@@ -5,6 +5,7 @@ The full run (500 searches per optimizer) is `benchmarks/nb201_search.py`.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -77,3 +78,25 @@ def test_the_committed_synflow_table_is_what_scoring_the_cells_gives(
     picked = [0, 7_777, 15_624]
     fresh = table.scores_of(picked)
     assert np.allclose(fresh, stored["scores"][picked], rtol=1e-6)
+
+
+def test_the_warm_up_benchmark_runs_its_protocol_small(
+    run_benchmark: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    """`benchmarks/nb201_warmup.py` with the committed synflow table: each warmed-up search
+    scores its candidates (charged to its budget), the plain ones score none."""
+    import json
+
+    out = tmp_path / "warmup.json"
+    done = run_benchmark("nb201_warmup", "--runs", "3", "--warmup", "200", "--json", str(out))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    searches = json.loads(out.read_text())["searches"]
+    assert set(searches) == {
+        "regularized-evolution",
+        "regularized-evolution + warmup 200",
+        "random-search",
+        "random-search + warmup 200",
+    }
+    for name, result in searches.items():
+        assert result["mean_scored"] == (200 if "warmup" in name else 0)
+        assert len(result["accuracies"]) == 3 and 85 < result["mean"] <= 91.61

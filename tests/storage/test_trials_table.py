@@ -85,15 +85,15 @@ def row(trial_id: str, **overrides: Any) -> dict[str, Any]:
     return {**record_row(record(trial_id)), **overrides}
 
 
+_V3_COLUMNS = ("parent_id", "mutation", "inherited_fraction", "epochs_trained")
+
+
 def v2_row(trial_id: str, **overrides: Any) -> dict[str, Any]:
     """`row` as schema version 2 wrote it: ``parent`` for ``parent_id``, and no mutation,
     inherited fraction or epochs trained."""
     parent = overrides.pop("parent", None)
     old = {k: v for k, v in row(trial_id, **overrides).items() if k not in _V3_COLUMNS}
     return {**old, "parent": parent}
-
-
-_V3_COLUMNS = ("parent_id", "mutation", "inherited_fraction", "epochs_trained")
 
 
 def write_part(location: Location, table: pa.Table, version: bytes | None) -> str:

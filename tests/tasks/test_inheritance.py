@@ -15,10 +15,19 @@ from torch import nn
 from morphml_dask.exceptions import StorageInputError, TaskError
 from morphml_dask.optim import RegularizedEvolution
 from morphml_dask.space import DagSpace
-from morphml_dask.storage import open_store
+from morphml_dask.storage import ExperimentStore, open_store
 from morphml_dask.tasks import TrainingTask, TrialContext
 from morphml_dask.tasks._train import _planned_morphism
 from morphml_dask.trial import Trial, TrialRecord, TrialResult
+
+# Room to widen nodes and to grow kernels, so that children come from morphisms.
+MORPH_SPACE = DagSpace(max_nodes=4, widths=(8, 16, 32), kernels=(1, 3, 5))
+
+
+@pytest.fixture
+def store() -> ExperimentStore:
+    """A fresh experiment in memory, one per test."""
+    return open_store(f"memory://inherit-{uuid.uuid4().hex}")
 
 
 def _mlp(hidden: int) -> nn.Sequential:
@@ -31,8 +40,7 @@ def _trial(trial_id: str, **fields: object) -> Trial:
     return Trial(trial_id, arch, budget=2, **fields)  # type: ignore[arg-type]
 
 
-def test_a_child_inherits_every_tensor_whose_name_and_shape_fit() -> None:
-    store = open_store(f"memory://inherit-{uuid.uuid4().hex}")
+def test_a_child_inherits_every_tensor_whose_name_and_shape_fit(store: ExperimentStore) -> None:
     parent_model = _mlp(hidden=6)
     TrialContext(_trial("t000001"), store=store).save({"model": parent_model.state_dict()})
     child = _trial("t000002", parent="t000001", parent_budget=2, inherits=True)
@@ -52,8 +60,7 @@ def test_a_child_inherits_every_tensor_whose_name_and_shape_fit() -> None:
     assert ctx.restore() is None, "a child of another architecture restored its parent's state"
 
 
-def test_only_an_inheriting_child_inherits() -> None:
-    store = open_store(f"memory://inherit-{uuid.uuid4().hex}")
+def test_only_an_inheriting_child_inherits(store: ExperimentStore) -> None:
     TrialContext(_trial("t000001"), store=store).save({"model": _mlp(6).state_dict()})
     promoted = TrialContext(_trial("t000002", parent="t000001", parent_budget=1), store=store)
     assert promoted.inherit(_mlp(6)) is None  # a promotion restores its parent's state
@@ -64,8 +71,7 @@ def test_only_an_inheriting_child_inherits() -> None:
     assert TrialContext(child, store=None).inherit(_mlp(6)) is None
 
 
-def test_a_parent_state_without_weights_is_a_clear_error() -> None:
-    store = open_store(f"memory://inherit-{uuid.uuid4().hex}")
+def test_a_parent_state_without_weights_is_a_clear_error(store: ExperimentStore) -> None:
     TrialContext(_trial("t000001"), store=store).save({"epoch": 3})
     child = TrialContext(_trial("t000002", parent="t000001", inherits=True), store=store)
     with pytest.raises(
@@ -77,13 +83,13 @@ def test_a_parent_state_without_weights_is_a_clear_error() -> None:
         child.inherit(_mlp(6))
 
 
-def test_training_task_children_start_from_their_parents_morphed_weights() -> None:
+def test_training_task_children_start_from_their_parents_morphed_weights(
+    store: ExperimentStore,
+) -> None:
     """REA with inherit_weights on digits: the child names its parent and morphism, the
     worker starts it from the transformed weights, and the store records the lineage."""
-    store = open_store(f"memory://inherit-{uuid.uuid4().hex}")
-    space = DagSpace(max_nodes=4, widths=(8, 16, 32), kernels=(1, 3, 5))
     rea = RegularizedEvolution(
-        space,
+        MORPH_SPACE,
         population_size=2,
         sample_size=1,
         budget=2,
@@ -125,13 +131,13 @@ def test_training_task_children_start_from_their_parents_morphed_weights() -> No
         store.lineage("nope")
 
 
-def test_a_morphism_planned_for_another_input_width_is_not_applied_as_exact() -> None:
+def test_a_morphism_planned_for_another_input_width_is_not_applied_as_exact(
+    store: ExperimentStore,
+) -> None:
     """Morphisms are planned for the 16-channel input of a network on 8x8 images; a task
     whose network has a reduction stage (a 32-channel input) inherits by name and shape."""
-    store = open_store(f"memory://inherit-{uuid.uuid4().hex}")
-    space = DagSpace(max_nodes=4, widths=(8, 16, 32), kernels=(1, 3, 5))
     rea = RegularizedEvolution(
-        space, population_size=2, sample_size=1, budget=1, inherit_weights=True, seed=3
+        MORPH_SPACE, population_size=2, sample_size=1, budget=1, inherit_weights=True, seed=3
     )
     wide = TrainingTask(dataset="digits", reductions=1, batch_size=256)
     for root in rea.ask(2):

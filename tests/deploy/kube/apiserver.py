@@ -230,7 +230,8 @@ class KubernetesApi(kmock.KubernetesEmulator):
         if method == "GET" and not named:
             return aiohttp.web.json_response(self._list(request, resource))
         if method == "POST" and not named:
-            return aiohttp.web.json_response(await self._create(request, resource), status=201)
+            created = await self.add(resource, request.data or {}, namespace=request.namespace)
+            return aiohttp.web.json_response(created, status=201)
         if not named:
             raise kmock.KubernetesError(status=405, reason="MethodNotAllowed")
         key: _Key = (resource, request.namespace, request.name)
@@ -248,7 +249,7 @@ class KubernetesApi(kmock.KubernetesEmulator):
             raise kmock.KubernetesObjectNotFoundError()
         return dict(self.objects[key].raw)
 
-    def _matching(self, request: Any, resource: Any) -> Callable[[Mapping[str, Any]], bool]:
+    def _matching(self, request: Any) -> Callable[[Mapping[str, Any]], bool]:
         labels = _label_matcher(request.params.get("labelSelector", ""))
         fields = _field_matcher(request.params.get("fieldSelector", ""))
 
@@ -278,17 +279,17 @@ class KubernetesApi(kmock.KubernetesEmulator):
             return None
 
     def _list(self, request: Any, resource: Any) -> dict[str, Any]:
-        check = self._matching(request, resource)
+        check = self._matching(request)
         kind, _ = self._kinds[resource]
         return {
             "apiVersion": self._api_version(resource),
             "kind": f"{kind}List",
-            "metadata": {"resourceVersion": str(self._version_now())},
+            "metadata": {"resourceVersion": str(self._version)},
             "items": [obj for obj in self.objects_of(resource) if check(obj)],
         }
 
     async def _watch(self, request: Any, resource: Any) -> aiohttp.web.StreamResponse:
-        check = self._matching(request, resource)
+        check = self._matching(request)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         watcher = (resource, queue)
         self._watchers.append(watcher)
@@ -316,9 +317,6 @@ class KubernetesApi(kmock.KubernetesEmulator):
     def _api_version(self, resource: Any) -> str:
         return resource.version if resource.group == "" else f"{resource.group}/{resource.version}"
 
-    def _version_now(self) -> int:
-        return self._version
-
     def _next_version(self) -> str:
         self._version += 1
         return str(self._version)
@@ -327,9 +325,6 @@ class KubernetesApi(kmock.KubernetesEmulator):
         for watched, queue in self._watchers:
             if watched == resource:
                 queue.put_nowait({"type": kind, "object": copy.deepcopy(dict(obj))})
-
-    async def _create(self, request: Any, resource: Any) -> dict[str, Any]:
-        return await self.add(resource, request.data or {}, namespace=request.namespace)
 
     async def add(
         self, resource: Any, body: Mapping[str, Any], namespace: str | None = None
@@ -353,9 +348,7 @@ class KubernetesApi(kmock.KubernetesEmulator):
                 raise kmock.KubernetesError(status=409, reason="AlreadyExists")
             meta.update(
                 uid=str(uuid.uuid4()),
-                creationTimestamp=datetime.datetime.now(datetime.UTC).strftime(
-                    "%Y-%m-%dT%H:%M:%SZ"
-                ),
+                creationTimestamp=_now(),
                 resourceVersion=self._next_version(),
                 generation=1,
             )
@@ -400,11 +393,10 @@ class KubernetesApi(kmock.KubernetesEmulator):
             obj = self._get(key)
             if obj["metadata"].get("finalizers"):
                 if not obj["metadata"].get("deletionTimestamp"):
-                    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                     self.objects[key].patch(
                         {
                             "metadata": {
-                                "deletionTimestamp": stamp,
+                                "deletionTimestamp": _now(),
                                 "resourceVersion": self._next_version(),
                             }
                         }
@@ -416,6 +408,11 @@ class KubernetesApi(kmock.KubernetesEmulator):
             self.objects[key].delete()
             self._notify(key[0], "DELETED", obj)
         return obj
+
+
+def _now() -> str:
+    """The time now as Kubernetes writes timestamps (RFC 3339, UTC, seconds)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _identity(meta_of: Mapping[str, Any]) -> dict[str, Any]:

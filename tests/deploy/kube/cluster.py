@@ -17,20 +17,15 @@ from typing import Any, TypeVar
 
 import yaml
 
-from kube.apiserver import KubernetesApi
+from kube.apiserver import RESOURCES, KubernetesApi
 from kube.cluster_dns import DNS_SWITCH
-from kube.kubelet import CLUSTERS, PODS, SERVICES, Kubelet
+from kube.kubelet import CLUSTERS, PODS, SERVICES, Kubelet, is_ready
 
 __all__ = ["EmulatedKubernetes"]
 
 _T = TypeVar("_T")
-# Kinds a manifest may hold, by kind: where `apply` creates them.
-_PLACES = {
-    "DaskCluster": CLUSTERS,
-    "DaskAutoscaler": "kubernetes.dask.org/v1/daskautoscalers",
-    "DaskWorkerGroup": "kubernetes.dask.org/v1/daskworkergroups",
-    "Secret": "v1/secrets",
-}
+# Where `apply` creates a manifest's object, by its kind.
+_PLACES = {kind: path for path, kind, _, _ in RESOURCES}
 
 
 class EmulatedKubernetes:
@@ -150,8 +145,8 @@ class EmulatedKubernetes:
         return future.result(timeout)
 
     def apply(self, manifest: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
-        """Create the object of a manifest (a DaskCluster, DaskAutoscaler, DaskWorkerGroup
-        or Secret), as ``kubectl create -f`` does."""
+        """Create the object of a manifest (a DaskCluster, DaskAutoscaler, Secret, or any
+        kind of `kube.apiserver.RESOURCES`), as ``kubectl create -f`` does."""
         place = _PLACES[manifest["kind"]]
         api = self._api()
         return self.call(lambda: api.add(place, manifest, namespace=namespace))
@@ -214,7 +209,7 @@ class EmulatedKubernetes:
             return (
                 cluster is not None
                 and cluster.get("status", {}).get("phase") == "Running"
-                and any(_ready(pod) for pod in pods)
+                and any(is_ready(pod) for pod in pods)
             )
 
         self.wait_for(running, timeout, f"DaskCluster {namespace}/{name} to run")
@@ -247,11 +242,6 @@ class EmulatedKubernetes:
 
 def _component(cluster: str, component: str) -> dict[str, str]:
     return {"dask.org/cluster-name": cluster, "dask.org/component": component}
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    conditions = pod.get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def _kubeconfig(server: str) -> dict[str, Any]:

@@ -23,12 +23,12 @@ relies on and an API server alone does not do:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,10 +40,12 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from morphml_dask.testing import free_port
+
 if TYPE_CHECKING:
     from kube.apiserver import KubernetesApi
 
-__all__ = ["Kubelet"]
+__all__ = ["Kubelet", "is_ready"]
 
 PODS, SERVICES, SECRETS = "v1/pods", "v1/services", "v1/secrets"
 DEPLOYMENTS = "apps/v1/deployments"
@@ -65,14 +67,6 @@ _SERVICE_ADDRESS = re.compile(
     r"(\.(?P<namespace>[a-z0-9-]+))?(\.svc(\.cluster\.local)?)?:(?P<port>\d+)"
 )
 _GRACE_SECONDS = 5.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -177,7 +171,7 @@ class Kubelet:
             owned = [pod for pod in pods if _owner_uid(pod) == meta["uid"]]
             for _ in range(int(deployment["spec"].get("replicas", 1)) - len(owned)):
                 await self.api.add(PODS, _pod_of(deployment), namespace=meta["namespace"])
-            ready = sum(1 for pod in owned if _is_ready(pod))
+            ready = sum(1 for pod in owned if is_ready(pod))
             status = {
                 "observedGeneration": meta.get("generation", 1),
                 "replicas": len(owned),
@@ -458,7 +452,8 @@ def _owner_uid(obj: Mapping[str, Any]) -> str | None:
     return uid
 
 
-def _is_ready(pod: Mapping[str, Any]) -> bool:
+def is_ready(pod: Mapping[str, Any]) -> bool:
+    """Whether a pod's Ready condition is True."""
     conditions = pod.get("status", {}).get("conditions", [])
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
@@ -473,8 +468,6 @@ def _container_port(container: Mapping[str, Any], port: int | str) -> int:
 
 
 def _secret_value(secret: Mapping[str, Any], key: str) -> str | None:
-    import base64
-
     if key in secret.get("stringData", {}):
         return str(secret["stringData"][key])
     if key in secret.get("data", {}):
