@@ -93,10 +93,11 @@ def export_trial(
     store = open_store(url, storage_options)
     document = _stored_document(store)
     metric, direction, record = _chosen(store, trial)
-    net, example = _rebuilt(store, record, document, model)
+    trained = _trained(store, record)
+    net, example = _rebuilt(store, trained, document, model)
     folder.mkdir(parents=True, exist_ok=True)
     _write_model(folder, net, example)
-    summary = _summary(store, record, document, metric, direction, example)
+    summary = _summary(store, (record, trained), document, metric, direction, example)
     (folder / "config.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (folder / "README.md").write_text(_readme(summary), encoding="utf-8")
     return folder
@@ -142,6 +143,22 @@ def _chosen(store: ExperimentStore, trial: str) -> tuple[str, str, TrialRecord]:
             fix="export a trial by id (--trial ID), or let the search complete a trial",
         )
     return metric, direction, store.record(str(best["trial_id"].iloc[0]))
+
+
+def _trained(store: ExperimentStore, record: TrialRecord) -> TrialRecord:
+    """The trial whose training ``record`` stands for: itself, or for a reused trial (its
+    architecture and budget were trained before), the first completed trial that trained
+    them, as the search continued from it."""
+    if not record.reused:
+        return record
+    table = store.trials()
+    same = table[
+        (table["fingerprint"] == record.trial.arch.fingerprint)
+        & (table["budget"] == record.trial.budget)
+        & ~table["reused"].astype(bool)
+        & (table["state"] == "complete")
+    ]
+    return record if same.empty else store.record(str(same["trial_id"].iloc[0]))
 
 
 def _rebuilt(
@@ -282,13 +299,16 @@ def _write_model(folder: Path, net: nn.Module, example: tuple[torch.Tensor, ...]
 
 def _summary(
     store: ExperimentStore,
-    record: TrialRecord,
+    records: tuple[TrialRecord, TrialRecord],
     document: Mapping[str, Any],
     metric: str,
     direction: str,
     example: tuple[torch.Tensor, ...],
 ) -> dict[str, Any]:
-    """What ``config.json`` holds: plain JSON, non-finite metrics left out."""
+    """What ``config.json`` holds: plain JSON, non-finite metrics left out. ``records``:
+    the trial exported and the trial whose weights it has (the same one, or the trial that
+    trained what a reused trial stands for)."""
+    record, trained = records
     metrics = {k: v for k, v in record.result.metrics.items() if math.isfinite(v)}
     return {
         "format": EXPORT_FORMAT,
@@ -296,6 +316,7 @@ def _summary(
         "search": document.get("name"),
         "store": store.url,
         "trial_id": record.trial.id,
+        "weights_of": trained.trial.id,
         "fingerprint": record.trial.arch.fingerprint,
         "candidate": record.trial.arch.to_dict(),
         "task": document["task"],
@@ -314,6 +335,9 @@ def _readme(summary: Mapping[str, Any]) -> str:
         "parameters": metrics.get("params"),
         "epochs trained": metrics.get("epochs"),
     }
+    trial_rows = f"| trial | {summary['trial_id']} |"
+    if summary["weights_of"] != summary["trial_id"]:
+        trial_rows += f"\n| weights of | {summary['weights_of']} (this trial reused its result) |"
     rows = "\n".join(f"| {k} | {'-' if v is None else f'{v:.6g}'} |" for k, v in shown.items())
     shapes = ", ".join(f"{tuple(i['shape'][1:])} {i['dtype']}" for i in summary["inputs"])
     first = summary["inputs"][0]
@@ -328,7 +352,7 @@ Exported from `{summary["store"]}`; `config.json` holds its architecture or conf
 
 | metric | value |
 |---|---|
-| trial | {summary["trial_id"]} |
+{trial_rows}
 {rows}
 
 Loads with PyTorch alone; inputs per example: {shapes}, batch first.

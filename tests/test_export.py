@@ -72,6 +72,10 @@ def space(s):
     return {"width": s.choice("width", [4, 8, 16]), "lr": s.float("lr", 0.01, 0.3, log=True)}
 
 
+def one_config(s):
+    return {"width": s.choice("width", [8]), "lr": s.choice("lr", [0.1])}
+
+
 def build(config):
     return nn.Sequential(nn.Linear(6, config["width"]), nn.ReLU(), nn.Linear(config["width"], 2))
 
@@ -101,13 +105,15 @@ fit.export = export_model
 """
 
 
-def _search(folder: Path, document: dict[str, Any]) -> Path:
-    """Run ``document`` with ``morphml run`` on one worker process; its store's path."""
+def _search(folder: Path, document: dict[str, Any], **settings: str) -> Path:
+    """Run ``document`` with ``morphml run`` on one worker process, with ``settings`` of
+    ``morphml.*`` as environment variables; its store's path."""
     folder.mkdir(parents=True, exist_ok=True)
     experiment = folder / "experiment.yaml"
     store = folder / "store"
     experiment.write_text(yaml.safe_dump({**document, "store": str(store)}), encoding="utf-8")
     env = {**os.environ, "DASK_MORPHML__CLUSTER__N_WORKERS": "1"}
+    env.update((f"DASK_MORPHML__{key.upper()}", value) for key, value in settings.items())
     done = subprocess.run(
         [*MORPHML, "run", str(experiment), "--no-progress"],
         capture_output=True,
@@ -145,6 +151,23 @@ def function_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "max_trials": 3,
     }
     return _search(folder, document)
+
+
+@pytest.fixture(scope="module")
+def repeated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three trials of a space of one configuration: the first trains it, the other two
+    reuse its result and train nothing (one at a time: none is asked for before the one
+    in flight finished)."""
+    folder = tmp_path_factory.mktemp("repeated")
+    (folder / "exported_mlp.py").write_text(_USER_MODULE, encoding="utf-8")
+    document = {
+        "name": "one-mlp",
+        "space": {"function": "exported_mlp:one_config"},
+        "task": {"function": "exported_mlp:fit", "objective": "val_accuracy"},
+        "optimizer": {"name": "random-search", "budget": 2, "seed": 0},
+        "max_trials": 3,
+    }
+    return _search(folder, document, lookahead="0")
 
 
 def _export(store: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -241,6 +264,28 @@ def test_a_trial_of_your_train_function_exports_through_its_hook(
     assert summary["candidate"] == store.record(other).trial.arch.to_dict()
     assert summary["inputs"] == [{"shape": [-1, 6], "dtype": "torch.float32"}]
     assert "| parameters | - |" in (given / "README.md").read_text()
+
+
+def test_a_reused_trial_exports_the_weights_of_the_trial_that_trained_it(
+    repeated_store: Path, tmp_path: Path
+) -> None:
+    store = open_store(str(repeated_store))
+    table = store.trials()
+    assert table["reused"].tolist() == [False, True, True]
+    trained, reused = (str(t) for t in table["trial_id"].iloc[:2])
+    out = tmp_path / "reused"
+    done = _export(repeated_store, out, "--trial", reused)
+    assert done.returncode == 0, done.stderr
+
+    summary = json.loads((out / "config.json").read_text())
+    assert (summary["trial_id"], summary["weights_of"]) == (reused, trained)
+    assert summary["metrics"] == store.record(reused).result.metrics
+    weights = torch.load(out / "state_dict.pt", weights_only=True)
+    stored = store.load_state(trained)["model"]
+    assert weights.keys() == stored.keys()
+    assert all(torch.equal(weights[name], stored[name]) for name in stored)
+    readme = (out / "README.md").read_text()
+    assert f"| weights of | {trained} (this trial reused its result) |" in readme
 
 
 def test_a_trial_without_stored_weights_says_so(digits_store: Path, tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from distributed.comm.core import CommClosedError
+
 from morphml_dask.config import config_value
 from morphml_dask.driver._cluster import WorkerWatch, register_plugin, slots_of
 from morphml_dask.driver._devices import GPUPlugin
@@ -108,7 +110,7 @@ class SearchSession:
                     self._await_scheduler()
                 try:
                     self._step()
-                except SchedulerUnreachableError:  # the scheduler's info failed
+                except (SchedulerUnreachableError, CommClosedError):  # lost mid-step
                     self._await_scheduler()
         except BaseException:
             self._abort()
@@ -178,8 +180,9 @@ class SearchSession:
         finished = [f for f in ours if f.status == "finished"]
         try:
             gathered = self.client.sync(_gather, self.client, finished) if finished else []
-        except Exception:
-            if self.client.status == "running":
+        except Exception as error:
+            # A closed connection can come before the client notices it lost its scheduler.
+            if self.client.status == "running" and not isinstance(error, OSError):
                 raise
             self._interrupted.update(str(f.key) for f in ours)  # lost mid-gather
             return []
@@ -216,14 +219,15 @@ class SearchSession:
             timeout,
         )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.client.status == "connecting":
+        while time.monotonic() < deadline and self.client.status in ("running", "connecting"):
+            # "running" can still be the lost connection, before the client notices.
+            if self.client.status == "running" and _answers(self.client, timeout=1.0):
+                try:
+                    self._reconnected(address)
+                    return
+                except OSError:  # lost again while registering
+                    pass
             time.sleep(0.2)
-        if self.client.status == "running":
-            try:
-                self._reconnected(address)
-                return
-            except OSError:  # lost again while registering: give up below
-                pass
         self._scheduler_lost = True
         raise _scheduler_lost(address, timeout, self.client.status, self.search.store.url)
 
@@ -418,6 +422,24 @@ async def _gather(client: Client, futures: list[Future[Any]]) -> list[Any]:
             gathering.cancel()
             raise ConnectionError("the client lost its scheduler while gathering results")
     return list(gathering.result())
+
+
+def _answers(client: Client, timeout: float) -> bool:
+    """Whether the client's scheduler answers within ``timeout`` seconds."""
+    import asyncio
+
+    scheduler = client.scheduler
+    if scheduler is None:
+        return False
+
+    async def identity() -> object:
+        return await asyncio.wait_for(scheduler.identity(), timeout)
+
+    try:
+        client.sync(identity)
+    except OSError:  # TimeoutError included
+        return False
+    return True
 
 
 def _scheduler_lost(

@@ -181,6 +181,26 @@ def test_a_scheduler_restarted_at_the_same_address_lets_morphml_run_finish(
     _assert_exact(url)
 
 
+@pytest.mark.skipif(not Path(DASK).exists(), reason="the `dask` command is not installed")
+def test_a_killed_scheduler_does_not_answer_though_the_client_may_still_say_running() -> None:
+    """The race behind a lost gather: the connection is closed before the client notices,
+    so its status is no proof that the scheduler is there."""
+    from distributed import Client
+
+    from morphml_dask.driver._session import _answers
+
+    port = str(free_port())
+    with _processes() as started:
+        scheduler = _scheduler(started, port)
+        with Client(f"tcp://127.0.0.1:{port}", timeout=30) as client:
+            assert _answers(client, timeout=5.0)
+            scheduler.send_signal(signal.SIGKILL)
+            scheduler.wait()
+            began = time.monotonic()
+            assert not _answers(client, timeout=1.0)
+            assert time.monotonic() - began < 10, "a probe of a dead scheduler hung"
+
+
 def _trial_machine() -> SearchState:
     optimizer = RandomSearch(DagSpace(max_nodes=6), max_trials=6, seed=0)
     return SearchState(optimizer, Policy(name="s"))
