@@ -7,6 +7,7 @@ only where standard error is a terminal: logs and CI keep their plain lines.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import sys
 from typing import TYPE_CHECKING
@@ -84,7 +85,7 @@ class ProgressBar:
     ----------
     search
         The search, before `Search.start`: a resumed one has its earlier trials counted
-        as done.
+        as done, and its earlier failed and pruned trials among those.
     total
         The trials the search will run in all, or None if unknown.
     console
@@ -99,6 +100,7 @@ class ProgressBar:
         self.search = search
         self.total = total
         self.before = search.optimizer.num_told
+        self._earlier = _stored_outcomes(search) if self.before else {}
         self.announced = False
         # Prints to standard output go above the bar only when both share the terminal;
         # redirected to a file, they stay there.
@@ -125,7 +127,7 @@ class ProgressBar:
             self.announced = True
             # On standard output, as in logs; above the bar once it is drawn.
             print(f"dashboard: {link} (this search: {link.rsplit('/', 1)[0]}/morphml)", flush=True)
-        status = self.search.status()
+        status = self._whole_search(self.search.status())
         text = describe(status, self.total, before=self.before, best=self._best(status))
         completed = self.before + status.done
         self._progress.update(self._task, completed=completed, text=text, refresh=self._started)
@@ -141,8 +143,26 @@ class ProgressBar:
             self._progress.stop()
         self._closed = True
 
+    def _whole_search(self, status: SearchStatus) -> SearchStatus:
+        """``status`` (which counts from this run's start) with the failed and pruned trials
+        a resumed search stored before it."""
+        if not self._earlier:
+            return status
+        return dataclasses.replace(
+            status,
+            failed=status.failed + self._earlier.get("fail", 0),
+            pruned=status.pruned + self._earlier.get("pruned", 0),
+        )
+
     def _best(self, status: SearchStatus) -> str | None:
         value = self.search.optimizer.best_value
         if status.best_trial is None or value is None:
             return None
         return f"{self.search.task.objective}={value:.4g}"
+
+
+def _stored_outcomes(search: Search) -> dict[str, int]:
+    """How many trials the store holds in each state (``"complete"``, ``"fail"``,
+    ``"pruned"``): a resumed search's, from before this run."""
+    states = search.store.trials()["state"]
+    return {str(state): int(count) for state, count in states.value_counts().items()}

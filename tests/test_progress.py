@@ -191,7 +191,29 @@ def test_the_bar_text_names_the_counts_and_the_best_trial() -> None:
     assert "; best -; " in describe(SearchStatus(), 12, best="score=0.5")
 
 
-def test_a_resumed_search_starts_its_bar_at_the_trials_done_before() -> None:
+def _stored_before(url: str, complete: int, failed: int, pruned: int) -> Any:
+    """A store holding what a search stored before it was resumed."""
+    import numpy as np
+
+    from morphml_dask.space import CellSpace
+    from morphml_dask.trial import Trial, TrialRecord, TrialResult
+
+    store = open_store(url)
+    made: list[TrialRecord] = []
+    for n in range(complete + failed + pruned):
+        trial = Trial(f"t{n:06d}", CellSpace().sample(np.random.default_rng(n)), budget=1)
+        if n < complete:
+            result = TrialResult.complete(trial.id, {"score": 0.5})
+        elif n < complete + failed:
+            result = TrialResult.failed(trial.id, "diverged")
+        else:
+            result = TrialResult.pruned(trial.id, {"score": 0.1})
+        made.append(TrialRecord(trial, result))
+    store.append_records(made)
+    return store
+
+
+def test_a_resumed_search_starts_its_bar_at_the_trials_done_before(tmp_path: Path) -> None:
     from rich.console import Console
 
     statuses = iter(
@@ -205,6 +227,7 @@ def test_a_resumed_search_starts_its_bar_at_the_trials_done_before() -> None:
         task=SimpleNamespace(objective="score"),
         dashboard_link=None,
         status=lambda: next(statuses),
+        store=_stored_before(str(tmp_path / "store"), complete=11, failed=3, pruned=1),
     )
     screen = io.StringIO()
     console = Console(file=screen, width=COLUMNS, force_terminal=True, color_system=None)
@@ -221,4 +244,6 @@ def test_a_resumed_search_starts_its_bar_at_the_trials_done_before() -> None:
         ("20", "20", "0:00:00"),
     ]
     assert bars[-1][-2:] == ("t000012", "score=0.875")
+    # failed and pruned count the whole search: 3 and 1 stored before, 1 failed now
+    assert [(failed, pruned) for *_, failed, pruned, _, _ in bars][-1] == ("4", "1")
     assert screen.getvalue().endswith("\x1b[?25h")  # the cursor is shown again
