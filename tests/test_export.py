@@ -281,7 +281,9 @@ def test_a_reused_trial_exports_the_weights_of_the_trial_that_trained_it(
     assert (summary["trial_id"], summary["weights_of"]) == (reused, trained)
     assert summary["metrics"] == store.record(reused).result.metrics
     weights = torch.load(out / "state_dict.pt", weights_only=True)
-    stored = store.load_state(trained)["model"]
+    state = store.load_state(trained)
+    assert state is not None
+    stored = state["model"]
     assert weights.keys() == stored.keys()
     assert all(torch.equal(weights[name], stored[name]) for name in stored)
     readme = (out / "README.md").read_text()

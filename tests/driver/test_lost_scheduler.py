@@ -192,7 +192,7 @@ def test_a_killed_scheduler_does_not_answer_though_the_client_may_still_say_runn
     port = str(free_port())
     with _processes() as started:
         scheduler = _scheduler(started, port)
-        with Client(f"tcp://127.0.0.1:{port}", timeout=30) as client:
+        with Client(f"tcp://127.0.0.1:{port}", timeout=30) as client:  # type: ignore[no-untyped-call]
             assert _answers(client, timeout=5.0)
             scheduler.send_signal(signal.SIGKILL)
             scheduler.wait()
