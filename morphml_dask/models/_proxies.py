@@ -176,13 +176,16 @@ def synflow(
     flow = linear(ones).sum()
     grads = torch.autograd.grad(flow, weights, allow_unused=True)
     with torch.no_grad():
-        return float(
-            sum(
-                float((w * g).abs().sum())
-                for w, g in zip(weights, grads, strict=True)
-                if g is not None
-            )
-        )
+        pairs = zip(weights, grads, strict=True)
+        return _total([(w * g).abs().sum() for w, g in pairs if g is not None])
+
+
+def _total(per_layer: list[torch.Tensor]) -> float:
+    """The sum of per-layer scalars in float64, read back once: a read per layer would wait
+    for the GPU once per layer."""
+    if not per_layer:
+        return 0.0
+    return float(torch.stack([value.double() for value in per_layer]).sum())
 
 
 def _remove_batchnorm(model: nn.Module) -> None:
@@ -377,7 +380,7 @@ def snip(
     checked = _require_batch("snip", batch)
     with _restored(model):
         pairs = _weight_gradients(model, checked)
-        return float(sum(float((w * g).abs().sum()) for w, g in pairs))
+        return _total([(w * g).abs().sum() for w, g in pairs])
 
 
 def grad_norm(
@@ -388,7 +391,7 @@ def grad_norm(
     checked = _require_batch("grad_norm", batch)
     with _restored(model):
         pairs = _weight_gradients(model, checked)
-        return float(sum(float(torch.linalg.vector_norm(g)) for _, g in pairs))
+        return _total([torch.linalg.vector_norm(g) for _, g in pairs])
 
 
 # -- arguments -----------------------------------------------------------------------------------
