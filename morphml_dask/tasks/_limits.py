@@ -1,15 +1,63 @@
-"""Limits on what a candidate costs (parameters, FLOPs, latency, memory), checked on the
-freshly built model before it trains: one above a limit is rejected, not trained."""
+"""What a task may measure of a candidate (the zero-cost proxies, by name) and limits on
+what it costs (parameters, FLOPs, latency, memory), checked on the freshly built model before
+it trains: one above a limit is rejected, not trained. Torch-free, so that settings are
+checked where the models are not built."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 
 from morphml_dask.exceptions import CandidateRejected, TaskError
-from morphml_dask.tasks._proxy import PROXY_NAMES
-from morphml_dask.validation import is_number, short_repr
+from morphml_dask.validation import invalid, is_number, short_repr
 
-__all__ = ["check_limits", "within_limits"]
+__all__ = ["PROXY_NAMES", "check_limits", "check_proxies", "within_limits"]
+
+PROXY_NAMES = (
+    "synflow",
+    "params",
+    "flops",
+    "latency_ms",
+    "peak_memory_mb",
+    "jacob_cov",
+    "naswot",
+    "snip",
+    "grad_norm",
+)
+"""The names of `morphml_dask.models.PROXIES`, spelled out so that settings are checked
+without importing torch (a test pins the two equal)."""
+
+
+def check_proxies(proxies: object, *, allow_empty: bool) -> tuple[str, ...]:
+    """The proxy names of a ``proxies`` setting (a list, or one name), duplicates dropped.
+
+    Raises
+    ------
+    TaskError
+        For a value that is no list of names, an empty one unless ``allow_empty``, or a
+        name that is not in `morphml_dask.models.PROXIES`.
+    """
+    names = [proxies] if isinstance(proxies, str) else proxies
+    if not isinstance(names, list | tuple) or not (names or allow_empty):
+        raise invalid(
+            TaskError,
+            "proxies",
+            proxies,
+            expected=f"a {'' if allow_empty else 'non-empty '}list of names from "
+            f"{list(PROXY_NAMES)}",
+            fix="set proxies to e.g. [synflow, params]",
+        )
+    for index, name in enumerate(names):
+        if not (isinstance(name, str) and name in PROXY_NAMES):
+            close = difflib.get_close_matches(str(name), PROXY_NAMES, n=1)
+            raise TaskError(
+                "unknown zero-cost proxy",
+                expected=f"names from morphml_dask.models.PROXIES: {list(PROXY_NAMES)}",
+                received=f"{short_repr(name)} (proxies[{index}])",
+                fix=f"replace it with {close[0]!r}" if close else "pick names from that list",
+                key=f"proxies[{index}]",
+            )
+    return tuple(dict.fromkeys(names))
 
 
 def check_limits(limits: object) -> dict[str, float]:

@@ -5,7 +5,6 @@ Also the helpers `TrainingTask` uses to add proxies to its metrics (``proxies=``
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import time
 from collections.abc import Callable, Sequence
@@ -17,13 +16,14 @@ from morphml_dask.space import ArchGraph, Config, FunctionSpace
 from morphml_dask.tasks._base import BaseTask, Evaluation, check_epochs
 from morphml_dask.tasks._data import ImageDataset
 from morphml_dask.tasks._function import resolve_user_code
+from morphml_dask.tasks._limits import check_proxies
 from morphml_dask.tasks._train import (
     MAX_SEED,
     _check_dataset,
     _check_storage_options,
     _document_dataset,
 )
-from morphml_dask.validation import check_choice, check_int, describe, invalid, short_repr
+from morphml_dask.validation import check_choice, check_int, describe, invalid
 
 if TYPE_CHECKING:
     # torch loads when a model is scored, not when the task is imported (as for training).
@@ -33,24 +33,10 @@ if TYPE_CHECKING:
     from morphml_dask.tasks._context import TrialContext
     from morphml_dask.trial import Trial
 
-__all__ = ["PROXY_NAMES", "ModelBuilder", "ProxyTask", "check_proxies", "proxy_scores"]
+__all__ = ["ModelBuilder", "ProxyTask", "proxy_scores"]
 
 ModelBuilder = Callable[[Any], "nn.Module"]
 """The user's model builder of a function space: ``model(config) -> nn.Module``."""
-
-PROXY_NAMES = (
-    "synflow",
-    "params",
-    "flops",
-    "latency_ms",
-    "peak_memory_mb",
-    "jacob_cov",
-    "naswot",
-    "snip",
-    "grad_norm",
-)
-"""The names of `morphml_dask.models.PROXIES`, spelled out so that settings are checked
-without importing torch (a test pins the two equal)."""
 
 DIRECTIONS = ("maximize", "minimize")
 _BUILDER_FIX = (
@@ -284,38 +270,6 @@ def _architecture_model(arch: ArchGraph, dataset: ImageDataset) -> nn.Module:
 
 
 # -- settings ----------------------------------------------------------------------------------
-
-
-def check_proxies(proxies: object, *, allow_empty: bool) -> tuple[str, ...]:
-    """The proxy names of a ``proxies`` setting (a list, or one name), duplicates dropped.
-
-    Raises
-    ------
-    TaskError
-        For a value that is no list of names, an empty one unless ``allow_empty``, or a
-        name that is not in `morphml_dask.models.PROXIES`.
-    """
-    names = [proxies] if isinstance(proxies, str) else proxies
-    if not isinstance(names, list | tuple) or not (names or allow_empty):
-        raise invalid(
-            TaskError,
-            "proxies",
-            proxies,
-            expected=f"a {'' if allow_empty else 'non-empty '}list of names from "
-            f"{list(PROXY_NAMES)}",
-            fix="set proxies to e.g. [synflow, params]",
-        )
-    for index, name in enumerate(names):
-        if not (isinstance(name, str) and name in PROXY_NAMES):
-            close = difflib.get_close_matches(str(name), PROXY_NAMES, n=1)
-            raise TaskError(
-                "unknown zero-cost proxy",
-                expected=f"names from morphml_dask.models.PROXIES: {list(PROXY_NAMES)}",
-                received=f"{short_repr(name)} (proxies[{index}])",
-                fix=f"replace it with {close[0]!r}" if close else "pick names from that list",
-                key=f"proxies[{index}]",
-            )
-    return tuple(dict.fromkeys(names))
 
 
 def _check_objective(objective: object, proxies: tuple[str, ...]) -> str:

@@ -18,6 +18,7 @@ from morphml_dask.tasks._base import (
 )
 from morphml_dask.tasks._data import ImageDataset, load_digits
 from morphml_dask.tasks._feed import DEFAULT_DEVICE_DATA_MB, DEFAULT_LOADER_WORKERS, feed_for
+from morphml_dask.tasks._limits import check_limits, check_proxies, within_limits
 from morphml_dask.tasks._loop import (
     TrainingLoop,
     check_precision,
@@ -181,8 +182,8 @@ class TrainingTask(BaseTask):
             "loader_workers", loader_workers, low=0, error=TaskError, fix="set it to e.g. 2"
         )
         self.dataset = _check_dataset(dataset, self.seed)
-        self.proxies = _check_proxies(proxies)
-        self.limits = _check_limits(limits)
+        self.proxies = check_proxies(proxies, allow_empty=True)
+        self.limits = check_limits(limits)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -372,18 +373,6 @@ def _planned_morphism(task: TrainingTask, info: Mapping[str, Any]) -> Mapping[st
     return morphism
 
 
-def _check_limits(limits: object) -> dict[str, float]:
-    from morphml_dask.tasks._limits import check_limits  # _limits -> _proxy -> this module
-
-    return check_limits(limits)
-
-
-def _check_proxies(proxies: object) -> tuple[str, ...]:
-    from morphml_dask.tasks._proxy import check_proxies
-
-    return check_proxies(proxies, allow_empty=True)
-
-
 def _measured(
     task: TrainingTask,
     model: nn.Module,
@@ -398,7 +387,6 @@ def _measured(
     hold for any new architecture: not checked again for a promotion, whose architecture
     passed when its parent trained.
     """
-    from morphml_dask.tasks._limits import within_limits
     from morphml_dask.tasks._proxy import proxy_scores
 
     fresh = weights is None and inherit is None

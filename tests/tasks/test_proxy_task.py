@@ -18,7 +18,8 @@ from morphml_dask.experiment import load_experiment
 from morphml_dask.models import PROXIES, build_model, score
 from morphml_dask.space import ArchGraph, CellSpace, Config, DagSpace, FunctionSpace, Sampler
 from morphml_dask.tasks import ProxyTask, TrainingTask, TrialContext, load_digits
-from morphml_dask.tasks._proxy import PROXY_NAMES, training_batch
+from morphml_dask.tasks._limits import PROXY_NAMES
+from morphml_dask.tasks._proxy import training_batch
 from morphml_dask.trial import Trial
 
 DIGITS_SHAPE = (1, 8, 8)
