@@ -25,7 +25,7 @@ import numpy as np
 from morphml_dask.exceptions import OptimizerError
 from morphml_dask.optim import BaseOptimizer, RandomSearch
 from morphml_dask.optim._warmup import is_warmup, warmup_metric
-from morphml_dask.space import CellSpace, Config, Sampler
+from morphml_dask.space import CellSpace, Config, DagSpace, Sampler
 from morphml_dask.trial import Trial, TrialRecord, TrialResult
 
 if TYPE_CHECKING:
@@ -72,6 +72,13 @@ def synthetic_result(trial: Trial, *, fail_rate: float = 0.0) -> TrialResult:
     accuracy = 100.0 * quality * (1.0 - 0.5 / (1.0 + math.log1p(trial.budget)))
     params = 1e5 * (0.2 + quality * 0.5 + size * 0.3)
     return TrialResult.complete(trial.id, {"val_accuracy": accuracy, "params": params})
+
+
+def morph_space() -> DagSpace:
+    """A small DagSpace with room for every network morphism a child inherits weights
+    across (a wider layer, a deeper network, a larger kernel): four nodes, three widths,
+    three kernels."""
+    return DagSpace(max_nodes=4, widths=(8, 16, 32), kernels=(1, 3, 5))
 
 
 def conditional_space(s: Sampler) -> dict[str, Any]:

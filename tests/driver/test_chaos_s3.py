@@ -20,6 +20,7 @@ from morphml_dask.optim import ASHA, BaseOptimizer, RegularizedEvolution
 from morphml_dask.space import DagSpace
 from morphml_dask.storage import open_store
 from morphml_dask.tasks import TrainingTask
+from morphml_dask.testing import morph_space
 from morphml_dask.trial import TrialRecord
 
 TRIALS = 24
@@ -106,7 +107,7 @@ def test_lamarckian_children_under_kills_and_an_outage_corrupt_no_parent(
     """Children load their parents' weights from S3 and save their own while workers die
     and the endpoint goes down: no trial lost, and every parent's weights still load into
     the parent's own network, whole."""
-    space = DagSpace(max_nodes=4, widths=(8, 16, 32), kernels=(1, 3, 5))
+    space = morph_space()
     report, records, loaded = _chaos_on_s3(
         tmp_path,
         s3_endpoint,

@@ -6,11 +6,11 @@ import pytest
 from morphml_dask.exceptions import OptimizerError
 from morphml_dask.optim import RegularizedEvolution
 from morphml_dask.space import ArchGraph, Candidate, CellSpace, DagSpace
-from morphml_dask.testing import check_optimizer, run_optimizer, synthetic_result
+from morphml_dask.testing import check_optimizer, morph_space, run_optimizer, synthetic_result
 from morphml_dask.trial import TrialResult
 
 # Room to widen a convolution and grow a kernel: every morphism can make a child.
-LAMARCKIAN_SPACE = DagSpace(max_nodes=4, widths=(8, 16, 32), kernels=(1, 3, 5))
+LAMARCKIAN_SPACE = morph_space()
 
 
 @pytest.mark.parametrize("space", [CellSpace(), DagSpace(max_nodes=4)])

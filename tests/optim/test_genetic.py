@@ -10,7 +10,7 @@ from morphml_dask.exceptions import OptimizerError
 from morphml_dask.optim._genetic import GeneticAlgorithm
 from morphml_dask.optim._pareto import dominates, nsga2_order
 from morphml_dask.space import CellSpace, DagSpace
-from morphml_dask.testing import check_optimizer, run_optimizer, synthetic_result
+from morphml_dask.testing import check_optimizer, morph_space, run_optimizer, synthetic_result
 from morphml_dask.trial import Trial, TrialResult
 
 TWO_OBJECTIVES = [("val_accuracy", "maximize"), ("params", "minimize")]
@@ -273,9 +273,9 @@ def test_objective_may_name_any_of_the_objectives() -> None:
 
 
 def test_inheriting_children_start_from_their_first_parent_and_survive_a_checkpoint() -> None:
-    from morphml_dask.space import DagSpace, Morphism
+    from morphml_dask.space import Morphism
 
-    space = DagSpace(max_nodes=4, widths=(8, 16, 32), kernels=(1, 3, 5))
+    space = morph_space()
     settings = {
         "population_size": 6,
         "elitism": 1,

@@ -18,10 +18,11 @@ from morphml_dask.space import DagSpace
 from morphml_dask.storage import ExperimentStore, open_store
 from morphml_dask.tasks import TrainingTask, TrialContext
 from morphml_dask.tasks._train import _planned_morphism
+from morphml_dask.testing import morph_space
 from morphml_dask.trial import Trial, TrialRecord, TrialResult
 
 # Room to widen nodes and to grow kernels, so that children come from morphisms.
-MORPH_SPACE = DagSpace(max_nodes=4, widths=(8, 16, 32), kernels=(1, 3, 5))
+MORPH_SPACE = morph_space()
 
 
 @pytest.fixture
