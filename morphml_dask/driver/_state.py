@@ -53,6 +53,7 @@ from morphml_dask.driver._health import (
 from morphml_dask.driver._placement import ExpectedSeconds
 from morphml_dask.driver._pruning import Pruning
 from morphml_dask.driver._results import Curve, ResultBook
+from morphml_dask.driver._twins import Twins
 from morphml_dask.exceptions import SearchStalledError, UnschedulableError
 from morphml_dask.trial import Trial, TrialRecord, TrialResult, TrialState
 
@@ -65,6 +66,9 @@ __all__ = ["Counts", "Policy", "SearchState"]
 # The longest the shell waits for completions before handing in the time again: a stop is
 # seen within it.
 POLL_S = 0.25
+REPEATS_LIMIT = 1000
+"""Trials in a row answered from earlier results after which a search without
+``max_trials`` stops: its optimizer proposes nothing new."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ class SearchState:
         self.dispatch = Dispatcher(policy, self.counts)
         self.flight = self.dispatch.flight
         self.book = ResultBook()
+        self.twins = Twins()
         self.health = WorkerHealth(policy.max_retries, policy.quarantine_after)
         self.pruning = Pruning(pruner, optimizer.objective)
         # The optimizer's inputs in order, ("ask", n, ids) and ("tell", id), a few bytes each:
@@ -133,6 +138,7 @@ class SearchState:
         self._persisted_at = 0.0
         self.absence = WorkerAbsence(policy.worker_timeout)
         self._out: list[Instruction] = []
+        self._repeats = 0  # trials asked in a row that trained nothing new
 
     # -- the interface ---------------------------------------------------------------------
 
@@ -212,7 +218,7 @@ class SearchState:
             stored = self.book.stored(trial.id)
             if stored is not None:
                 self._tell(stored)
-            else:
+            elif not self.twins.park(trial):
                 self._submit(trial)
         self._persist()
 
@@ -296,6 +302,8 @@ class SearchState:
             return
         if not self.congested:  # while the store fails, hold new trials back
             self._fill()
+            if self.over:
+                return
             if self.flight.idle:
                 self._end(Finish() if self.optimizer.finished else Fail(_stalled(self.optimizer)))
                 return
@@ -305,18 +313,27 @@ class SearchState:
 
     def _fill(self) -> None:
         """Ask for trials until ``capacity`` tasks' worth run or wait, or the optimizer has
-        none; trials answered from the store leave their place free for the next ask."""
+        none; trials answered from the store, and twins waiting for a trial of the same
+        architecture and budget in training, leave their place free for the next ask (up to
+        ``capacity`` tasks' worth of twins: a space of few architectures asks no more)."""
         waiting, self.flight.waiting = self.flight.waiting, []
         for trial, avoid in waiting:
             self._submit(trial, avoid)
         pack = self.dispatch.pack_size()
         stopped = self.pruning.live.stopped  # told to stop: their successors queue at once
-        while (want := self.capacity * pack - self.running + len(stopped) - self.waiting) > 0:
+        slots = self.capacity * pack
+        while (want := slots - self.running + len(stopped) - self.waiting) > 0:
+            if len(self.twins) >= slots:
+                return
             asked = self.optimizer.ask(want)
             if not asked:
                 return
             self.log.ask(want, [t.id for t in asked])
-            fresh = [trial for trial in asked if not self._reused(trial)]
+            fresh = [t for t in asked if not self._reused(t) and not self.twins.park(t)]
+            self._repeats = 0 if fresh else self._repeats + len(asked)
+            if self._repeats >= REPEATS_LIMIT and self.optimizer.max_trials is None:
+                self._end(Fail(_repeating(self.optimizer, self._repeats)))
+                return
             for start in range(0, len(fresh), pack):
                 self._submit_pack(tuple(fresh[start : start + pack]))
 
@@ -366,6 +383,11 @@ class SearchState:
         self.counts.failed += record.result.state is TrialState.FAIL
         self.counts.pruned += record.result.state is TrialState.PRUNED
         self.counts.reused += record.reused
+        settled = self.twins.settle(record.trial, record.result.ok)
+        for twin in settled.reuse:
+            self._reused(twin)
+        if settled.train is not None:
+            self._submit(settled.train)
 
     def _tell(self, result: TrialResult) -> None:
         self.optimizer.tell(result)
@@ -419,6 +441,16 @@ def _stalled(optimizer: BaseOptimizer) -> SearchStalledError:
         expected="an optimizer that asks for trials until it is finished",
         received="nothing running, nothing asked, not finished",
         fix="check the optimizer's settings (max_trials, population, rungs)",
+    )
+
+
+def _repeating(optimizer: BaseOptimizer, repeats: int) -> SearchStalledError:
+    return SearchStalledError(
+        f"{type(optimizer).__name__} proposes nothing new",
+        expected="an optimizer that asks for architectures not evaluated yet, or max_trials",
+        received=f"{repeats} trials in a row of architectures and budgets evaluated before, "
+        "and no max_trials",
+        fix="set max_trials, or widen the search space; the results so far are stored",
     )
 
 

@@ -17,7 +17,7 @@ from morphml_dask.driver._events import (
     WorkersSeen,
 )
 from morphml_dask.driver._state import Policy, SearchState
-from morphml_dask.optim import ASHA
+from morphml_dask.optim import ASHA, BaseOptimizer, RegularizedEvolution
 from morphml_dask.space import DagSpace
 from morphml_dask.testing import synthetic_result
 from morphml_dask.trial import Trial, TrialRecord
@@ -49,42 +49,69 @@ def _run(state: SearchState, events: list[object]) -> tuple[list[Trial], list[Tr
     return submitted, records
 
 
-class _WatchedASHA(ASHA):
-    """ASHA, keeping the trials it asked for as it made them."""
+def _watched(optimizer: BaseOptimizer) -> dict[str, Trial]:
+    """The trials ``optimizer`` asks for from now on, by id, as it made them (the driver may
+    change a trial's parent before submitting it)."""
+    asked: dict[str, Trial] = {}
+    ask = optimizer.ask
 
-    asked: dict[str, Trial]
-
-    def ask(self, n: int = 1) -> list[Trial]:
-        trials = super().ask(n)
-        self.__dict__.setdefault("asked", {}).update((t.id, t) for t in trials)
+    def asking(n: int = 1) -> list[Trial]:
+        trials = ask(n)
+        asked.update((t.id, t) for t in trials)
         return trials
 
-
-def _asha(seed: int) -> _WatchedASHA:
-    # Tiny DAGs repeat often: many trials of a rung are answered from an earlier one.
-    return _WatchedASHA(DagSpace(max_nodes=2), budgets=[1, 3, 9], eta=3, max_trials=60, seed=seed)
+    optimizer.ask = asking  # type: ignore[method-assign]
+    return asked
 
 
-def test_every_promotion_continues_from_a_trained_trial() -> None:
-    reused_parents = 0
+def _check_parents_trained(submitted: list[Trial], records: list[TrialRecord]) -> list[Trial]:
+    """Every submitted trial with a parent continues from a trained trial of the parent's
+    budget; those trials."""
+    trained = {t.id for t in submitted}
+    by_id = {r.trial_id: r.trial for r in records}
+    children = [t for t in submitted if t.parent is not None]
+    for trial in children:
+        assert trial.parent in trained, f"{trial.id} continues from {trial.parent}, untrained"
+        assert by_id[str(trial.parent)].budget == trial.parent_budget
+    return children
+
+
+def test_no_promotion_trains_an_architecture_and_budget_twice() -> None:
+    """Tiny DAGs repeat often: a repeat of an architecture and budget, asked while the
+    first trains or after it, is answered with its result, promotions included."""
     for seed in range(4):
-        asha = _asha(seed)
+        asha = ASHA(DagSpace(max_nodes=2), budgets=[1, 3, 9], eta=3, max_trials=60, seed=seed)
         state = SearchState(asha, Policy(name="s"))
         submitted, records = _run(state, [StoreRead(), WorkersSeen(2, {"w1": None, "w2": None})])
-        reused = {r.trial_id for r in records if r.reused}
-        trained = {t.id for t in submitted}
-        assert reused and not reused & trained, "the setting should reuse results"
-        promotions = [t for t in submitted if t.parent is not None]
+        assert len(records) == 60 and any(r.reused for r in records)
+        runs = [(t.arch.fingerprint, t.budget) for t in submitted]
+        assert len(runs) == len(set(runs)), "an architecture and budget trained twice"
+        promotions = _check_parents_trained(submitted, records)
         assert promotions
-        for trial in promotions:
-            assert trial.parent in trained, f"{trial.id} continues from {trial.parent}, untrained"
-        # The source stands in for the reused parent: same architecture, same budget.
         by_id = {r.trial_id: r.trial for r in records}
-        for trial in promotions:
+        for trial in promotions:  # the parent has the promotion's architecture
             assert by_id[str(trial.parent)].arch.fingerprint == trial.arch.fingerprint
-            assert by_id[str(trial.parent)].budget == trial.parent_budget
-        reused_parents += sum(str(asha.asked[t.id].parent) in reused for t in promotions)
-    assert reused_parents > 0, "no promotion of a reused trial: the test proves nothing"
+
+
+def test_a_child_of_a_reused_parent_continues_from_the_trial_that_trained_it() -> None:
+    reused_parents = 0
+    for seed in range(4):
+        evolution = RegularizedEvolution(
+            DagSpace(max_nodes=2),
+            population_size=6,
+            budget=2,
+            inherit_weights=True,
+            max_trials=60,
+            seed=seed,
+        )
+        asked = _watched(evolution)
+        state = SearchState(evolution, Policy(name="s"))
+        submitted, records = _run(state, [StoreRead(), WorkersSeen(2, {"w1": None, "w2": None})])
+        reused = {r.trial_id for r in records if r.reused}
+        assert reused and not reused & {t.id for t in submitted}
+        children = _check_parents_trained(submitted, records)
+        reused_parents += sum(str(asked[t.id].parent) in reused for t in children)
+    assert reused_parents > 0, "no child of a reused trial: the test proves nothing"
 
 
 def test_a_resumed_search_knows_which_trial_each_stored_reused_one_stands_for() -> None:

@@ -162,8 +162,9 @@ def _packing_state(max_trials: int, max_retries: int = 2) -> tuple[SearchState, 
 def test_a_pack_that_dask_gives_up_is_retried_trial_by_trial() -> None:
     state, out = _packing_state(max_trials=8 + 32 + 4)
     pack = _of(Submit, out)[0]
-    # 32 trials asked for one slot (a small DAG now and then repeats and is reused).
-    assert len(pack.trials) >= 30 and pack.key == f"s/{pack.trials[0].id}+{len(pack.trials) - 1}"
+    # 32 trials asked for one slot (a small DAG now and then repeats: it is reused, or
+    # waits for its twin in the pack).
+    assert len(pack.trials) >= 28 and pack.key == f"s/{pack.trials[0].id}+{len(pack.trials) - 1}"
     out = state.handle([TaskLost(pack.key, "KilledWorker()")], 20.0)
     assert Release((pack.key,)) in out
     retries = [s for s in _of(Submit, out) if s.key.endswith("/1")]
