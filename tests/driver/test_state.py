@@ -182,10 +182,17 @@ def test_a_pack_lost_for_good_fails_each_of_its_trials() -> None:
     for other in _of(Submit, out)[1:]:
         out = state.handle([_finish(other)], 19.0)
     out = state.handle([TaskLost(pack.key, "KilledWorker()")], 20.0)
-    (persist,) = _of(Persist, out)
-    assert [r.trial_id for r in persist.records] == [t.id for t in pack.trials]
-    assert {r.result.error_kind for r in persist.records} == {"lost"}
-    assert persist.release == (pack.key,) and isinstance(out[-1], Finish)
+    # Repeats of the pack's architectures waited for it: each trains now, on its own.
+    repeats = [t for s in _of(Submit, out) for t in s.trials]
+    lost = {t.arch.fingerprint for t in pack.trials}
+    assert repeats and all(t.arch.fingerprint in lost for t in repeats)
+    everything = _drain(state, out, 21.0)
+    persists = _of(Persist, everything)
+    records = [r for p in persists for r in p.records]
+    assert [r.trial_id for r in records[: len(pack.trials)]] == [t.id for t in pack.trials]
+    assert {r.result.error_kind for r in records[: len(pack.trials)]} == {"lost"}
+    assert all(r.result.ok for r in records[len(pack.trials) :])
+    assert pack.key in persists[0].release and isinstance(everything[-1], Finish)
 
 
 def test_an_infrastructure_failure_retries_elsewhere_then_fails_the_trial() -> None:
