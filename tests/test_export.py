@@ -105,15 +105,13 @@ fit.export = export_model
 """
 
 
-def _search(folder: Path, document: dict[str, Any], **settings: str) -> Path:
-    """Run ``document`` with ``morphml run`` on one worker process, with ``settings`` of
-    ``morphml.*`` as environment variables; its store's path."""
+def _search(folder: Path, document: dict[str, Any]) -> Path:
+    """Run ``document`` with ``morphml run`` on one worker process; its store's path."""
     folder.mkdir(parents=True, exist_ok=True)
     experiment = folder / "experiment.yaml"
     store = folder / "store"
     experiment.write_text(yaml.safe_dump({**document, "store": str(store)}), encoding="utf-8")
     env = {**os.environ, "DASK_MORPHML__CLUSTER__N_WORKERS": "1"}
-    env.update((f"DASK_MORPHML__{key.upper()}", value) for key, value in settings.items())
     done = subprocess.run(
         [*MORPHML, "run", str(experiment), "--no-progress"],
         capture_output=True,
@@ -138,36 +136,32 @@ def digits_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _search(tmp_path_factory.mktemp("digits"), document)
 
 
-@pytest.fixture(scope="module")
-def function_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three trials of a train function of ours whose module declares its export hook."""
-    folder = tmp_path_factory.mktemp("function")
+def _function_search(folder: Path, name: str, space: str, budget: int) -> Path:
+    """Three trials of ``exported_mlp:fit``, whose module declares its export hook, over
+    the space ``exported_mlp:<space>``; the store's path."""
     (folder / "exported_mlp.py").write_text(_USER_MODULE, encoding="utf-8")
     document = {
-        "name": "tiny-mlp",
-        "space": {"function": "exported_mlp:space"},
+        "name": name,
+        "space": {"function": f"exported_mlp:{space}"},
         "task": {"function": "exported_mlp:fit", "objective": "val_accuracy"},
-        "optimizer": {"name": "random-search", "budget": 3, "seed": 0},
+        "optimizer": {"name": "random-search", "budget": budget, "seed": 0},
         "max_trials": 3,
     }
     return _search(folder, document)
 
 
 @pytest.fixture(scope="module")
+def function_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three trials of a train function of ours whose module declares its export hook."""
+    return _function_search(tmp_path_factory.mktemp("function"), "tiny-mlp", "space", budget=3)
+
+
+@pytest.fixture(scope="module")
 def repeated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three trials of a space of one configuration: the first trains it, the other two
-    reuse its result and train nothing (one at a time: none is asked for before the one
-    in flight finished)."""
+    wait for it and reuse its result, training nothing."""
     folder = tmp_path_factory.mktemp("repeated")
-    (folder / "exported_mlp.py").write_text(_USER_MODULE, encoding="utf-8")
-    document = {
-        "name": "one-mlp",
-        "space": {"function": "exported_mlp:one_config"},
-        "task": {"function": "exported_mlp:fit", "objective": "val_accuracy"},
-        "optimizer": {"name": "random-search", "budget": 2, "seed": 0},
-        "max_trials": 3,
-    }
-    return _search(folder, document, lookahead="0")
+    return _function_search(folder, "one-mlp", "one_config", budget=2)
 
 
 def _export(store: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
