@@ -37,6 +37,9 @@ class SearchStatus:
         Trials submitted and not finished (running or queued on the cluster).
     waiting_for_a_worker
         Trials held in the driver because no worker stays long enough to run them.
+    waiting_for_a_twin
+        Trials held in the driver until a trial of the same architecture and budget, in
+        training now, has its result (they reuse it).
     kept_off_retiring_workers
         Trials restricted to workers that stay long enough for them.
     waiting_for_store
@@ -65,6 +68,7 @@ class SearchStatus:
     submitted: int = 0
     running: int = 0
     waiting_for_a_worker: int = 0
+    waiting_for_a_twin: int = 0
     kept_off_retiring_workers: int = 0
     waiting_for_store: bool = False
     store_retries: int = 0

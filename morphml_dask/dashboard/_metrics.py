@@ -77,6 +77,7 @@ class SearchCollector:
                 trials.add_metric([name, "pruned"], board.pruned)
                 trials.add_metric([name, "in_flight"], board.running)
                 trials.add_metric([name, "waiting"], status.waiting_for_a_worker)
+                trials.add_metric([name, "waiting_for_twin"], status.waiting_for_a_twin)
                 rate.add_metric([name], board.results_per_second())
                 if board.best is not None:
                     best.add_metric([name, board.objective], board.best)

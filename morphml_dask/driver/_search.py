@@ -393,6 +393,7 @@ def _status(
         submitted=counts.submitted,
         running=0 if state is None or state.over else state.running,
         waiting_for_a_worker=0 if state is None else state.waiting,
+        waiting_for_a_twin=0 if state is None else len(state.twins),
         kept_off_retiring_workers=counts.kept_off,
         waiting_for_store=writer is not None and writer.congested,
         store_retries=0 if writer is None else writer.retries,

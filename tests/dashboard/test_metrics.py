@@ -57,7 +57,11 @@ def test_the_collector_reports_the_boards_its_source_returns() -> None:
             ("t000005", "pruned", None, None, 9, 0, None, None, None, 5.0, None, None),
         ],
         SearchStatus(
-            running=2, waiting_for_a_worker=3, store_last_write_s=0.5, store_backlog_batches=4
+            running=2,
+            waiting_for_a_worker=3,
+            waiting_for_a_twin=5,
+            store_last_write_s=0.5,
+            store_backlog_batches=4,
         ),
     )
     sources: list[list[SchedulerBoards]] = [[]]
@@ -78,6 +82,7 @@ def test_the_collector_reports_the_boards_its_source_returns() -> None:
         ("morphml_trials", "pruned"): 2,
         ("morphml_trials", "in_flight"): 2,
         ("morphml_trials", "waiting"): 3,
+        ("morphml_trials", "waiting_for_twin"): 5,
         ("morphml_best_objective", "val_accuracy"): 0.9,
         ("morphml_busy_slots", ""): 2,
         ("morphml_busy_gpu_slots", ""): 1.5,

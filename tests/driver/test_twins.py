@@ -20,6 +20,7 @@ from morphml_dask.driver._events import (
     TaskFinished,
     WorkersSeen,
 )
+from morphml_dask.driver._search import _status
 from morphml_dask.driver._state import Policy, SearchState
 from morphml_dask.optim import RandomSearch
 from morphml_dask.space import Config, FunctionSpace, Sampler
@@ -71,6 +72,8 @@ def test_a_twin_asked_while_the_first_trains_waits_and_reuses_its_result() -> No
     first = _submits(out)
     assert sorted(_width(s.trials[0]) for s in first) == [8, 16], "one of each trains"
     assert len(state.twins) == 4 and len(state.optimizer.pending) == 6
+    status = _status(state, None, state.optimizer, 1.0)
+    assert (status.running, status.waiting_for_a_twin, status.done) == (2, 4, 0)
     seen = list(out)
     for step, submit in enumerate(first):
         out = state.handle([_done(submit)], 1.0 + step)
