@@ -68,6 +68,10 @@ class WorkerHealth:
     def is_quarantined(self, worker: str) -> bool:
         return any(q.worker == worker for q in self.quarantined)
 
+    @property
+    def quarantined_workers(self) -> tuple[str, ...]:
+        return tuple(q.worker for q in self.quarantined)
+
     def failed(self, trial_id: str, worker: str | None, kind: str) -> bool:
         """Note an attempt of ``trial_id`` that failed with ``kind`` on ``worker`` (None:
         unknown, the worker died); returns whether the trial runs again."""

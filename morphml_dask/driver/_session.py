@@ -265,7 +265,7 @@ class SearchSession:
             elif isinstance(instruction, Retire):
                 # Retiring waits for the worker to hand over its data: not on the loop.
                 threading.Thread(
-                    target=self._retire, args=(instruction.worker,), daemon=True
+                    target=_retire, args=(self.client, instruction.worker), daemon=True
                 ).start()
             elif isinstance(instruction, PauseTrials):
                 assert self.inbox is not None
@@ -339,10 +339,6 @@ class SearchSession:
     def _has_reports(self) -> bool:
         return self.inbox is not None and self.inbox.pending
 
-    def _retire(self, worker: str) -> None:
-        with contextlib.suppress(Exception):  # it may have died or left already
-            self.client.retire_workers(workers=[worker], close_workers=True)
-
     # -- the end ---------------------------------------------------------------------------
 
     def _abort(self) -> None:
@@ -371,6 +367,11 @@ class SearchSession:
         if self._registered:
             with contextlib.suppress(Exception):  # a closed client has nothing to free
                 self.client.unregister_worker_plugin(self.task_name)
+
+
+def _retire(client: Client, worker: str) -> None:
+    with contextlib.suppress(Exception):  # it may have died or left already
+        client.retire_workers(workers=[worker], close_workers=True)
 
 
 def _publisher(client: Client, run: str, search: Search) -> ProgressPublisher:

@@ -45,15 +45,14 @@ from morphml_dask.driver._events import (
 from morphml_dask.driver._flight import InFlight, Submission
 from morphml_dask.driver._health import (
     INFRASTRUCTURE_FAILURES,
-    Quarantine,
     WorkerAbsence,
     WorkerHealth,
     failed_everywhere,
 )
 from morphml_dask.driver._placement import ExpectedSeconds
 from morphml_dask.driver._pruning import Pruning
+from morphml_dask.driver._repeats import Repeats
 from morphml_dask.driver._results import Curve, ResultBook
-from morphml_dask.driver._twins import Twins
 from morphml_dask.exceptions import SearchStalledError, UnschedulableError
 from morphml_dask.trial import Trial, TrialRecord, TrialResult, TrialState
 
@@ -98,6 +97,13 @@ class Counts:
     kept_off: int = 0
     pruned: int = 0
 
+    def add(self, record: TrialRecord) -> None:
+        """Count a trial's final record."""
+        self.done += 1
+        self.failed += record.result.state is TrialState.FAIL
+        self.pruned += record.result.state is TrialState.PRUNED
+        self.reused += record.reused
+
 
 class SearchState:
     """The state of one search, advanced by `handle`.
@@ -123,7 +129,7 @@ class SearchState:
         self.dispatch = Dispatcher(policy, self.counts)
         self.flight = self.dispatch.flight
         self.book = ResultBook()
-        self.twins = Twins()
+        self.repeats = Repeats(self.book)
         self.health = WorkerHealth(policy.max_retries, policy.quarantine_after)
         self.pruning = Pruning(pruner, optimizer.objective)
         # The optimizer's inputs in order, ("ask", n, ids) and ("tell", id), a few bytes each:
@@ -138,7 +144,6 @@ class SearchState:
         self._persisted_at = 0.0
         self.absence = WorkerAbsence(policy.worker_timeout)
         self._out: list[Instruction] = []
-        self._repeats = 0  # trials asked in a row that trained nothing new
 
     # -- the interface ---------------------------------------------------------------------
 
@@ -183,10 +188,6 @@ class SearchState:
         """Trials held back for want of a worker that stays long enough."""
         return len(self.flight.waiting)
 
-    @property
-    def quarantined(self) -> tuple[str, ...]:
-        return tuple(q.worker for q in self.health.quarantined)
-
     # -- events ----------------------------------------------------------------------------
 
     def _take(self, event: Event) -> None:
@@ -214,12 +215,8 @@ class SearchState:
         others again under their ids, and checkpoint at once, so that a driver killed before
         the first results were stored can still be resumed."""
         self._started = True
-        for trial in self.optimizer.pending:
-            stored = self.book.stored(trial.id)
-            if stored is not None:
-                self._tell(stored)
-            elif not self.twins.park(trial):
-                self._submit(trial)
+        for trial in self._fresh(self.optimizer.pending):
+            self._submit(trial)
         self._persist()
 
     def _finished(self, event: TaskFinished) -> None:
@@ -229,11 +226,8 @@ class SearchState:
         if len(event.outcomes) != len(submission.trials):
             self._lost(TaskLost(event.key, f"{len(event.outcomes)} outcomes came back"), submission)
             return
-        kept = False
-        for trial, attempt, outcome in zip(
-            submission.trials, submission.attempts, event.outcomes, strict=True
-        ):
-            kept |= self._outcome(trial, attempt, outcome)
+        outcomes = zip(submission.trials, submission.attempts, event.outcomes, strict=True)
+        kept = any([self._outcome(*outcome) for outcome in outcomes])  # every one recorded
         self._release_later(event.key, kept)
 
     def _outcome(self, trial: Trial, attempt: int, outcome: Outcome) -> bool:
@@ -251,7 +245,7 @@ class SearchState:
             result = failed_everywhere(result, tried)
         else:
             for quarantine in self.health.completed(trial.id, worker, self._now):
-                self._quarantine(quarantine)
+                self._out += [Log("warning", quarantine.message), Retire(quarantine.worker)]
         self._record(outcome.record(trial, result, attempt), outcome.curve)
         return True
 
@@ -281,8 +275,8 @@ class SearchState:
         self._watch_slots(event.slots)
 
     def _watch_slots(self, slots: int) -> None:
-        seen, waiting = self.absence.see(slots, self.flight.idle, self._now), self.running
-        waiting += self.waiting
+        seen = self.absence.see(slots, self.flight.idle, self._now)
+        waiting = self.running + self.waiting
         if seen == "warn":
             self._out.append(Log("warning", f"no worker can run trials; {waiting} trials wait"))
         elif seen == "give up":
@@ -323,16 +317,16 @@ class SearchState:
         stopped = self.pruning.live.stopped  # told to stop: their successors queue at once
         slots = self.capacity * pack
         while (want := slots - self.running + len(stopped) - self.waiting) > 0:
-            if len(self.twins) >= slots:
+            if len(self.repeats.twins) >= slots:
                 return
             asked = self.optimizer.ask(want)
             if not asked:
                 return
             self.log.ask(want, [t.id for t in asked])
-            fresh = [t for t in asked if not self._reused(t) and not self.twins.park(t)]
-            self._repeats = 0 if fresh else self._repeats + len(asked)
-            if self._repeats >= REPEATS_LIMIT and self.optimizer.max_trials is None:
-                self._end(Fail(_repeating(self.optimizer, self._repeats)))
+            fresh = self._fresh(asked)
+            repeats = self.repeats.in_a_row
+            if repeats >= REPEATS_LIMIT and self.optimizer.max_trials is None:
+                self._end(Fail(_repeating(self.optimizer, repeats)))
                 return
             for start in range(0, len(fresh), pack):
                 self._submit_pack(tuple(fresh[start : start + pack]))
@@ -347,18 +341,16 @@ class SearchState:
         if submit is not None:
             self._out.append(submit)
 
-    def _reused(self, trial: Trial) -> bool:
-        """Tell a stored result instead of training an architecture evaluated before."""
-        stored = self.book.stored(trial.id)
-        if stored is not None:
-            # Persisted before a crash that lost the checkpoint after it: tell, don't re-run.
-            self._tell(stored)
-            return True
-        metrics = self.book.evaluated(trial)
-        if metrics is None:
-            return False
-        self._record(TrialRecord(trial, TrialResult.complete(trial.id, metrics), reused=True))
-        return True
+    def _fresh(self, asked: Sequence[Trial]) -> list[Trial]:
+        """The trials of ``asked`` to train; the others are answered now (a result stored
+        before a crash lost the checkpoint after it, or an architecture and budget
+        evaluated before) or wait for their twin in training."""
+        fresh, told, reused = self.repeats.sort(asked)
+        for result in told:
+            self._tell(result)
+        for record in reused:
+            self._record(record)
+        return fresh
 
     def _retried(self, trial: Trial, worker: str | None, kind: str) -> bool:
         """Submit ``trial`` again, away from the workers it failed on, if it has retries
@@ -366,11 +358,9 @@ class SearchState:
         if not self.health.failed(trial.id, worker, kind):
             return False
         self.counts.retried += 1
-        self._submit(trial, avoid=[*self.health.tried_on(trial.id), *self.quarantined])
+        avoid = [*self.health.tried_on(trial.id), *self.health.quarantined_workers]
+        self._submit(trial, avoid)
         return True
-
-    def _quarantine(self, quarantine: Quarantine) -> None:
-        self._out += [Log("warning", quarantine.message), Retire(quarantine.worker)]
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -379,15 +369,12 @@ class SearchState:
         self.flight.settled(record.trial)
         self.pruning.finished(record.trial_id, curve)
         self._tell(record.result)
-        self.counts.done += 1
-        self.counts.failed += record.result.state is TrialState.FAIL
-        self.counts.pruned += record.result.state is TrialState.PRUNED
-        self.counts.reused += record.reused
-        settled = self.twins.settle(record.trial, record.result.ok)
-        for twin in settled.reuse:
-            self._reused(twin)
-        if settled.train is not None:
-            self._submit(settled.train)
+        self.counts.add(record)
+        reused, train = self.repeats.settled(record)
+        for twin in reused:
+            self._record(twin)
+        if train is not None:
+            self._submit(train)
 
     def _tell(self, result: TrialResult) -> None:
         self.optimizer.tell(result)

@@ -222,7 +222,7 @@ def test_a_worker_blamed_three_times_in_a_row_is_quarantined() -> None:
     assert _of(Retire, retire) == [Retire("w1")]
     (log,) = _of(Log, retire)
     assert log.message.startswith("quarantined worker w1: 3 trials in a row failed there with oom")
-    assert state.quarantined == ("w1",)
+    assert state.health.quarantined_workers == ("w1",)
 
 
 def test_a_stop_during_a_store_outage_persists_everything_and_cancels_the_rest() -> None:

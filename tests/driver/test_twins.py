@@ -71,7 +71,7 @@ def test_a_twin_asked_while_the_first_trains_waits_and_reuses_its_result() -> No
     out = state.handle([StoreRead(), TWO_WORKERS], 0.0)
     first = _submits(out)
     assert sorted(_width(s.trials[0]) for s in first) == [8, 16], "one of each trains"
-    assert len(state.twins) == 4 and len(state.optimizer.pending) == 6
+    assert len(state.repeats.twins) == 4 and len(state.optimizer.pending) == 6
     status = _status(state, None, state.optimizer, 1.0)
     assert (status.running, status.waiting_for_a_twin, status.done) == (2, 4, 0)
     seen = list(out)
@@ -79,7 +79,7 @@ def test_a_twin_asked_while_the_first_trains_waits_and_reuses_its_result() -> No
         out = state.handle([_done(submit)], 1.0 + step)
         assert not _submits(out), "a twin was trained"
         seen += out
-    assert state.over and len(state.twins) == 0
+    assert state.over and len(state.repeats.twins) == 0
     records = _records(seen)
     assert len(records) == 6 and len({r.trial_id for r in records}) == 6
     assert sum(r.reused for r in records) == 4 and state.counts.reused == 4
@@ -131,7 +131,7 @@ def test_a_search_without_max_trials_over_one_architecture_stops_with_a_clear_er
     asks only for what it evaluated stops the search instead of spinning in the driver."""
     state = _searching(one_width, max_trials=None)
     (first,) = _submits(state.handle([StoreRead(), TWO_WORKERS], 0.0))
-    assert 4 <= len(state.twins) < 8, "two slots and a lookahead of two"
+    assert 4 <= len(state.repeats.twins) < 8, "two slots and a lookahead of two"
     out = state.handle([_done(first)], 1.0)
     assert state.over
     (fail,) = [i for i in out if isinstance(i, Fail)]
