@@ -104,11 +104,14 @@ class Repeats:
         return fresh, told, reused
 
     def reused(self, trial: Trial) -> TrialRecord | None:
-        """``trial`` answered by the first completed trial of its architecture and budget."""
+        """``trial`` answered by the first completed trial of its architecture and budget;
+        its parent, if reused itself, is the trial that trained the parent (whose weights
+        exist), as for a trial that trains."""
         metrics = self.book.evaluated(trial)
         if metrics is None:
             return None
-        return TrialRecord(trial, TrialResult.complete(trial.id, metrics), reused=True)
+        result = TrialResult.complete(trial.id, metrics)
+        return TrialRecord(self.book.from_trained(trial), result, reused=True)
 
     def settled(self, record: TrialRecord) -> tuple[list[TrialRecord], Trial | None]:
         """``record`` is final: the records of its twins now reused, and the twin that

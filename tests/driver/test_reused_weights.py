@@ -66,13 +66,17 @@ def _watched(optimizer: BaseOptimizer) -> dict[str, Trial]:
 
 def _check_parents_trained(submitted: list[Trial], records: list[TrialRecord]) -> list[Trial]:
     """Every submitted trial with a parent continues from a trained trial of the parent's
-    budget; those trials."""
+    budget, and every stored record, reused ones included, names a trained parent (whose
+    weights exist); the submitted trials with a parent."""
     trained = {t.id for t in submitted}
     by_id = {r.trial_id: r.trial for r in records}
     children = [t for t in submitted if t.parent is not None]
     for trial in children:
         assert trial.parent in trained, f"{trial.id} continues from {trial.parent}, untrained"
         assert by_id[str(trial.parent)].budget == trial.parent_budget
+    for record in records:
+        parent = record.trial.parent
+        assert parent is None or parent in trained, f"{record.trial_id}'s parent {parent}"
     return children
 
 
