@@ -243,8 +243,9 @@ def test_asha_on_a_process_cluster_matches_a_replay_of_its_inputs(
             parent = None if pd.isna(row["parent_id"]) else row["parent_id"]
             assert trial.rung == row["rung"]
             asked_parent = None if trial.parent is None else table.loc[trial.parent]
-            if asked_parent is not None and asked_parent["reused"] and not row["reused"]:
-                # A promotion of a reused result ran on from the trial that trained it.
+            if asked_parent is not None and asked_parent["reused"]:
+                # A promotion of a reused result ran on from the trial that trained it, or,
+                # reused itself, names that trial as its parent.
                 trainer = table.loc[parent]
                 assert not trainer["reused"]
                 assert trainer["fingerprint"] == asked_parent["fingerprint"]
