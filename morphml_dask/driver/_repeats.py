@@ -34,7 +34,7 @@ class Settled:
 class Twins:
     """The trial training each architecture and budget now, and the trials waiting for it."""
 
-    _training: dict[tuple[str, int], str] = field(default_factory=dict)
+    _training: dict[tuple[str, int], Trial] = field(default_factory=dict)
     _parked: dict[str, list[Trial]] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -42,26 +42,29 @@ class Twins:
         return sum(map(len, self._parked.values()))
 
     def park(self, trial: Trial) -> bool:
-        """Whether ``trial`` waits for a twin in training; if not, it trains its
-        architecture and budget from now on."""
+        """Whether ``trial`` waits for a twin in training; if not, and none trains its
+        architecture and budget, it does from now on. Only the same graph waits: another
+        graph of the same function trains, since its children's morphisms are planned on
+        its own graph, which the twin's weights would not fit."""
         key = (trial.arch.fingerprint, trial.budget)
-        trainer = self._training.setdefault(key, trial.id)
-        if trainer == trial.id:
+        trainer = self._training.setdefault(key, trial)
+        if trainer.id == trial.id or trainer.arch != trial.arch:
             return False
-        self._parked.setdefault(trainer, []).append(trial)
+        self._parked.setdefault(trainer.id, []).append(trial)
         return True
 
     def settle(self, trial: Trial, ok: bool) -> Settled:
         """``trial`` has its final result (``ok``: completed): what its twins do next."""
         key = (trial.arch.fingerprint, trial.budget)
-        if self._training.get(key) != trial.id:
+        trainer = self._training.get(key)
+        if trainer is None or trainer.id != trial.id:
             return Settled()
         del self._training[key]
         waiting = self._parked.pop(trial.id, [])
         if ok or not waiting:
             return Settled(reuse=tuple(waiting))
         first, *rest = waiting
-        self._training[key] = first.id
+        self._training[key] = first
         if rest:
             self._parked[first.id] = rest
         return Settled(train=first)

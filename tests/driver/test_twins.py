@@ -146,3 +146,19 @@ def test_a_search_without_max_trials_over_one_architecture_stops_with_a_clear_er
     records = _records(out)  # what came back is stored before the search stops
     assert len(records) >= 1000 and len({r.trial_id for r in records}) == len(records)
     assert [r.trial_id for r in records if not r.reused] == [first.trials[0].id]
+
+
+def test_another_graph_of_the_same_function_trains_rather_than_waits() -> None:
+    """A child's morphism is planned on its parent's own graph: a twin's weights fit only a
+    parent of the same graph, so only the same graph waits."""
+    from morphml_dask.driver._repeats import Twins
+    from morphml_dask.space import ArchGraph, Node
+
+    conv = Node("conv", kernel=3, channels=8)
+    plain = ArchGraph(["input", conv, "output"], [(0, 1), (1, 2)])
+    padded = ArchGraph(["input", conv, Node("identity"), "output"], [(0, 1), (1, 2), (2, 3)])
+    assert plain.fingerprint == padded.fingerprint and plain != padded
+    twins = Twins()
+    first, same, other = Trial("t1", plain, 1), Trial("t2", plain, 1), Trial("t3", padded, 1)
+    assert not twins.park(first) and twins.park(same) and not twins.park(other)
+    assert twins.settle(first, ok=True).reuse == (same,) and len(twins) == 0
