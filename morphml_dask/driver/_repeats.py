@@ -95,11 +95,9 @@ class Repeats:
         reused: list[TrialRecord] = []
         asked = list(asked)
         for trial in asked:
-            stored = self.book.stored(trial.id)
-            record = None if stored is not None else self.reused(trial)
-            if stored is not None:
+            if (stored := self.book.stored(trial.id)) is not None:
                 told.append(stored)
-            elif record is not None:
+            elif (record := self.reused(trial)) is not None:
                 reused.append(record)
             elif not self.twins.park(trial):
                 fresh.append(trial)
